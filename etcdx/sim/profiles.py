@@ -1,0 +1,72 @@
+"""Named fault mixes for the simulator.
+
+A profile fixes how links behave by default and how often the nemesis, which
+wakes every few ticks, partitions the network, crashes or restarts a node,
+changes the membership or moves leadership. The weights are relative.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from etcdx.sim.network import LinkFaults
+
+
+@dataclass(slots=True, frozen=True)
+class Profile:
+    name: str
+    faults: LinkFaults
+    nemesis_every: int = 5  # ticks between nemesis decisions
+    idle: float = 1.0
+    partition: float = 0.0
+    heal: float = 0.0
+    slow_link: float = 0.0
+    crash: float = 0.0
+    restart: float = 0.0
+    membership: float = 0.0
+    transfer: float = 0.0
+    compact_every: int = 0  # applied entries between snapshots (0: never compact)
+
+
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in (
+        Profile("calm", LinkFaults(delay=1, jitter=2), transfer=0.2, compact_every=40),
+        Profile(
+            "lossy",
+            LinkFaults(drop=0.15, duplicate=0.1, delay=1, jitter=15),
+            slow_link=0.5,
+            heal=0.2,
+        ),
+        Profile("partitions", LinkFaults(delay=1, jitter=4), partition=1.0, heal=0.8),
+        Profile(
+            "crashes",
+            LinkFaults(drop=0.02, delay=1, jitter=4),
+            crash=1.0,
+            restart=1.0,
+            compact_every=25,
+        ),
+        Profile(
+            "membership",
+            LinkFaults(drop=0.02, delay=1, jitter=4),
+            membership=1.5,
+            transfer=0.3,
+            partition=0.2,
+            heal=0.4,
+            compact_every=30,
+        ),
+        Profile(
+            "chaos",
+            LinkFaults(drop=0.08, duplicate=0.05, delay=1, jitter=10),
+            nemesis_every=3,
+            partition=0.6,
+            heal=0.6,
+            slow_link=0.3,
+            crash=0.6,
+            restart=0.8,
+            membership=0.6,
+            transfer=0.3,
+            compact_every=20,
+        ),
+    )
+}
