@@ -1,0 +1,179 @@
+"""Valid concurrent etcd histories, made to test and measure the checkers.
+
+Clients issue requests one after another; each request takes effect at one
+instant inside its interval, and a sequential etcd store executed in the order
+of those instants gives every response. The result is linearizable by
+construction, so a checker must accept it, and any mutation of a response is a
+candidate violation.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from etcdx.check.etcd_model import (
+    FRESH_STORE_REVISION,
+    Compare,
+    Delete,
+    DeleteResult,
+    Get,
+    GetResult,
+    KeyValue,
+    LeaseRevoke,
+    Put,
+    PutResult,
+    Range,
+    RangeResult,
+    Txn,
+    TxnResult,
+)
+from etcdx.check.linearizability import Operation
+
+
+@dataclass(slots=True)
+class SequentialEtcd:
+    """etcd's KV semantics for the operations the model knows, one at a time.
+
+    ``events`` records, per created revision, the (key, kv or None for a
+    delete, previous kv) changes, which is what a watcher should see.
+    """
+
+    revision: int = FRESH_STORE_REVISION
+    kvs: dict[str, KeyValue] = field(default_factory=dict)
+    events: dict[int, list[tuple[str, KeyValue | None, KeyValue | None]]] = field(default_factory=dict)
+
+    def apply(self, input: Any) -> Any:
+        if isinstance(input, Put):
+            return PutResult(self._put(input))
+        if isinstance(input, Get):
+            return GetResult(self.kvs.get(input.key), self.revision)
+        if isinstance(input, Delete):
+            deleted = self._delete([input.key])
+            return DeleteResult(deleted, self.revision)
+        if isinstance(input, Range):
+            kvs = {k: v for k, v in self.kvs.items() if k.startswith(input.prefix)}
+            return RangeResult(kvs, self.revision)
+        if isinstance(input, Txn):
+            return self._txn(input)
+        if isinstance(input, LeaseRevoke):
+            self._delete([k for k, v in self.kvs.items() if v.lease == input.lease])
+            return None
+        raise TypeError(f"not an etcd operation: {input!r}")
+
+    def _put(self, input: Put) -> int:
+        self.revision += 1
+        old = self.kvs.get(input.key)
+        if old is None:
+            new = KeyValue(input.value, self.revision, self.revision, 1, input.lease)
+        else:
+            new = KeyValue(input.value, old.create_revision, self.revision, old.version + 1, input.lease)
+        self.kvs[input.key] = new
+        self.events[self.revision] = [(input.key, new, old)]
+        return self.revision
+
+    def _delete(self, keys: list[str]) -> int:
+        present = [k for k in sorted(keys) if k in self.kvs]
+        if present:
+            self.revision += 1
+            self.events[self.revision] = [(k, None, self.kvs.pop(k)) for k in present]
+        return len(present)
+
+    def _txn(self, input: Txn) -> TxnResult:
+        compare = input.compare
+        kv = self.kvs.get(compare.key)
+        if compare.target == "value":
+            holds = kv is not None and _holds(kv.value, compare.result, compare.operand)
+        else:
+            actual = 0 if kv is None else {
+                "version": kv.version,
+                "create": kv.create_revision,
+                "mod": kv.mod_revision,
+            }[compare.target]
+            holds = _holds(actual, compare.result, compare.operand)
+        branch = input.success if holds else input.failure
+        if isinstance(branch, Put):
+            return TxnResult(holds, self._put(branch))
+        if isinstance(branch, Delete):
+            deleted = self._delete([branch.key])
+            return TxnResult(holds, self.revision, deleted=deleted)
+        if isinstance(branch, Get):
+            return TxnResult(holds, self.revision, kv=self.kvs.get(branch.key))
+        return TxnResult(holds, self.revision)
+
+
+def _holds(actual: Any, result: str, operand: Any) -> bool:
+    if result == "=":
+        return actual == operand
+    if result == "!=":
+        return actual != operand
+    if result == "<":
+        return actual < operand
+    return actual > operand
+
+
+@dataclass(slots=True)
+class SyntheticHistory:
+    operations: list[Operation]
+    store: SequentialEtcd  # the store after every operation that took effect
+
+
+def random_etcd_history(
+    rng: random.Random,
+    operations: int,
+    keys: int = 100,
+    clients: int = 8,
+    indeterminate: float = 0.0,
+    leases: bool = False,
+) -> SyntheticHistory:
+    """A linearizable history of ``operations`` requests from ``clients`` clients.
+
+    Keys are ``k/<group>/<n>`` in groups of ten so ranges read one group.
+    With probability ``indeterminate`` a request loses its response; half of
+    those still take effect. Values are unique, as a test harness makes them.
+    """
+    planned: list[tuple[float, int, float, float, bool]] = []
+    clock = [rng.uniform(0, 1) for _ in range(clients)]
+    for n in range(operations):
+        client = n % clients
+        call = clock[client]
+        latency = rng.expovariate(1.0)
+        lost = rng.random() < indeterminate
+        effect = call + rng.uniform(0, latency)
+        planned.append((effect, client, call, call + latency, lost))
+        clock[client] = call + latency + rng.expovariate(4.0)
+    store = SequentialEtcd()
+    history = []
+    lease_ids = [0, 0, 0, 7, 8]  if leases else [0]
+    for number, (effect, client, call, ret, lost) in enumerate(sorted(planned)):
+        input = _random_input(rng, number, keys, lease_ids)
+        takes_effect = not lost or rng.random() < 0.5
+        output = store.apply(input) if takes_effect else None
+        if lost:
+            output, ret = None, math.inf
+        history.append(Operation(client, input, call, output, ret))
+    history.sort(key=lambda op: op.call)
+    return SyntheticHistory(history, store)
+
+
+def _random_input(rng: random.Random, number: int, keys: int, lease_ids: list[int]) -> Any:
+    key = f"k/{rng.randrange(max(1, keys // 10))}/{rng.randrange(min(10, keys))}"
+    value = f"v{number}"
+    kind = rng.random()
+    if kind < 0.30:
+        return Put(key, value, rng.choice(lease_ids))
+    if kind < 0.62:
+        return Get(key)
+    if kind < 0.70:
+        return Delete(key)
+    if kind < 0.90:
+        target = rng.choice(["value", "version", "mod"])
+        operand: Any = rng.choice(["v1", f"v{number - 1}"]) if target == "value" else rng.randrange(0, 4)
+        failure = rng.choice([None, Get(key)])
+        return Txn(Compare(key, target, rng.choice(["=", "!=", "<", ">"]) if target != "value" else "=", operand),
+                   Put(key, value), failure)
+    if kind < 0.97 or len(lease_ids) == 1:
+        return Range(f"k/{rng.randrange(max(1, keys // 10))}/")
+    return LeaseRevoke(rng.choice(lease_ids[3:]))
