@@ -1,0 +1,122 @@
+"""The embedded storage engine: one LMDB environment with etcd's buckets.
+
+Durability contract: the backend runs with ``sync=False, metasync=False``;
+every acknowledged write is already durable in the WAL, and boot replays the
+WAL from ``consistent_index()``. A committed write transaction is in the OS
+page cache, so it survives a process crash (kill -9) intact: LMDB's
+copy-on-write pages and double meta page mean an interrupted write leaves the
+previous committed state. On power loss, transactions committed since the last
+``sync()`` may be lost (the database rolls back to an older consistent state,
+and the WAL replays the difference), which is why the server must call
+``sync()`` before it releases WAL segments that the backend may still need.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import BinaryIO
+
+import lmdb
+
+from etcdx.backend import buckets
+from etcdx.backend.txn import ReadTxn, WriteTxn
+
+_DATA_FILE = "data.mdb"
+
+
+class Backend:
+    """Named buckets in one LMDB environment at directory ``path``."""
+
+    def __init__(self, path: str, *, map_size: int = 64 << 30, readonly: bool = False) -> None:
+        self._path = path
+        self._map_size = map_size
+        self._readonly = readonly
+        if not readonly:
+            os.makedirs(path, exist_ok=True)
+        self._open()
+
+    def _open(self) -> None:
+        self._env = lmdb.open(
+            self._path, map_size=self._map_size, max_dbs=len(buckets.ALL),
+            readonly=self._readonly, sync=False, metasync=False, readahead=False,
+            max_readers=1024, lock=True,
+        )
+        self._dbs = {name: self._env.open_db(name, create=not self._readonly)
+                     for name in buckets.ALL}
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    def read(self) -> ReadTxn:
+        return ReadTxn(self._env.begin(), self._dbs)
+
+    def write(self) -> WriteTxn:
+        """Begin the write transaction; blocks while another one is open."""
+        return WriteTxn(self._env.begin(write=True), self._dbs)
+
+    def consistent_index(self) -> tuple[int, int]:
+        """(index, term) of the last raft entry whose effects are stored; (0, 0) when new."""
+        with self.read() as txn:
+            index = txn.get(buckets.META, buckets.META_CONSISTENT_INDEX)
+            term = txn.get(buckets.META, buckets.META_TERM)
+        return (int.from_bytes(index, "big") if index else 0,
+                int.from_bytes(term, "big") if term else 0)
+
+    def size(self) -> int:
+        """Bytes the database file occupies (etcd's dbSize)."""
+        return os.path.getsize(os.path.join(self._path, _DATA_FILE))
+
+    def size_in_use(self) -> int:
+        """Bytes of pages holding live data (etcd's dbSizeInUse); the rest is free pages."""
+        page_size = self._env.stat()["psize"]
+        with self._env.begin() as txn:
+            stats = [txn.stat(db) for db in self._dbs.values()]
+        stats.append(self._env.stat())
+        pages = sum(s["branch_pages"] + s["leaf_pages"] + s["overflow_pages"] for s in stats)
+        return (pages + 2) * page_size  # + the two meta pages
+
+    def defragment(self) -> None:
+        """Rewrite the database without free pages and swap it in.
+
+        The caller must ensure no transaction of this backend is open; other
+        processes that opened the same path keep reading the old file.
+        """
+        tmp = self._scratch_dir("defrag")
+        try:
+            self._env.copy(tmp, compact=True)
+            self._env.close()
+            os.replace(os.path.join(tmp, _DATA_FILE), os.path.join(self._path, _DATA_FILE))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self._open()
+
+    def snapshot(self, out: BinaryIO) -> None:
+        """Write a consistent point-in-time copy of the database file to ``out``.
+
+        The copy is compacted (no free pages) and opens as a ``Backend``
+        directory's ``data.mdb``.
+        """
+        tmp = self._scratch_dir("snapshot")
+        try:
+            self._env.copy(tmp, compact=True)
+            with open(os.path.join(tmp, _DATA_FILE), "rb") as src:
+                shutil.copyfileobj(src, out, 1 << 20)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _scratch_dir(self, purpose: str) -> str:
+        parent, name = os.path.split(os.path.abspath(self._path))
+        return tempfile.mkdtemp(prefix=f"{name}.{purpose}.", dir=parent)
+
+    def sync(self) -> None:
+        """Flush committed transactions to stable storage (fsync)."""
+        self._env.sync(True)
+
+    def close(self) -> None:
+        """Sync (unless read-only) and close; the backend is unusable afterwards."""
+        if not self._readonly:
+            self.sync()
+        self._env.close()
