@@ -1,0 +1,380 @@
+"""Member processes for tests: a real etcd or an etcdx member on loopback ports.
+
+A `Member` is one server process with its own data dir, client port and peer
+port (chosen free at runtime and kept across restarts, so a restarted member is
+reachable at the same endpoint). The API is deliberately small:
+
+    m = Member("etcdx", base_dir, extra_args=["--max-txn-ops", "4"])
+    m.start()            # spawn, then wait until a Range succeeds (deadline)
+    m.kv.Put(...)        # gRPC stubs: kv, lease, watch, cluster, maintenance
+    m.kill()             # SIGKILL (crash), m.stop() is SIGTERM then SIGKILL
+    m.restart()          # stop + start on the same data dir and ports
+    m.close()            # stop and release channels; idempotent
+    m.log_tail()         # last lines of the member's log file
+
+Every member's stdout/stderr goes to `<base_dir>/<name>.log` (appended across
+restarts, each start marked). A start that fails raises `MemberStartError`
+carrying the log tail. Children get PR_SET_PDEATHSIG so they die with the test
+process even if it is killed. `etcdx_available()` says whether etcdx's server
+module exists; tests skip on etcdx only when it does not.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Iterable, Sequence
+
+import grpc
+
+from etcdx.pb import rpc_pb2, rpc_pb2_grpc
+
+ETCD_BIN = "/usr/bin/etcd"
+ETCDCTL_BIN = "/usr/bin/etcdctl"
+ETCDX_MODULE = "etcdx.server.main"
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+
+
+class MemberStartError(RuntimeError):
+    """The member did not become ready before its deadline (message has the log tail)."""
+
+
+def etcd_available() -> bool:
+    return os.access(ETCD_BIN, os.X_OK)
+
+
+def etcdctl_available() -> bool:
+    return os.access(ETCDCTL_BIN, os.X_OK)
+
+
+def etcdx_available() -> bool:
+    """True when `etcdx.server.main` imports.
+
+    Only a missing module counts as "not available"; any other import error
+    propagates so a broken server fails the tests instead of skipping them.
+    """
+    try:
+        importlib.import_module(ETCDX_MODULE)
+    except ModuleNotFoundError as e:
+        if e.name and ETCDX_MODULE.startswith(e.name):
+            return False
+        raise
+    return True
+
+
+ETCDX_UNAVAILABLE = "etcdx server not available"
+ETCD_UNAVAILABLE = f"real etcd not installed ({ETCD_BIN})"
+
+
+def require(kind: str) -> None:
+    """Skip the calling test when the server `kind` cannot run here.
+
+    etcdx is skipped only while its server module does not exist.
+    """
+    import pytest
+
+    if kind == "etcd" and not etcd_available():
+        pytest.skip(ETCD_UNAVAILABLE)
+    if kind == "etcdx" and not etcdx_available():
+        pytest.skip(ETCDX_UNAVAILABLE)
+    if kind == "etcdctl" and not etcdctl_available():
+        pytest.skip(f"etcdctl not installed ({ETCDCTL_BIN})")
+
+
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fast_tmp_root() -> pathlib.Path | None:
+    """A tmpfs directory for throwaway data dirs, if the machine has one."""
+    shm = pathlib.Path("/dev/shm")
+    return shm if shm.is_dir() and os.access(shm, os.W_OK) else None
+
+
+def _die_with_parent() -> None:
+    # PR_SET_PDEATHSIG = 1: the child gets SIGKILL when the test process dies.
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+class Member:
+    """One etcd-compatible member process; see the module docstring."""
+
+    def __init__(
+        self,
+        kind: str,
+        base_dir: os.PathLike | str,
+        name: str = "m1",
+        extra_args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
+        if kind not in ("etcd", "etcdx"):
+            raise ValueError(f"unknown member kind {kind!r}")
+        self.kind = kind
+        self.name = name
+        self.base_dir = pathlib.Path(base_dir)
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir = self.base_dir / f"{name}.data"
+        self.log_path = self.base_dir / f"{name}.log"
+        self.extra_args = list(extra_args)
+        self.env = env
+        self.client_port = free_port()
+        self.peer_port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self._channel: grpc.Channel | None = None
+        self._starts = 0
+
+    # -- addresses -------------------------------------------------------------
+    @property
+    def endpoint(self) -> str:
+        """host:port for gRPC clients and `etcdctl --endpoints`."""
+        return f"127.0.0.1:{self.client_port}"
+
+    @property
+    def client_url(self) -> str:
+        return f"http://127.0.0.1:{self.client_port}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"http://127.0.0.1:{self.peer_port}"
+
+    def command(self) -> list[str]:
+        """The command line (etcd's flags; etcdx accepts the same ones)."""
+        flags = [
+            "--name", self.name,
+            "--data-dir", str(self.data_dir),
+            "--listen-client-urls", self.client_url,
+            "--advertise-client-urls", self.client_url,
+            "--listen-peer-urls", self.peer_url,
+            "--initial-advertise-peer-urls", self.peer_url,
+            "--initial-cluster", f"{self.name}={self.peer_url}",
+            *self.extra_args,
+        ]
+        if self.kind == "etcd":
+            return [ETCD_BIN, *flags]
+        return [sys.executable, "-m", ETCDX_MODULE, *flags]
+
+    # -- lifecycle -------------------------------------------------------------
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def is_running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout: float = START_TIMEOUT, wait: bool = True) -> "Member":
+        """Spawn the process (on the same data dir and ports as before) and wait until ready.
+
+        On the very first start, a port taken by someone else between choosing
+        and binding is retried with fresh ports.
+        """
+        if self.is_running():
+            raise RuntimeError(f"{self} is already running")
+        for attempt in range(3):
+            self._spawn()
+            if not wait:
+                return self
+            try:
+                self.wait_ready(timeout)
+                return self
+            except MemberStartError:
+                in_use = "address already in use" in self.log_tail(40).lower()
+                self._terminate(signal.SIGKILL)
+                if not (in_use and self._starts == 1 and attempt < 2):
+                    raise
+                self.client_port, self.peer_port = free_port(), free_port()
+                if self.data_dir.exists():
+                    shutil.rmtree(self.data_dir)
+                self._starts = 0
+        raise AssertionError("unreachable")
+
+    def _spawn(self) -> None:
+        self._close_channel()
+        self._starts += 1
+        env = dict(os.environ)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        if self.kind == "etcdx":
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        if self.env:
+            env.update(self.env)
+        with open(self.log_path, "ab") as log:
+            log.write(f"\n===== start #{self._starts} of {self.kind} {self.name}: {' '.join(self.command())}\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(
+                self.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=str(self.base_dir),
+                preexec_fn=_die_with_parent,
+            )
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
+        """Wait until a Range succeeds; raise MemberStartError with the log tail otherwise."""
+        deadline = time.monotonic() + timeout
+        last_error: Exception | None = None
+        while time.monotonic() < deadline:
+            if not self.is_running():
+                raise MemberStartError(
+                    f"{self} exited with code {self.proc.returncode if self.proc else None} before ready\n"
+                    f"--- log tail ({self.log_path}) ---\n{self.log_tail()}"
+                )
+            try:
+                self.kv.Range(rpc_pb2.RangeRequest(key=b"__ready_probe__"), timeout=1.0)
+                return
+            except grpc.RpcError as e:
+                last_error = e
+                time.sleep(0.05)
+        raise MemberStartError(
+            f"{self} not ready after {timeout}s (last error: {last_error!r})\n"
+            f"--- log tail ({self.log_path}) ---\n{self.log_tail()}"
+        )
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
+        """Graceful stop: SIGTERM, then SIGKILL after `timeout`. Returns the exit code."""
+        return self._terminate(signal.SIGTERM, timeout)
+
+    def kill(self) -> int | None:
+        """Crash the member: SIGKILL and reap. Returns the exit code."""
+        return self._terminate(signal.SIGKILL)
+
+    def restart(self, timeout: float = START_TIMEOUT, hard: bool = False) -> "Member":
+        """Stop (SIGKILL if `hard`, else SIGTERM) and start again on the same data dir."""
+        if hard:
+            self.kill()
+        else:
+            self.stop()
+        return self.start(timeout)
+
+    def close(self) -> None:
+        """Stop the process if running and release the channel. Safe to call twice."""
+        self.stop()
+        self._close_channel()
+
+    def _terminate(self, sig: int, timeout: float = STOP_TIMEOUT) -> int | None:
+        self._close_channel()
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            try:
+                self.proc.send_signal(sig)
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(STOP_TIMEOUT)
+            except ProcessLookupError:
+                pass
+        return self.proc.returncode
+
+    # -- logs --------------------------------------------------------------------
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    # -- gRPC --------------------------------------------------------------------
+    @property
+    def channel(self) -> grpc.Channel:
+        if self._channel is None:
+            self._channel = grpc.insecure_channel(
+                self.endpoint,
+                options=[
+                    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                    ("grpc.enable_retries", 0),
+                ],
+            )
+        return self._channel
+
+    def _close_channel(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+
+    @property
+    def kv(self) -> rpc_pb2_grpc.KVStub:
+        return rpc_pb2_grpc.KVStub(self.channel)
+
+    @property
+    def lease(self) -> rpc_pb2_grpc.LeaseStub:
+        return rpc_pb2_grpc.LeaseStub(self.channel)
+
+    @property
+    def watch(self) -> rpc_pb2_grpc.WatchStub:
+        return rpc_pb2_grpc.WatchStub(self.channel)
+
+    @property
+    def cluster(self) -> rpc_pb2_grpc.ClusterStub:
+        return rpc_pb2_grpc.ClusterStub(self.channel)
+
+    @property
+    def maintenance(self) -> rpc_pb2_grpc.MaintenanceStub:
+        return rpc_pb2_grpc.MaintenanceStub(self.channel)
+
+    def __repr__(self) -> str:
+        state = f"pid {self.pid}" if self.is_running() else "stopped"
+        return f"<{self.kind} member {self.name} at {self.endpoint}, {state}>"
+
+
+def start_members(members: Iterable[Member], timeout: float = START_TIMEOUT) -> None:
+    """Spawn several members at once, then wait for each (startups overlap)."""
+    members = list(members)
+    for m in members:
+        m.start(wait=False)
+    try:
+        for m in members:
+            m.wait_ready(timeout)
+    except MemberStartError:
+        for m in members:
+            m.kill()
+        raise
+
+
+class MemberGroup:
+    """Owns members created through it and closes all of them on `close()`.
+
+    Fixtures hand one out so a test can make members with custom flags
+    (`group.new("etcdx", extra_args=[...])`) without leaking processes.
+    """
+
+    def __init__(self, base_dir: os.PathLike | str) -> None:
+        self.base_dir = pathlib.Path(base_dir)
+        self.members: list[Member] = []
+
+    def new(self, kind: str, name: str | None = None, start: bool = True, **kwargs) -> Member:
+        name = name or f"{kind}{len(self.members) + 1}"
+        m = Member(kind, self.base_dir / name, name=name, **kwargs)
+        self.members.append(m)
+        if start:
+            m.start()
+        return m
+
+    def close(self) -> None:
+        for m in self.members:
+            m.close()
+        self.members.clear()
+
+    def __enter__(self) -> "MemberGroup":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
