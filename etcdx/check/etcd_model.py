@@ -4,7 +4,7 @@ Revisions are global, so a per-key search alone cannot see a history where two
 keys disagree about the order of writes. The model therefore checks in two
 layers, and the pair is sound:
 
-* ``partition`` runs a linear pass over the whole history (``revision_violations``):
+* ``history_violations`` makes one O(n log n) pass over the whole history:
   write revisions are unique, every revision between the first and the last is
   taken by some write (a revision no acknowledged write took must be explained
   by a write whose response was lost, called before anyone saw that revision),
@@ -166,13 +166,6 @@ class _RevokeSlice:
     lease: int
 
 
-@dataclass(frozen=True, slots=True)
-class _RevisionViolation:
-    """Stands for a failed whole-history revision check inside the search."""
-
-    message: str
-
-
 class _KeyState(NamedTuple):
     kv: KeyValue | None
     floor: int  # highest revision known to be reached, a lower bound
@@ -183,12 +176,6 @@ class EtcdModel:
         self.initial_revision = initial_revision
 
     def partition(self, history: list[Operation]) -> list[list[Operation]]:
-        problems = revision_violations(history, self.initial_revision)
-        if problems:
-            blamed, message = problems[0]
-            # A finite return time keeps the stand-in from being skipped as optional.
-            end = blamed.return_time if blamed.return_time < math.inf else blamed.call
-            return [[replace(blamed, input=_RevisionViolation(message), output=None, return_time=end)]]
         keys = {_key_of(op.input) for op in history if not isinstance(op.input, (Range, LeaseRevoke))}
         leased: dict[int, set[str]] = defaultdict(set)
         for op in history:
@@ -211,6 +198,9 @@ class EtcdModel:
                 by_key[_key_of(input)].append(op)
         return list(by_key.values())
 
+    def history_violations(self, history: list[Operation]) -> list[str]:
+        return revision_violations(history, self.initial_revision)
+
     def init(self) -> Hashable:
         return _KeyState(None, self.initial_revision)
 
@@ -229,8 +219,6 @@ class EtcdModel:
             if state.kv is not None and state.kv.lease == input.lease:
                 return True, _KeyState(None, state.floor + 1)
             return True, state
-        if isinstance(input, _RevisionViolation):
-            return False, state
         raise TypeError(f"not an etcd operation: {input!r}")
 
     def describe(self, op: Operation) -> str:
@@ -239,8 +227,6 @@ class EtcdModel:
 
 def describe_etcd(input: Any, output: Any) -> str:
     """A one-line rendering of an operation in etcd terms."""
-    if isinstance(input, _RevisionViolation):
-        return input.message
     if isinstance(input, Put):
         lease = f", lease={input.lease:x}" if input.lease else ""
         return f"put({input.key!r}, {input.value!r}{lease}) -> {_result(output)}"
@@ -458,26 +444,22 @@ def _may_write(input: Any) -> bool:
     return isinstance(input, (Put, Delete, LeaseRevoke))
 
 
-def revision_violations(
-    history: list[Operation], initial_revision: int = FRESH_STORE_REVISION
-) -> list[tuple[Operation, str]]:
-    """The whole-history revision checks, each violation with the operation it blames.
+def revision_violations(history: list[Operation], initial_revision: int = FRESH_STORE_REVISION) -> list[str]:
+    """The whole-history revision checks, one line per violation.
 
     Runs in O(n log n): unique write revisions, no unexplained gaps, and
     revisions non-decreasing along real time (strictly increasing into a write).
     """
-    problems: list[tuple[Operation, str]] = []
+    problems: list[str] = []
     known = [(op, *fp) for op in history if (fp := _footprint(op.input, op.output))]
     writer: dict[int, Operation] = {}
     for op, kind, revision in known:
         if revision < initial_revision or (kind == "write" and revision == initial_revision):
-            problems.append((op, f"revision {revision} is at or before the initial revision: {_brief(op)}"))
+            problems.append(f"revision {revision} is at or before the initial revision: {_brief(op)}")
         if kind != "write":
             continue
         if revision in writer:
-            problems.append(
-                (op, f"revision {revision} created twice: by {_brief(writer[revision])} and by {_brief(op)}")
-            )
+            problems.append(f"revision {revision} created twice: by {_brief(writer[revision])} and by {_brief(op)}")
         writer[revision] = op
     problems += _unexplained_gaps(history, known, writer, initial_revision)
     problems += _real_time_inversions(known)
@@ -489,7 +471,7 @@ def _unexplained_gaps(
     known: list[tuple[Operation, str, int]],
     writer: dict[int, Operation],
     initial_revision: int,
-) -> list[tuple[Operation, str]]:
+) -> list[str]:
     """Every revision up to the highest seen was created by some write.
 
     A revision without an acknowledged write must be taken by a write of
@@ -518,11 +500,11 @@ def _unexplained_gaps(
             used += 1
             continue
         witness = by_revision[cursor][0]
-        return [(witness, f"revision {gap} was created by no write that could have taken it, yet {_brief(witness)} saw it")]
+        return [f"revision {gap} was created by no write that could have taken it, yet {_brief(witness)} saw it"]
     return []
 
 
-def _real_time_inversions(known: list[tuple[Operation, str, int]]) -> list[tuple[Operation, str]]:
+def _real_time_inversions(known: list[tuple[Operation, str, int]]) -> list[str]:
     """If A returned before B was called then rev(A) <= rev(B), strictly if B writes."""
     events = sorted(
         [(op.call, 0, n) for n, (op, _, _) in enumerate(known)]
@@ -540,11 +522,8 @@ def _real_time_inversions(known: list[tuple[Operation, str, int]]) -> list[tuple
             continue
         if revision < highest or (kind == "write" and revision == highest):
             return [
-                (
-                    op,
-                    f"revision went backwards in real time: {_brief(highest_op)} returned "
-                    f"at {highest_op.return_time:g} before {_brief(op)} was called at {op.call:g}",
-                )
+                f"revision went backwards in real time: {_brief(highest_op)} returned "
+                f"at {highest_op.return_time:g} before {_brief(op)} was called at {op.call:g}"
             ]
     return []
 

@@ -63,6 +63,16 @@ class Model(Protocol):
     def describe(self, op: Operation) -> str: ...
 
 
+class HistoryWideModel(Model, Protocol):
+    """A model with properties no single partition can see (etcd's global revision).
+
+    ``check_operations`` calls ``history_violations`` before the search; any
+    violation it returns fails the check with that text.
+    """
+
+    def history_violations(self, history: list[Operation]) -> list[str]: ...
+
+
 @dataclass(slots=True)
 class CheckResult:
     """``ok`` is None when the check ran out of time before deciding.
@@ -92,6 +102,11 @@ def check_operations(
         if not op.call <= op.return_time:
             raise ValueError(f"operation returns before it is called: {op!r}")
     deadline = math.inf if timeout is None else time.monotonic() + timeout
+    history_violations = getattr(model, "history_violations", None)
+    if history_violations is not None:
+        problems = history_violations(history)
+        if problems:
+            return CheckResult(False, "\n".join(problems))
     partitions = [p for p in model.partition(history) if p]
     for number, ops in enumerate(partitions):
         try:
