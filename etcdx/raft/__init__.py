@@ -1,0 +1,72 @@
+"""The Raft consensus core: a pure, deterministic state machine (no I/O, clock or threads).
+
+Hosts drive a ``RawNode``: tick it, step network messages into it, propose,
+and run the Ready loop described in ``etcdx.raft.rawnode``.
+"""
+
+from etcdx.raft.config import Config
+from etcdx.raft.errors import (
+    CompactedError,
+    ConfChangeError,
+    ProposalDropped,
+    RaftError,
+    SnapOutOfDateError,
+    StepLocalMessageError,
+    UnavailableError,
+)
+from etcdx.raft.rawnode import RawNode, Ready, Status
+from etcdx.raft.read_only import ReadOnlyOption
+from etcdx.raft.storage import MemoryStorage, Storage
+from etcdx.raft.types import (
+    NONE,
+    ConfChange,
+    ConfChangeSingle,
+    ConfChangeTransition,
+    ConfChangeType,
+    ConfChangeV2,
+    ConfState,
+    Entry,
+    EntryType,
+    HardState,
+    Message,
+    MessageType,
+    ReadState,
+    Snapshot,
+    SnapshotMetadata,
+    SoftState,
+    StateType,
+)
+
+__all__ = [
+    "NONE",
+    "CompactedError",
+    "ConfChange",
+    "ConfChangeError",
+    "ConfChangeSingle",
+    "ConfChangeTransition",
+    "ConfChangeType",
+    "ConfChangeV2",
+    "ConfState",
+    "Config",
+    "Entry",
+    "EntryType",
+    "HardState",
+    "MemoryStorage",
+    "Message",
+    "MessageType",
+    "ProposalDropped",
+    "RaftError",
+    "RawNode",
+    "ReadOnlyOption",
+    "ReadState",
+    "Ready",
+    "SnapOutOfDateError",
+    "Snapshot",
+    "SnapshotMetadata",
+    "SoftState",
+    "StateType",
+    "Status",
+    "StepLocalMessageError",
+    "Storage",
+    "UnavailableError",
+]
