@@ -692,10 +692,9 @@ class Raft:
             # Only a leader of this term sends snapshots, so we cannot be a candidate now; be defensive.
             self.become_follower(self.term + 1, NONE)
             return False
+        # The snapshot's configuration may not include us yet: a member added after the snapshot
+        # was taken learns of its own addition from the entries that follow it.
         cs = md.conf_state
-        if self.id not in cs.voters and self.id not in cs.learners and self.id not in cs.voters_outgoing:
-            # A snapshot of a configuration we are not in; ignore it rather than lose our membership.
-            return False
         if self.log.match_term(md.index, md.term):
             # We already have the snapshot's last entry: just fast-forward the commit index.
             self.log.commit_to(md.index)
