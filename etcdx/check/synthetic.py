@@ -31,6 +31,7 @@ from etcdx.check.etcd_model import (
     TxnResult,
 )
 from etcdx.check.linearizability import Operation
+from etcdx.check.watch import DELETE, NODELETE, NOPUT, PUT, Change, Event, WatchRequest, WatchResponse
 
 
 @dataclass(slots=True)
@@ -62,6 +63,34 @@ class SequentialEtcd:
             self._delete([k for k, v in self.kvs.items() if v.lease == input.lease])
             return None
         raise TypeError(f"not an etcd operation: {input!r}")
+
+    def changes(self) -> dict[int, list[Change]]:
+        """The write history as the watch checker takes it."""
+        return {
+            revision: [Change(key, None if new is None else new.value, 0 if new is None else new.lease)
+                       for key, new, _ in changes]
+            for revision, changes in self.events.items()
+        }
+
+    def watch(self, request: WatchRequest, rng: random.Random, progress: float = 0.1) -> list[WatchResponse]:
+        """A correct watch stream for ``request``: one response per revision with
+        matching events, and with probability ``progress`` a progress
+        notification after each revision."""
+        start = request.start_revision or self.revision + 1
+        responses = [WatchResponse(created=True, header_revision=start - 1)]
+        for revision in range(start, self.revision + 1):
+            events = tuple(
+                _event(revision, key, new, old, request.prev_kv)
+                for key, new, old in self.events.get(revision, [])
+                if request.covers(key)
+                and not (new is not None and NOPUT in request.filters)
+                and not (new is None and NODELETE in request.filters)
+            )
+            if events:
+                responses.append(WatchResponse(events))
+            if rng.random() < progress:
+                responses.append(WatchResponse(header_revision=revision))
+        return responses
 
     def _put(self, input: Put) -> int:
         self.revision += 1
@@ -102,6 +131,13 @@ class SequentialEtcd:
         if isinstance(branch, Get):
             return TxnResult(holds, self.revision, kv=self.kvs.get(branch.key))
         return TxnResult(holds, self.revision)
+
+
+def _event(revision: int, key: str, new: KeyValue | None, old: KeyValue | None, prev_kv: bool) -> Event:
+    prev = old if prev_kv else None
+    if new is None:
+        return Event(DELETE, key, revision, prev_kv=prev)
+    return Event(PUT, key, revision, new.value, new.create_revision, new.version, new.lease, prev)
 
 
 def _holds(actual: Any, result: str, operand: Any) -> bool:
