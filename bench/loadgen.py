@@ -399,6 +399,7 @@ async def run_watch(args) -> dict:
 def _report(workload: str, args, tally: Tally) -> dict:
     elapsed = max(1e-9, tally.finished - tally.started)
     ok = len(tally.latencies)
+    cpu = time.process_time() - _CPU_AT_START
     return {
         "workload": workload,
         "endpoints": args.endpoints,
@@ -413,9 +414,15 @@ def _report(workload: str, args, tally: Tally) -> dict:
         "throughput": ok / elapsed,
         "latency": latency_summary(tally.latencies),
         "errors": dict(tally.errors),
+        # CPU this client process spent (setup included): its own cost per request,
+        # so 1e6 / client_cpu_us_per_req is the most one core of this client can issue.
+        "client_cpu_s": cpu,
+        "client_cpu_us_per_req": cpu / max(1, ok + sum(tally.errors.values())) * 1e6,
         "_raw": tally.latencies,
     }
 
+
+_CPU_AT_START = time.process_time()
 
 WORKLOADS = {"put": run_put, "range": run_range, "watch": run_watch}
 
@@ -483,7 +490,9 @@ def run_multiprocess(args) -> dict:
         "throughput": sum(r["throughput"] for r in results),
         "latency": latency_summary(raw),
         "errors": dict(errors),
+        "client_cpu_s": sum(r["client_cpu_s"] for r in results),
     })
+    merged["client_cpu_us_per_req"] = merged["client_cpu_s"] / max(1, len(raw) + sum(errors.values())) * 1e6
     return merged
 
 
@@ -505,7 +514,7 @@ def format_report(r: dict) -> str:
         label = "since put ack"
     else:
         lines.append(f"  requests:  {r['requests_ok']} ok, {r['requests_failed']} failed in {r['elapsed_s']:.2f} s")
-        lines.append(f"  throughput: {r['throughput']:.1f} req/s")
+        lines.append(f"  throughput: {r['throughput']:.1f} req/s  (client CPU {r['client_cpu_us_per_req']:.0f} us/req)")
         label = "latency"
     lat = r["latency"]
     lines.append(f"  {label} ms: mean {lat['mean_ms']:.2f}  p50 {lat['p50_ms']:.2f}  p90 {lat['p90_ms']:.2f}  "

@@ -1,0 +1,280 @@
+"""Server and tool processes for the benchmarks: start, wait until ready, measure, always clean up.
+
+Every process is started in its own session (so its whole process group can be
+signalled) and asks the kernel to SIGKILL it if the benchmark process dies.  The
+groups still alive are killed at interpreter exit and on SIGINT/SIGTERM.
+"""
+from __future__ import annotations
+
+import atexit
+import ctypes
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from etcdx.pb import rpc_pb2, rpc_pb2_grpc  # noqa: E402
+
+_live_groups: set[int] = set()
+
+
+def _kill_all_groups() -> None:
+    for pgid in list(_live_groups):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        _live_groups.discard(pgid)
+
+
+def _on_signal(signum, _frame) -> None:
+    _kill_all_groups()
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+atexit.register(_kill_all_groups)
+signal.signal(signal.SIGTERM, _on_signal)
+
+
+def _die_with_parent() -> None:
+    try:  # PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _spawn(cmd: list[str], log, env=None, cwd=None) -> subprocess.Popen:
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=cwd,
+                            start_new_session=True, preexec_fn=_die_with_parent)
+    _live_groups.add(proc.pid)
+    return proc
+
+
+def _end_group(proc: subprocess.Popen, sig: int, timeout: float) -> tuple[int | None, float]:
+    """Signals the process group, waits for the leader; SIGKILLs the group after `timeout`.
+
+    Returns (exit code, seconds the leader took to exit).
+    """
+    t0 = time.monotonic()
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+    try:
+        code = proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        code = None
+    elapsed = time.monotonic() - t0
+    try:  # whatever is left of the group (workers, or a leader that ignored sig)
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    if code is None:
+        code = proc.wait()
+    _live_groups.discard(proc.pid)
+    return code, elapsed
+
+
+def run_tool(cmd: list[str], timeout: float) -> tuple[int | None, str, bool]:
+    """Runs a load tool to completion; returns (exit code, stdout+stderr, timed out)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True, preexec_fn=_die_with_parent, cwd=str(REPO_ROOT))
+    _live_groups.add(proc.pid)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+        return proc.returncode, out.decode(errors="replace"), False
+    except subprocess.TimeoutExpired:
+        _end_group(proc, signal.SIGINT, 5)
+        out, _ = proc.communicate()
+        return None, out.decode(errors="replace"), True
+    finally:
+        if proc.poll() is None:
+            _end_group(proc, signal.SIGKILL, 5)
+        _live_groups.discard(proc.pid)
+
+
+def _proc_status(pid: int) -> dict[str, int]:
+    """VmRSS, VmHWM, RssAnon, RssFile of one process, in KiB (empty if it is gone)."""
+    fields = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                name, _, rest = line.partition(":")
+                if name in ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem"):
+                    fields[name] = int(rest.split()[0])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return fields
+
+
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def dir_size_bytes(path: Path) -> int:
+    """Disk usage of a directory tree (du -s, in bytes: allocated blocks, as `du` reports)."""
+    out = subprocess.run(["du", "-s", "--block-size=1", str(path)], capture_output=True, text=True, check=True)
+    return int(out.stdout.split()[0])
+
+
+def dir_apparent_bytes(path: Path) -> int:
+    out = subprocess.run(["du", "-s", "--apparent-size", "--block-size=1", str(path)],
+                         capture_output=True, text=True, check=True)
+    return int(out.stdout.split()[0])
+
+
+class ServerStartError(RuntimeError):
+    pass
+
+
+class Server:
+    """One single-member server (etcd or etcdx) built from a command template.
+
+    The template is a shell-like string whose {placeholders} are filled in:
+    {python} {etcd} {name} {data_dir} {client_url} {peer_url} {client_port} {peer_port}.
+    """
+
+    def __init__(self, label: str, template: str, workdir: Path, name: str = "bench"):
+        self.label = label
+        self.template = template
+        self.workdir = workdir
+        self.name = name
+        self.data_dir = workdir / f"{label}.data"
+        self.log_path = workdir / f"{label}.log"
+        self.client_port = free_port()
+        self.peer_port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.started_at = 0.0
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.client_port}"
+
+    def command(self) -> list[str]:
+        values = {
+            "python": sys.executable,
+            "etcd": shutil.which("etcd") or "/usr/bin/etcd",
+            "name": self.name,
+            "data_dir": str(self.data_dir),
+            "client_url": f"http://127.0.0.1:{self.client_port}",
+            "peer_url": f"http://127.0.0.1:{self.peer_port}",
+            "client_port": str(self.client_port),
+            "peer_port": str(self.peer_port),
+        }
+        return [arg.format(**values) for arg in shlex.split(self.template)]
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, fresh: bool = False) -> None:
+        if self.running():
+            raise RuntimeError(f"{self.label} already running")
+        if fresh and self.data_dir.exists():
+            shutil.rmtree(self.data_dir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        with open(self.log_path, "ab") as log:
+            log.write(f"\n===== {time.strftime('%H:%M:%S')} {shlex.join(self.command())}\n".encode())
+            log.flush()
+            self.started_at = time.monotonic()
+            self.proc = _spawn(self.command(), log, env=env, cwd=str(self.workdir))
+
+    def wait_ready(self, timeout: float) -> float:
+        """Polls a linearizable Range until one succeeds; returns seconds since start()."""
+        opts = [("grpc.initial_reconnect_backoff_ms", 20), ("grpc.min_reconnect_backoff_ms", 20),
+                ("grpc.max_reconnect_backoff_ms", 100), ("grpc.use_local_subchannel_pool", 1)]
+        deadline = self.started_at + timeout
+        last = None
+        with grpc.insecure_channel(self.endpoint, options=opts) as ch:
+            kv = rpc_pb2_grpc.KVStub(ch)
+            while time.monotonic() < deadline:
+                if not self.running():
+                    raise ServerStartError(f"{self.label} exited with code {self.proc.returncode} before it "
+                                           f"served a Range\n{self.log_tail()}")
+                try:
+                    kv.Range(rpc_pb2.RangeRequest(key=b"__bench_ready__"), timeout=1.0)
+                    return time.monotonic() - self.started_at
+                except grpc.RpcError as exc:
+                    last = exc
+                    time.sleep(0.01)
+        raise ServerStartError(f"{self.label} not ready after {timeout}s (last error: {last!r})\n{self.log_tail()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> tuple[int | None, float]:
+        """Stops the whole process group; returns (exit code, seconds until the server exited)."""
+        if self.proc is None:
+            return None, 0.0
+        if self.proc.poll() is not None:
+            _live_groups.discard(self.proc.pid)
+            return self.proc.returncode, 0.0
+        return _end_group(self.proc, sig, timeout)
+
+    def memory(self) -> dict[str, int]:
+        """KiB of the server process plus its descendants (VmRSS, RssAnon, RssFile; VmHWM of the main one)."""
+        if not self.running():
+            return {}
+        pids = [self.proc.pid, *descendants(self.proc.pid)]
+        total = {"VmRSS": 0, "RssAnon": 0, "RssFile": 0, "RssShmem": 0}
+        for pid in pids:
+            st = _proc_status(pid)
+            for k in total:
+                total[k] += st.get(k, 0)
+        total["VmHWM_main"] = _proc_status(self.proc.pid).get("VmHWM", 0)
+        total["processes"] = len(pids)
+        return total
+
+    def channel(self) -> grpc.Channel:
+        """A new channel to the server (use it as a context manager)."""
+        return grpc.insecure_channel(self.endpoint, options=[("grpc.max_receive_message_length", 64 << 20)])
+
+    def put(self, key: bytes, value: bytes, timeout: float = 30.0) -> None:
+        with self.channel() as ch:
+            rpc_pb2_grpc.KVStub(ch).Put(rpc_pb2.PutRequest(key=key, value=value), timeout=timeout)
+
+    def count_keys(self, timeout: float = 120.0) -> int:
+        """Number of keys in the whole key space (count_only Range over everything)."""
+        with self.channel() as ch:
+            resp = rpc_pb2_grpc.KVStub(ch).Range(
+                rpc_pb2.RangeRequest(key=b"\x00", range_end=b"\x00", count_only=True), timeout=timeout)
+            return resp.count
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                return b"".join(f.readlines()[-lines:]).decode(errors="replace")
+        except FileNotFoundError:
+            return ""

@@ -1,0 +1,451 @@
+#!/usr/bin/env python3
+"""Runs the same workloads against the real etcd and against etcdx, one after the other,
+and prints each figure side by side with the ratio etcdx/etcd.
+
+Scenarios (--scenarios, comma-separated; default put,range,watch,bulk):
+  put      Put throughput and latency with 1, 64 and 256 clients (etcd's Go benchmark tool).
+  range    Single-key Range, linearizable and serializable, 256 clients (Go tool).
+  watch    Watch delivery latency at a fixed put rate, and events/s unthrottled (bench/loadgen.py).
+  loadgen  Put and serializable Range at 64 clients driven by bench/loadgen.py (the Python client).
+  bulk     Load --keys keys of 256 B, then RSS and data-dir size, SIGTERM, restart, time to
+           the first successful Range, and the key count after the restart.
+
+Each server starts on a fresh data dir on free loopback ports.  Throughput and
+latency come from etcd's Go tool at bench/out/benchmark when it exists (build it with
+/work/shared/tools/build-etcd-benchmark.sh bench/out/benchmark), else from loadgen.py.
+Results go to bench/out/results-<timestamp>.json as well.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR))
+
+import _procs  # noqa: E402
+from _procs import Server, ServerStartError, run_tool  # noqa: E402
+
+OUT_DIR = BENCH_DIR / "out"
+GO_TOOL = OUT_DIR / "benchmark"
+LOADGEN = BENCH_DIR / "loadgen.py"
+
+_FLAGS = ("--name {name} --data-dir {data_dir} --listen-client-urls {client_url} "
+          "--advertise-client-urls {client_url} --listen-peer-urls {peer_url} "
+          "--initial-advertise-peer-urls {peer_url} --initial-cluster {name}={peer_url}")
+ETCD_CMD = "{etcd} " + _FLAGS
+ETCDX_CMD = "{python} -m etcdx.server.main " + _FLAGS
+
+VAL_SIZE = 256
+KEY_SIZE = 8
+RANGE_KEY = "bench-range-key"
+
+# Per scenario: totals for --quick and for a full run.
+SIZES = {
+    "quick": dict(put1=300, put64=3000, put256=6000, range=6000, watch_lat=200, watch_rate=100,
+                  watch_watchers=20, watch_thru=500, keys=20000, loadgen=3000),
+    "full": dict(put1=10000, put64=60000, put256=150000, range=150000, watch_lat=2000, watch_rate=200,
+                 watch_watchers=100, watch_thru=4000, keys=1000000, loadgen=30000),
+}
+
+
+# ----------------------------------------------------------------------------- tools
+
+def parse_go_benchmark(out: str) -> dict:
+    """Figures from the Summary / Latency distribution / Error distribution of etcd's Go tool."""
+    res: dict = {}
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if m:
+        res["throughput"] = float(m.group(1))
+    m = re.search(r"Total:\s+([\d.]+) secs", out)
+    if m:
+        res["elapsed_s"] = float(m.group(1))
+    for name, key in (("Slowest", "max_ms"), ("Average", "mean_ms")):
+        m = re.search(rf"{name}:\s+([\d.]+) secs", out)
+        if m:
+            res[key] = float(m.group(1)) * 1000
+    for pct, secs in re.findall(r"^\s*([\d.]+)% in ([\d.]+) secs", out, re.M):
+        res[f"p{pct.replace('.', '')}_ms"] = float(secs) * 1000
+    errs = {}
+    if "Error distribution" in out:
+        for n, msg in re.findall(r"^\s*\[(\d+)\]\s+(.+)$", out.split("Error distribution", 1)[1], re.M):
+            errs[msg.strip()] = int(n)
+    res["errors"] = errs
+    return res
+
+
+def go_tool(endpoint: str, clients: int, conns: int, sub: list[str], timeout: float) -> dict:
+    cmd = [str(GO_TOOL), "--endpoints", endpoint, "--clients", str(clients), "--conns", str(conns),
+           "--precise", *sub]
+    code, out, timed_out = run_tool(cmd, timeout)
+    res = parse_go_benchmark(out)
+    res.update({"tool": "go", "command": shlex.join(cmd), "exit_code": code, "timed_out": timed_out})
+    if code != 0 or "throughput" not in res:
+        res["failure"] = ("timed out" if timed_out else f"exit code {code}") + ": " + out[-800:]
+    return res
+
+
+def loadgen(endpoint: str, workload: str, opts: list[str], timeout: float) -> dict:
+    cmd = [sys.executable, str(LOADGEN), workload, "--endpoints", endpoint, "--json", *opts]
+    code, out, timed_out = run_tool(cmd, timeout)
+    res: dict = {}
+    for line in reversed(out.splitlines()):
+        if line.startswith("{"):
+            res = json.loads(line)
+            break
+    if res:
+        lat = res.get("latency", {})
+        res.update({k: v for k, v in lat.items() if k.endswith("_ms")})
+    res.update({"tool": "loadgen", "command": shlex.join(cmd), "exit_code": code, "timed_out": timed_out})
+    if code != 0 or "throughput" not in res:
+        res["failure"] = ("timed out" if timed_out else f"exit code {code}") + ": " + out[-800:]
+    return res
+
+
+# ----------------------------------------------------------------------------- scenarios
+
+class Runner:
+    def __init__(self, args):
+        self.args = args
+        self.sizes = dict(SIZES["quick" if args.quick else "full"])
+        if args.keys:
+            self.sizes["keys"] = args.keys
+        self.use_go = args.tool == "go" or (args.tool == "auto" and GO_TOOL.exists())
+        if args.tool == "go" and not GO_TOOL.exists():
+            raise SystemExit(f"{GO_TOOL} missing: /work/shared/tools/build-etcd-benchmark.sh {GO_TOOL}")
+        self.timeout = args.workload_timeout
+
+    def log(self, msg: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+    def put(self, srv: Server, clients: int, conns: int, total: int) -> dict:
+        if self.use_go:
+            return go_tool(srv.endpoint, clients, conns,
+                           ["put", "--key-size", str(KEY_SIZE), "--val-size", str(VAL_SIZE), "--total", str(total),
+                            "--sequential-keys", "--key-space-size", str(total)], self.timeout)
+        return loadgen(srv.endpoint, "put", self._py_opts(clients, conns, total) +
+                       ["--sequential-keys", "--key-space", str(total)], self.timeout)
+
+    def range(self, srv: Server, consistency: str, clients: int, conns: int, total: int) -> dict:
+        if self.use_go:
+            return go_tool(srv.endpoint, clients, conns,
+                           ["range", RANGE_KEY, "--consistency", consistency, "--total", str(total)], self.timeout)
+        return loadgen(srv.endpoint, "range", self._py_opts(clients, conns, total) +
+                       ["--consistency", consistency, "--key", RANGE_KEY], self.timeout)
+
+    def _py_opts(self, clients, conns, total) -> list[str]:
+        procs = 2 if clients >= 64 else 1  # one Python process tops out near 9-10k RPC/s
+        return ["--clients", str(clients), "--conns", str(conns), "--total", str(total), "--procs", str(procs),
+                "--key-size", str(KEY_SIZE), "--val-size", str(VAL_SIZE)]
+
+    # A scenario returns {workload id: result dict}.
+    def scenario_put(self, srv: Server) -> dict:
+        s = self.sizes
+        return {
+            "put_c1": self.put(srv, 1, 1, s["put1"]),
+            "put_c64": self.put(srv, 64, 8, s["put64"]),
+            "put_c256": self.put(srv, 256, 16, s["put256"]),
+        }
+
+    def scenario_range(self, srv: Server) -> dict:
+        srv.put(RANGE_KEY.encode(), b"v" * VAL_SIZE)
+        s = self.sizes
+        return {
+            "range_l_c256": self.range(srv, "l", 256, 16, s["range"]),
+            "range_s_c256": self.range(srv, "s", 256, 16, s["range"]),
+        }
+
+    def scenario_watch(self, srv: Server) -> dict:
+        s = self.sizes
+        common = ["--clients", "8", "--conns", "4", "--key-size", str(KEY_SIZE), "--val-size", str(VAL_SIZE),
+                  "--watch-wait", "30"]
+        lat = loadgen(srv.endpoint, "watch", common + [
+            "--total", str(s["watch_lat"]), "--rate", str(s["watch_rate"]), "--watchers", str(s["watch_watchers"]),
+            "--prefix", "__bench_watch_lat/"], self.timeout)
+        thru = loadgen(srv.endpoint, "watch", common + [
+            "--total", str(s["watch_thru"]), "--watchers", "50", "--watch-streams", "10",
+            "--prefix", "__bench_watch_thru/"], self.timeout)
+        return {"watch_latency": lat, "watch_throughput": thru}
+
+    def scenario_loadgen(self, srv: Server) -> dict:
+        n = self.sizes["loadgen"]
+        srv.put(RANGE_KEY.encode(), b"v" * VAL_SIZE)
+        base = ["--clients", "64", "--conns", "8", "--total", str(n), "--key-size", str(KEY_SIZE),
+                "--val-size", str(VAL_SIZE)]
+        return {
+            "py_put_c64": loadgen(srv.endpoint, "put", base + ["--sequential-keys", "--key-space", str(n)],
+                                  self.timeout),
+            "py_range_s_c64": loadgen(srv.endpoint, "range", base + ["--consistency", "s", "--key", RANGE_KEY],
+                                      self.timeout),
+        }
+
+    def scenario_bulk(self, srv: Server) -> dict:
+        """Fresh server, --keys puts of 256 B, then memory, disk, restart time."""
+        n = self.sizes["keys"]
+        res: dict = {"keys_requested": n}
+        srv.start(fresh=True)
+        res["fresh_start_s"] = srv.wait_ready(self.args.start_timeout)
+        res["idle_memory_kib"] = srv.memory()
+        self.log(f"  bulk: loading {n} keys of {VAL_SIZE} B into {srv.label}")
+        t0 = time.monotonic()
+        if self.use_go:
+            load = go_tool(srv.endpoint, 256, 16, ["put", "--key-size", str(KEY_SIZE), "--val-size", str(VAL_SIZE),
+                                                   "--total", str(n), "--sequential-keys", "--key-space-size", str(n)],
+                           self.args.bulk_timeout)
+        else:
+            load = loadgen(srv.endpoint, "put", ["--clients", "256", "--conns", "16", "--procs", "2",
+                                                 "--total", str(n), "--sequential-keys", "--key-space", str(n),
+                                                 "--key-size", str(KEY_SIZE), "--val-size", str(VAL_SIZE)],
+                           self.args.bulk_timeout)
+        res["load"] = load
+        res["load_wall_s"] = time.monotonic() - t0
+        if not srv.running():
+            raise ServerStartError(f"{srv.label} died during the bulk load\n{srv.log_tail()}")
+        res["keys_loaded"] = srv.count_keys()
+        time.sleep(1.0)  # let a just-finished batch settle before reading memory and disk
+        res["memory_kib"] = srv.memory()
+        res["data_dir_bytes"] = _procs.dir_size_bytes(srv.data_dir)
+        res["data_dir_apparent_bytes"] = _procs.dir_apparent_bytes(srv.data_dir)
+        code, res["stop_s"] = srv.stop(signal.SIGTERM, timeout=60)
+        res["stop_exit_code"] = code
+        res["data_dir_bytes_after_stop"] = _procs.dir_size_bytes(srv.data_dir)
+        srv.start()
+        res["restart_s"] = srv.wait_ready(self.args.start_timeout)
+        res["memory_after_restart_kib"] = srv.memory()
+        t0 = time.monotonic()
+        res["keys_after_restart"] = srv.count_keys()
+        res["count_all_keys_s"] = time.monotonic() - t0
+        res["memory_after_count_kib"] = srv.memory()
+        return res
+
+    # ------------------------------------------------------------------------- per system
+
+    def run_system(self, label: str, template: str, workdir: Path) -> dict:
+        out: dict = {"label": label, "template": template, "workloads": {}, "failures": {}}
+        srv = Server(label, template, workdir)
+        out["command"] = shlex.join(srv.command())
+        online = [s for s in self.args.scenarios if s != "bulk"]
+        try:
+            if online:
+                srv.start(fresh=True)
+                out["start_s"] = srv.wait_ready(self.args.start_timeout)
+                out["idle_memory_kib"] = srv.memory()
+                for name in online:
+                    if not srv.running():
+                        self.log(f"  {label} is not running; restarting it for {name}")
+                        srv.start()
+                        srv.wait_ready(self.args.start_timeout)
+                    self.log(f"{label}: {name}")
+                    try:
+                        results = getattr(self, f"scenario_{name}")(srv)
+                    except Exception as exc:  # a scenario that breaks must not stop the others
+                        out["failures"][name] = f"{type(exc).__name__}: {exc}"
+                        self.log(f"  {name} failed: {exc}")
+                        continue
+                    for wid, r in results.items():
+                        self._print_line(label, wid, r)
+                    out["workloads"].update(results)
+                srv.stop(signal.SIGTERM, timeout=30)
+            if "bulk" in self.args.scenarios:
+                self.log(f"{label}: bulk")
+                bulk_srv = Server(label + "-bulk", template, workdir)
+                try:
+                    out["bulk"] = self.scenario_bulk(bulk_srv)
+                    self._print_bulk(label, out["bulk"])
+                except Exception as exc:
+                    out["failures"]["bulk"] = f"{type(exc).__name__}: {exc}"
+                    self.log(f"  bulk failed: {exc}")
+                finally:
+                    bulk_srv.stop(signal.SIGKILL, timeout=10)
+                    if not self.args.keep_data:
+                        shutil.rmtree(bulk_srv.data_dir, ignore_errors=True)
+        except ServerStartError as exc:
+            out["failures"]["start"] = str(exc)
+            self.log(f"  {label} failed to start: {exc}")
+        finally:
+            srv.stop(signal.SIGKILL, timeout=10)
+            if not self.args.keep_data:
+                shutil.rmtree(srv.data_dir, ignore_errors=True)
+        return out
+
+    def _print_line(self, label: str, wid: str, r: dict) -> None:
+        if "failure" in r:
+            self.log(f"  {wid}: FAILED {r['failure'][:300]}")
+        elif wid.startswith("watch"):
+            d = r.get("delivery_after_send", {})
+            self.log(f"  {wid}: {r.get('events_per_sec', 0):.0f} events/s, delivery p50 {d.get('p50_ms', 0):.2f} ms"
+                     f" p99 {d.get('p99_ms', 0):.2f} ms, missing {r.get('events_missing')}")
+        else:
+            self.log(f"  {wid}: {r['throughput']:.0f} req/s, p50 {r.get('p50_ms', 0):.2f} ms, "
+                     f"p99 {r.get('p99_ms', 0):.2f} ms, errors {sum(r.get('errors', {}).values())}")
+
+    def _print_bulk(self, label: str, b: dict) -> None:
+        self.log(f"  bulk: {b['keys_loaded']} keys, {b['load'].get('throughput', 0):.0f} puts/s, "
+                 f"RSS {b['memory_kib'].get('VmRSS', 0) / 1024:.0f} MiB, "
+                 f"data dir {b['data_dir_bytes'] / 2**20:.0f} MiB, restart {b['restart_s']:.2f} s")
+
+
+# ----------------------------------------------------------------------------- report
+
+def _get(d: dict, path: str):
+    for part in path.split("."):
+        if not isinstance(d, dict) or part not in d:
+            return None
+        d = d[part]
+    return d
+
+
+def _mib(kib):
+    return None if kib is None else kib / 1024
+
+
+ROWS = [
+    # (metric label, path in a system's result, transform)
+    ("put 1 client: req/s", "workloads.put_c1.throughput", None),
+    ("put 1 client: p50 ms", "workloads.put_c1.p50_ms", None),
+    ("put 1 client: p99 ms", "workloads.put_c1.p99_ms", None),
+    ("put 64 clients: req/s", "workloads.put_c64.throughput", None),
+    ("put 64 clients: p50 ms", "workloads.put_c64.p50_ms", None),
+    ("put 64 clients: p99 ms", "workloads.put_c64.p99_ms", None),
+    ("put 256 clients: req/s", "workloads.put_c256.throughput", None),
+    ("put 256 clients: p50 ms", "workloads.put_c256.p50_ms", None),
+    ("put 256 clients: p99 ms", "workloads.put_c256.p99_ms", None),
+    ("range linearizable 256c: req/s", "workloads.range_l_c256.throughput", None),
+    ("range linearizable 256c: p99 ms", "workloads.range_l_c256.p99_ms", None),
+    ("range serializable 256c: req/s", "workloads.range_s_c256.throughput", None),
+    ("range serializable 256c: p99 ms", "workloads.range_s_c256.p99_ms", None),
+    ("watch delivery (fixed rate): p50 ms", "workloads.watch_latency.delivery_after_send.p50_ms", None),
+    ("watch delivery (fixed rate): p99 ms", "workloads.watch_latency.delivery_after_send.p99_ms", None),
+    ("watch events missing", "workloads.watch_latency.events_missing", None),
+    ("watch unthrottled: events/s", "workloads.watch_throughput.events_per_sec", None),
+    ("watch unthrottled: delivery p99 ms", "workloads.watch_throughput.delivery_after_send.p99_ms", None),
+    ("loadgen put 64c: req/s", "workloads.py_put_c64.throughput", None),
+    ("loadgen put 64c: p99 ms", "workloads.py_put_c64.p99_ms", None),
+    ("loadgen range s 64c: req/s", "workloads.py_range_s_c64.throughput", None),
+    ("start (empty) to first Range: s", "start_s", None),
+    ("idle RSS (empty): MiB", "idle_memory_kib.VmRSS", _mib),
+    ("bulk keys loaded", "bulk.keys_loaded", None),
+    ("bulk load (256 clients): puts/s", "bulk.load.throughput", None),
+    ("bulk load: p99 ms", "bulk.load.p99_ms", None),
+    ("RSS after bulk load: MiB", "bulk.memory_kib.VmRSS", _mib),
+    ("  of which anonymous: MiB", "bulk.memory_kib.RssAnon", _mib),
+    ("data dir after bulk load: MiB", "bulk.data_dir_bytes", lambda b: b / 2**20),
+    ("SIGTERM to exit: s", "bulk.stop_s", None),
+    ("restart to first Range: s", "bulk.restart_s", None),
+    ("RSS after restart: MiB", "bulk.memory_after_restart_kib.VmRSS", _mib),
+    ("keys after restart", "bulk.keys_after_restart", None),
+    ("count all keys after restart: s", "bulk.count_all_keys_s", None),
+]
+
+
+def table_rows(systems: list[dict]) -> list[dict]:
+    rows = []
+    for label, path, fn in ROWS:
+        vals = []
+        for sysres in systems:
+            v = _get(sysres, path)
+            if v is not None and fn is not None:
+                v = fn(v)
+            w = _get(sysres, path.rsplit(".", 1)[0]) if path.startswith("workloads.") else None
+            if isinstance(w, dict) and "failure" in w:
+                v = None
+            vals.append(v)
+        if all(v is None for v in vals):
+            continue
+        ratio = None
+        if len(vals) == 2 and vals[0] and vals[1] is not None:
+            ratio = vals[1] / vals[0]
+        rows.append({"metric": label, "values": vals, "ratio": ratio})
+    return rows
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    if abs(v) >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def format_table(rows: list[dict], labels: list[str]) -> str:
+    head = ["metric", *labels] + (["ratio " + f"{labels[1]}/{labels[0]}"] if len(labels) == 2 else [])
+    body = [[r["metric"], *(_fmt(v) for v in r["values"])] + ([_fmt(r["ratio"])] if len(labels) == 2 else [])
+            for r in rows]
+    widths = [max(len(x[i]) for x in [head, *body]) for i in range(len(head))]
+    lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(head, widths)))]
+    lines.append("  ".join("-" * w for w in widths))
+    for row in body:
+        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="small totals (a smoke run of a minute or two)")
+    p.add_argument("--scenarios", default="put,range,watch,bulk",
+                   help="comma-separated: put,range,watch,loadgen,bulk (default put,range,watch,bulk)")
+    p.add_argument("--keys", type=int, help="keys for the bulk scenario (default 1,000,000; --quick 20,000)")
+    p.add_argument("--systems", default="etcd,etcdx", help="which servers, in order (default etcd,etcdx)")
+    p.add_argument("--tool", choices=["auto", "go", "py"], default="auto",
+                   help="put/range load: etcd's Go tool (bench/out/benchmark) or loadgen.py (default: go if built)")
+    p.add_argument("--start-timeout", type=float, default=300.0, help="seconds to wait for the first Range")
+    p.add_argument("--workload-timeout", type=float, default=600.0, help="seconds per put/range/watch run")
+    p.add_argument("--bulk-timeout", type=float, default=1800.0, help="seconds for the bulk load")
+    p.add_argument("--keep-data", action="store_true", help="keep the data dirs under bench/out/")
+    p.add_argument("--etcd-cmd", default=ETCD_CMD, help=argparse.SUPPRESS)
+    p.add_argument("--etcdx-cmd", default=ETCDX_CMD, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    args.scenarios = [s for s in args.scenarios.split(",") if s]
+    known = {"put", "range", "watch", "loadgen", "bulk"}
+    if set(args.scenarios) - known:
+        raise SystemExit(f"unknown scenarios {sorted(set(args.scenarios) - known)}; known: {sorted(known)}")
+    systems = [s for s in args.systems.split(",") if s]
+    templates = {"etcd": args.etcd_cmd, "etcdx": args.etcdx_cmd}
+    if set(systems) - set(templates):
+        raise SystemExit("--systems takes etcd and/or etcdx")
+
+    runner = Runner(args)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    workdir = OUT_DIR / f"run-{stamp}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    runner.log(f"scenarios {','.join(args.scenarios)}; load tool: {'etcd Go benchmark' if runner.use_go else 'loadgen.py'}"
+               f"; sizes {runner.sizes}; logs in {workdir}")
+    results = []
+    try:
+        for label in systems:
+            results.append(runner.run_system(label, templates[label], workdir))
+    except KeyboardInterrupt:
+        runner.log("interrupted; servers stopped")
+        raise
+    finally:
+        _procs._kill_all_groups()
+
+    rows = table_rows(results)
+    print()
+    print(format_table(rows, systems))
+    for r in results:
+        for name, why in r["failures"].items():
+            print(f"\n{r['label']} {name} FAILED: {why[:1500]}")
+    path = OUT_DIR / f"results-{stamp}.json"
+    with open(path, "w") as f:
+        json.dump({"started": stamp, "quick": args.quick, "scenarios": args.scenarios, "sizes": runner.sizes,
+                   "load_tool": "go" if runner.use_go else "loadgen", "machine": {"cpus": os.cpu_count(),
+                   "load_avg": os.getloadavg()}, "systems": results, "table": rows}, f, indent=1)
+    print(f"\nresults: {path}")
+    return 0 if not any(r["failures"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
