@@ -335,6 +335,7 @@ ROWS = [
     ("bulk keys loaded", "bulk.keys_loaded", None),
     ("bulk load (256 clients): puts/s", "bulk.load.throughput", None),
     ("bulk load: p99 ms", "bulk.load.p99_ms", None),
+    ("bulk load wall time: s", "bulk.load_wall_s", None),
     ("RSS after bulk load: MiB", "bulk.memory_kib.VmRSS", _mib),
     ("  of which anonymous: MiB", "bulk.memory_kib.RssAnon", _mib),
     ("data dir after bulk load: MiB", "bulk.data_dir_bytes", lambda b: b / 2**20),
@@ -437,7 +438,7 @@ def main(argv=None) -> int:
     print(format_table(rows, systems))
     for r in results:
         for name, why in r["failures"].items():
-            print(f"\n{r['label']} {name} FAILED: {why[:1500]}")
+            print(f"\n{r['label']} {name} FAILED: {why if len(why) < 2000 else '...' + why[-2000:]}")
     path = OUT_DIR / f"results-{stamp}.json"
     with open(path, "w") as f:
         json.dump({"started": stamp, "quick": args.quick, "scenarios": args.scenarios, "sizes": runner.sizes,
