@@ -53,7 +53,7 @@ SIZES = {
     "quick": dict(put1=300, put64=3000, put256=6000, range=6000, watch_lat=200, watch_rate=100,
                   watch_watchers=20, watch_thru=500, keys=20000, loadgen=3000),
     "full": dict(put1=10000, put64=60000, put256=150000, range=150000, watch_lat=2000, watch_rate=200,
-                 watch_watchers=100, watch_thru=4000, keys=1000000, loadgen=30000),
+                 watch_watchers=50, watch_thru=4000, keys=1000000, loadgen=30000),
 }
 
 
