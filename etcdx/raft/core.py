@@ -118,7 +118,8 @@ class Raft:
     # ----- sending
 
     def _send(self, m: Message) -> None:
-        m.from_ = self.id
+        if m.from_ == NONE:
+            m.from_ = self.id
         t = m.type
         if t in (MT.VOTE, MT.VOTE_RESP, MT.PRE_VOTE, MT.PRE_VOTE_RESP):
             # Vote messages carry the term they are about, which for pre-votes is not ours.
@@ -190,6 +191,7 @@ class Raft:
     # ----- leader helpers
 
     def _append_entry(self, es: list[Entry]) -> bool:
+        """Append ``es`` (fresh entries, stamped here with term and index) to the leader's log."""
         li = self.log.last_index()
         term = self.term
         for i, e in enumerate(es, li + 1):
@@ -467,7 +469,10 @@ class Raft:
         if self.lead_transferee != NONE:
             raise ProposalDropped("leadership transfer in progress")
         log = self.log
-        for i, e in enumerate(m.entries):
+        # New Entry objects: the message may be delivered again (duplicated by the network) and
+        # entries are shared, immutable values once in the log.
+        ents = [Entry(type=e.type, data=e.data) for e in m.entries]
+        for i, e in enumerate(ents):
             if e.type not in _CONF_CHANGE_TYPES:
                 continue
             cc = confchange.as_v2(decode_conf_change(e))
@@ -477,10 +482,10 @@ class Raft:
             if already_pending or already_joint != wants_leave:
                 # Only one conf change may be in flight; a refused one becomes an empty entry so
                 # the proposal's index is still consumed and the host can see it was not applied.
-                m.entries[i] = Entry()
+                ents[i] = Entry()
             else:
                 self.pending_conf_index = log.last_index() + i + 1
-        if not self._append_entry(m.entries):
+        if not self._append_entry(ents):
             raise ProposalDropped("too many uncommitted entries")
         self.append_pending = True
 
@@ -626,8 +631,7 @@ class Raft:
                 raise ProposalDropped("no leader")
             if self.disable_proposal_forwarding:
                 raise ProposalDropped("proposal forwarding is disabled")
-            m.to = self.lead
-            self._send(m)
+            self._forward_to_leader(m)
         elif t == MT.APP:
             self.election_elapsed = 0
             self.lead = m.from_
@@ -642,18 +646,21 @@ class Raft:
             self._handle_snapshot(m)
         elif t == MT.TRANSFER_LEADER:
             if self.lead != NONE:
-                m.to = self.lead
-                self._send(m)
+                self._forward_to_leader(m)
         elif t == MT.TIMEOUT_NOW:
             # The leader asked us to take over: campaign now, skipping pre-vote and the lease.
             self._hup(CampaignType.TRANSFER)
         elif t == MT.READ_INDEX:
             if self.lead != NONE:
-                m.to = self.lead
-                self._send(m)
+                self._forward_to_leader(m)
         elif t == MT.READ_INDEX_RESP:
             if len(m.entries) == 1:
                 self.read_states.append(ReadState(index=m.index, request_ctx=m.entries[0].data))
+
+    def _forward_to_leader(self, m: Message) -> None:
+        # A copy keeps the original's ``from_`` (e.g. a transfer's transferee) and leaves the
+        # received message untouched in case the network delivers it again.
+        self._send(Message(type=m.type, to=self.lead, from_=m.from_, entries=m.entries, context=m.context))
 
     # ----- follower handlers
 

@@ -209,3 +209,16 @@ def test_state_after_many_elections_stays_consistent():
     assert logs[1][:shortest] == logs[2][:shortest] == logs[3][:shortest]
     assert sorted(n.applied_data(1)) == [b"r%d" % i for i in range(6)]
     assert n.state(n.leader()) == StateType.LEADER
+
+
+def test_duplicated_forwarded_proposal_is_appended_twice_without_corrupting_the_log():
+    n = Network([1, 2, 3])
+    n.elect(1)
+    n.nodes[2].propose(b"dup")
+    (fwd,) = n.handle_ready(2)
+    n.nodes[1].step(fwd)
+    n.nodes[1].step(fwd)
+    n.stabilize()
+    ents = n.applied[1][-2:]
+    assert [(e.data, e.index) for e in ents] == [(b"dup", 3), (b"dup", 4)]
+    assert n.applied_data(3) == [b"dup", b"dup"]

@@ -81,3 +81,11 @@ def test_transfer_to_a_learner_is_ignored():
     n.stabilize()
     assert n.leader() == 1
     assert n.nodes[1].status().lead_transferee == 0
+
+
+def test_follower_forwards_transfer_to_a_third_node():
+    n = Network([1, 2, 3])
+    n.elect(1)
+    n.nodes[3].transfer_leader(2)
+    n.stabilize()
+    assert n.leader() == 2
