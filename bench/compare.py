@@ -404,6 +404,9 @@ def main(argv=None) -> int:
     p.add_argument("--start-timeout", type=float, default=300.0, help="seconds to wait for the first Range")
     p.add_argument("--workload-timeout", type=float, default=600.0, help="seconds per put/range/watch run")
     p.add_argument("--bulk-timeout", type=float, default=1800.0, help="seconds for the bulk load")
+    p.add_argument("--baseline", metavar="RESULTS_JSON",
+                   help="take etcd's figures from an earlier results file instead of running etcd again "
+                        "(saves time; the ratios then span two runs)")
     p.add_argument("--keep-data", action="store_true", help="keep the data dirs under bench/out/")
     p.add_argument("--etcd-cmd", default=ETCD_CMD, help=argparse.SUPPRESS)
     p.add_argument("--etcdx-cmd", default=ETCDX_CMD, help=argparse.SUPPRESS)
@@ -424,8 +427,19 @@ def main(argv=None) -> int:
     runner.log(f"scenarios {','.join(args.scenarios)}; load tool: {'etcd Go benchmark' if runner.use_go else 'loadgen.py'}"
                f"; sizes {runner.sizes}; logs in {workdir}")
     results = []
+    baseline = {}
+    if args.baseline:
+        with open(args.baseline) as f:
+            baseline = {r["label"]: r for r in json.load(f)["systems"]}
+        baseline = {k: dict(v, from_baseline=args.baseline) for k, v in baseline.items() if k == "etcd"}
+        if "etcd" not in baseline:
+            raise SystemExit(f"{args.baseline} has no etcd results")
+        runner.log(f"etcd figures from {args.baseline}")
     try:
         for label in systems:
+            if label in baseline:
+                results.append(baseline[label])
+                continue
             results.append(runner.run_system(label, templates[label], workdir))
     except KeyboardInterrupt:
         runner.log("interrupted; servers stopped")
