@@ -201,7 +201,10 @@ class Raft:
             return False
         li = self.log.append(es)
         self.trk.progress[self.id].maybe_update(li)
-        self._maybe_commit()
+        # Followers never acked beyond our previous last index, so our own append can move the
+        # commit index only when we are the only voter.
+        if self.trk.config.voters.ids() == {self.id}:
+            self._maybe_commit()
         return True
 
     def _maybe_commit(self) -> bool:

@@ -56,13 +56,25 @@ class TrackerConfig:
 class ProgressTracker:
     """Progress of every member and the votes of the current election."""
 
-    __slots__ = ("config", "progress", "votes", "max_inflight")
+    __slots__ = ("config", "_progress", "_sorted_ids", "votes", "max_inflight")
 
     def __init__(self, max_inflight: int) -> None:
         self.config = TrackerConfig()
-        self.progress: dict[int, Progress] = {}
+        self._progress: dict[int, Progress] = {}
+        self._sorted_ids: list[int] = []
         self.votes: dict[int, bool] = {}
         self.max_inflight = max_inflight
+
+    @property
+    def progress(self) -> dict[int, Progress]:
+        """Progress by member id. Replace the whole map (never add or remove keys in place)
+        so the cached member order stays right."""
+        return self._progress
+
+    @progress.setter
+    def progress(self, prs: dict[int, Progress]) -> None:
+        self._progress = prs
+        self._sorted_ids = sorted(prs)
 
     def conf_state(self) -> ConfState:
         return self.config.conf_state()
@@ -82,7 +94,7 @@ class ProgressTracker:
 
     def sorted_ids(self) -> list[int]:
         """Member ids in a fixed order, so message order is deterministic."""
-        return sorted(self.progress)
+        return self._sorted_ids
 
     def quorum_active(self) -> bool:
         """Whether a quorum of voters was heard from recently (check-quorum)."""
