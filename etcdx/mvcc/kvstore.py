@@ -1,0 +1,252 @@
+"""The revisioned key space: etcd's MVCC store over the backend.
+
+State lives only in the backend: the ``key`` bucket (revision -> KeyValue),
+the key index, and compaction progress in ``meta``. The current revision is
+derived from the newest entry of the ``key`` bucket (or the compact revision,
+when compaction removed a trailing tombstone), so any process that opens the
+backend, read-only API workers included, sees the same revision as the writer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from etcdx.backend import Backend, ReadTxn, WriteTxn, buckets
+from etcdx.mvcc import revision as rev
+from etcdx.mvcc.errors import CompactedError, FutureRevisionError
+from etcdx.mvcc.key_index import KeyIndex, KeyRef, decode_key
+from etcdx.pb import kv_pb2
+
+META_SCHEDULED_COMPACT = b"scheduledCompactRev"
+META_FINISHED_COMPACT = b"finishedCompactRev"
+# The user key from which a scheduled compaction resumes (etcdx's own key).
+META_COMPACT_CURSOR = b"etcdxCompactCursor"
+
+ALL_KEYS = b"\x00"  # as range_end: every key >= key
+
+
+@dataclass
+class RangeResult:
+    kvs: list[kv_pb2.KeyValue]
+    count: int      # matching keys, ignoring limit
+    revision: int   # the store's revision the range was served at (response header)
+
+
+def current_revision(txn: ReadTxn) -> int:
+    """The store revision as seen by ``txn``."""
+    cursor = txn.cursor(buckets.KEY)
+    newest = rev.main_of(cursor.key()) if cursor.last() else 0
+    return max(newest, compact_revision(txn))
+
+
+def compact_revision(txn: ReadTxn) -> int:
+    """The revision of the last scheduled compaction (etcd's compactMainRev)."""
+    return _meta_revision(txn, META_SCHEDULED_COMPACT)
+
+
+def _meta_revision(txn: ReadTxn, name: bytes) -> int:
+    raw = txn.get(buckets.META, name)
+    return rev.main_of(raw) if raw else 0
+
+
+def _parse(raw: bytes) -> kv_pb2.KeyValue:
+    kv = kv_pb2.KeyValue()
+    kv.ParseFromString(raw)
+    return kv
+
+
+def _end(range_end: bytes) -> bytes | None:
+    """The exclusive end of a range request's [key, end) interval; None: unbounded."""
+    return None if range_end == ALL_KEYS else range_end
+
+
+def range_at(txn: ReadTxn, index: KeyIndex, key: bytes, range_end: bytes, *,
+             revision: int, current: int, limit: int, count_only: bool,
+             keys_only: bool) -> RangeResult:
+    """Range with etcd's rules, for a store whose revision (as seen by the
+    caller, which may be a write in progress) is ``current``."""
+    at = current if revision <= 0 else revision
+    if at > current:
+        raise FutureRevisionError(current)
+    compacted = compact_revision(txn)
+    if at < compacted:
+        raise CompactedError(compacted)
+    kvs: list[kv_pb2.KeyValue] = []
+    want = not count_only
+    values = txn.cursor(buckets.KEY)
+    count = 0
+    if not range_end:
+        ref = index.ref(key)
+        found = [(ref, index.latest(ref, at))] if ref is not None else []
+    else:
+        end = _end(range_end)
+        found = index.walk(key, end) if end is None or end > key else []
+    for ref, entry in found:
+        if entry is not None and entry.main > at:
+            entry = index.latest(ref, at)
+        if entry is None or entry.tombstone:
+            continue
+        count += 1
+        if want and (limit <= 0 or len(kvs) < limit):
+            kv = _parse(values.get(rev.encode(entry.main, entry.sub)))
+            if keys_only:
+                kv.value = b""
+            kvs.append(kv)
+    return RangeResult(kvs, count, current)
+
+
+class KVStore:
+    """etcd's MVCC key-value store over a ``Backend``."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+
+    @property
+    def current_revision(self) -> int:
+        with self._backend.read() as txn:
+            return current_revision(txn)
+
+    @property
+    def compact_revision(self) -> int:
+        with self._backend.read() as txn:
+            return compact_revision(txn)
+
+    def range(self, key: bytes, range_end: bytes = b"", *, revision: int = 0,
+              limit: int = 0, count_only: bool = False, keys_only: bool = False,
+              txn: ReadTxn | None = None) -> RangeResult:
+        """Live keys in the range at ``revision`` (<= 0: current).
+
+        range_end b"" means ``key`` alone, b"\\0" every key >= key. Raises
+        FutureRevisionError / CompactedError as etcd does; ``count`` ignores
+        ``limit``. Sorting and min/max revision filters are the caller's.
+        """
+        if txn is None:
+            with self._backend.read() as own:
+                return self.range(key, range_end, revision=revision, limit=limit,
+                                  count_only=count_only, keys_only=keys_only, txn=own)
+        return range_at(txn, KeyIndex(txn), key, range_end, revision=revision,
+                        current=current_revision(txn), limit=limit,
+                        count_only=count_only, keys_only=keys_only)
+
+    def write(self, txn: WriteTxn) -> TxnWrite:
+        """Start one etcd transaction (one main revision) inside ``txn``.
+
+        Several may run one after another in the same backend transaction;
+        each must ``end()`` before the next starts.
+        """
+        return TxnWrite(txn)
+
+    def compact(self, revision: int, txn: WriteTxn) -> None:
+        """Schedule compaction at ``revision``; ``compact_step`` does the work.
+
+        From here on reads below ``revision`` fail with CompactedError.
+        """
+        current = current_revision(txn)
+        compacted = compact_revision(txn)
+        if revision <= compacted:
+            raise CompactedError(compacted)
+        if revision > current:
+            raise FutureRevisionError(current)
+        txn.put(buckets.META, META_SCHEDULED_COMPACT, rev.encode(revision))
+        txn.delete(buckets.META, META_COMPACT_CURSOR)
+
+    def compact_step(self, txn: WriteTxn, batch: int = 1000) -> bool:
+        """Compact up to ``batch`` keys of the scheduled compaction; True when
+        none is pending any more. Keeps, per key, the newest revision <= the
+        compact revision unless it is a tombstone; drops the older ones."""
+        target = _meta_revision(txn, META_SCHEDULED_COMPACT)
+        if target <= _meta_revision(txn, META_FINISHED_COMPACT):
+            return True
+        index = KeyIndex(txn)
+        start = txn.get(buckets.META, META_COMPACT_CURSOR) or b""
+        done = 0
+        for ref, _ in index.walk(start, None):
+            if done == batch:
+                txn.put(buckets.META, META_COMPACT_CURSOR, decode_key(ref.encoded))
+                return False
+            done += 1
+            old = list(index.entries(ref, target))
+            if old and not old[0].tombstone:
+                old = old[1:]
+            for entry in old:
+                txn.delete(buckets.KEY, rev.encode(entry.main, entry.sub, entry.tombstone))
+                index.remove(ref, entry.main, entry.sub)
+        txn.put(buckets.META, META_FINISHED_COMPACT, rev.encode(target))
+        txn.delete(buckets.META, META_COMPACT_CURSOR)
+        return True
+
+
+class TxnWrite:
+    """One etcd write transaction: all its changes share one main revision."""
+
+    def __init__(self, txn: WriteTxn) -> None:
+        self._txn = txn
+        self._index = KeyIndex(txn)
+        self._values = txn.cursor(buckets.KEY)
+        self._begin = current_revision(txn)
+        self._rev = self._begin + 1
+        self._events: list[kv_pb2.Event] = []
+
+    @property
+    def revision(self) -> int:
+        """The store revision as this transaction sees it."""
+        return self._rev if self._events else self._begin
+
+    def range(self, key: bytes, range_end: bytes = b"", *, revision: int = 0,
+              limit: int = 0, count_only: bool = False,
+              keys_only: bool = False) -> RangeResult:
+        """Range that sees this transaction's own earlier changes."""
+        return range_at(self._txn, self._index, key, range_end, revision=revision,
+                        current=self.revision, limit=limit, count_only=count_only,
+                        keys_only=keys_only)
+
+    def _live(self, ref: KeyRef | None) -> kv_pb2.KeyValue | None:
+        entry = self._index.latest(ref, self._rev) if ref is not None else None
+        if entry is None or entry.tombstone:
+            return None
+        return _parse(self._values.get(rev.encode(entry.main, entry.sub)))
+
+    def put(self, key: bytes, value: bytes, lease: int = 0) -> kv_pb2.KeyValue | None:
+        """Put ``key``; returns the previous live KeyValue, if any."""
+        ref = self._index.ref(key, create=True)
+        prev = self._live(ref)
+        kv = kv_pb2.KeyValue(
+            key=key, value=value, mod_revision=self._rev, lease=lease,
+            create_revision=prev.create_revision if prev else self._rev,
+            version=prev.version + 1 if prev else 1,
+        )
+        sub = len(self._events)
+        self._txn.append(buckets.KEY, rev.encode(self._rev, sub), kv.SerializeToString())
+        self._index.add(ref, self._rev, sub, False)
+        self._events.append(kv_pb2.Event(type=kv_pb2.Event.PUT, kv=kv, prev_kv=prev))
+        return prev
+
+    def delete_range(self, key: bytes, range_end: bytes = b"") -> list[kv_pb2.KeyValue]:
+        """Delete the live keys in the range; returns their previous KeyValues."""
+        if not range_end:
+            ref = self._index.ref(key)
+            targets = [ref] if ref is not None else []
+        else:
+            end = _end(range_end)
+            walked = self._index.walk(key, end) if end is None or end > key else []
+            targets = [ref for ref, _ in walked]
+        deleted: list[kv_pb2.KeyValue] = []
+        for ref in targets:
+            prev = self._live(ref)
+            if prev is None:
+                continue
+            sub = len(self._events)
+            tomb = kv_pb2.KeyValue(key=prev.key)
+            self._txn.append(buckets.KEY, rev.encode(self._rev, sub, True),
+                             tomb.SerializeToString())
+            self._index.add(ref, self._rev, sub, True)
+            tomb.mod_revision = self._rev
+            self._events.append(kv_pb2.Event(type=kv_pb2.Event.DELETE, kv=tomb, prev_kv=prev))
+            deleted.append(prev)
+        return deleted
+
+    def end(self) -> list[kv_pb2.Event]:
+        """Finish; the events in change order, each with the key's state before
+        the change as ``prev_kv`` (None for creations)."""
+        events, self._events = self._events, []
+        return events

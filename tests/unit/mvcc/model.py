@@ -1,0 +1,62 @@
+"""A plain in-memory model of etcd's MVCC semantics, to check KVStore against."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ModelKV:
+    key: bytes
+    value: bytes
+    create_revision: int
+    mod_revision: int
+    version: int
+    lease: int
+
+
+def in_range(key: bytes, start: bytes, end: bytes) -> bool:
+    if not end:
+        return key == start
+    if end == b"\x00":
+        return key >= start
+    return start <= key < end
+
+
+@dataclass
+class Model:
+    """states[r] is the key space after revision r."""
+
+    states: list[dict[bytes, ModelKV]] = field(default_factory=lambda: [{}])
+    changes: list[int] = field(default_factory=lambda: [0])  # changes per revision
+    compact_revision: int = 0
+
+    @property
+    def revision(self) -> int:
+        return len(self.states) - 1
+
+    def txn(self, ops: list[tuple]) -> list[tuple]:
+        """Apply ops ("put", k, v, lease) / ("delete", k, end); returns events
+        as (type, key, mod_revision, prev value or None)."""
+        cur = dict(self.states[-1])
+        rev = self.revision + 1
+        events = []
+        for op in ops:
+            if op[0] == "put":
+                _, k, v, lease = op
+                prev = cur.get(k)
+                cur[k] = ModelKV(k, v, prev.create_revision if prev else rev, rev,
+                                 prev.version + 1 if prev else 1, lease)
+                events.append(("PUT", k, rev, prev.value if prev else None))
+            else:
+                _, k, end = op
+                for key in sorted(key for key in cur if in_range(key, k, end)):
+                    events.append(("DELETE", key, rev, cur.pop(key).value))
+        if events:
+            self.states.append(cur)
+            self.changes.append(len(events))
+        return events
+
+    def range(self, start: bytes, end: bytes, at: int) -> list[ModelKV]:
+        state = self.states[at]
+        return [state[k] for k in sorted(state) if in_range(k, start, end)]

@@ -1,0 +1,141 @@
+import pytest
+
+from etcdx.backend import Backend
+from etcdx.mvcc import CompactedError, FutureRevisionError, KVStore
+from etcdx.pb import kv_pb2
+
+
+@pytest.fixture
+def backend(tmp_path):
+    b = Backend(str(tmp_path / "db"), map_size=1 << 30)
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def store(backend):
+    return KVStore(backend)
+
+
+def txn(backend, store, *ops):
+    """Run one etcd txn; ops are ("put", k, v) or ("del", k, end)."""
+    with backend.write() as t:
+        w = store.write(t)
+        for op in ops:
+            if op[0] == "put":
+                w.put(op[1], op[2], *op[3:])
+            else:
+                w.delete_range(op[1], op[2])
+        return w.end()
+
+
+def test_version_resets_after_delete_and_recreate_gets_new_create_revision(backend, store):
+    txn(backend, store, ("put", b"k", b"1"))
+    txn(backend, store, ("put", b"k", b"2"))
+    txn(backend, store, ("del", b"k", b""))
+    txn(backend, store, ("put", b"k", b"3"))
+    kv = store.range(b"k").kvs[0]
+    assert (kv.create_revision, kv.mod_revision, kv.version) == (4, 4, 1)
+    old = store.range(b"k", revision=2).kvs[0]
+    assert (old.create_revision, old.mod_revision, old.version) == (1, 2, 2)
+    assert store.range(b"k", revision=3).kvs == []
+
+
+def test_one_txn_is_one_revision_with_sub_revisions_in_order(backend, store):
+    events = txn(backend, store, ("put", b"a", b"1"), ("put", b"b", b"2"), ("del", b"a", b""))
+    assert store.current_revision == 1
+    assert [(e.type, e.kv.key, e.kv.mod_revision) for e in events] == [
+        (kv_pb2.Event.PUT, b"a", 1), (kv_pb2.Event.PUT, b"b", 1), (kv_pb2.Event.DELETE, b"a", 1)]
+    assert events[2].prev_kv.value == b"1"
+
+
+def test_txn_without_changes_does_not_bump_revision(backend, store):
+    txn(backend, store, ("put", b"a", b"1"))
+    assert txn(backend, store, ("del", b"zzz", b"\x00")) == []
+    assert store.current_revision == 1
+
+
+def test_put_returns_prev_and_keeps_lease_as_given(backend, store):
+    txn(backend, store, ("put", b"a", b"1", 7))
+    with backend.write() as t:
+        w = store.write(t)
+        prev = w.put(b"a", b"2")
+        w.end()
+    assert (prev.value, prev.lease) == (b"1", 7)
+    assert store.range(b"a").kvs[0].lease == 0
+
+
+def test_range_end_forms(backend, store):
+    txn(backend, store, *[("put", k, b"v") for k in (b"\x00", b"a", b"ab", b"b")])
+    keys = lambda r: [kv.key for kv in r.kvs]  # noqa: E731
+    assert keys(store.range(b"a")) == [b"a"]
+    assert keys(store.range(b"a", b"b")) == [b"a", b"ab"]
+    assert keys(store.range(b"a", b"\x00")) == [b"a", b"ab", b"b"]
+    assert keys(store.range(b"\x00", b"\x00")) == [b"\x00", b"a", b"ab", b"b"]
+    assert keys(store.range(b"b", b"a")) == []
+
+
+def test_count_ignores_limit_and_keys_only_drops_values(backend, store):
+    txn(backend, store, *[("put", bytes([c]), b"value") for c in b"abcde"])
+    r = store.range(b"a", b"\x00", limit=2, keys_only=True)
+    assert (r.count, [kv.key for kv in r.kvs], r.kvs[0].value) == (5, [b"a", b"b"], b"")
+    r = store.range(b"a", b"\x00", count_only=True)
+    assert (r.count, r.kvs) == (5, [])
+
+
+def test_revision_errors(backend, store):
+    for i in range(5):
+        txn(backend, store, ("put", b"k", str(i).encode()))
+    with pytest.raises(FutureRevisionError):
+        store.range(b"k", revision=6)
+    with backend.write() as t:
+        store.compact(3, t)
+    with pytest.raises(CompactedError) as err:
+        store.range(b"k", revision=2)
+    assert str(err.value) == "mvcc: required revision has been compacted"
+    assert store.range(b"k", revision=3).kvs[0].value == b"2"
+    with backend.write() as t, pytest.raises(CompactedError):
+        store.compact(3, t)
+    with backend.write() as t, pytest.raises(FutureRevisionError):
+        store.compact(6, t)
+
+
+def test_compacting_a_trailing_delete_keeps_the_revision(backend, store):
+    txn(backend, store, ("put", b"k", b"1"))
+    txn(backend, store, ("del", b"k", b""))
+    with backend.write() as t:
+        store.compact(2, t)
+        assert store.compact_step(t)
+    assert store.current_revision == 2
+    events = txn(backend, store, ("put", b"k", b"2"))
+    assert events[0].kv.mod_revision == 3
+
+
+def test_write_txn_range_sees_own_writes_at_next_revision(backend, store):
+    txn(backend, store, ("put", b"a", b"1"))
+    with backend.write() as t:
+        w = store.write(t)
+        assert w.range(b"a").revision == 1
+        w.put(b"a", b"2")
+        r = w.range(b"a")
+        assert (r.revision, r.kvs[0].value) == (2, b"2")
+        assert w.range(b"a", revision=1).kvs[0].value == b"1"
+        w.end()
+
+
+def test_state_survives_reopen(tmp_path):
+    path = str(tmp_path / "db")
+    b = Backend(path, map_size=1 << 30)
+    s = KVStore(b)
+    txn(b, s, ("put", b"a", b"1"))
+    txn(b, s, ("put", b"a", b"2"))
+    with b.write() as t:
+        s.compact(1, t)
+    b.close()
+    b = Backend(path, map_size=1 << 30)
+    s = KVStore(b)
+    assert (s.current_revision, s.compact_revision) == (2, 1)
+    with b.write() as t:
+        assert s.compact_step(t)
+    assert s.range(b"a", revision=1).kvs[0].value == b"1"
+    b.close()
