@@ -69,6 +69,10 @@ class Network:
         self.cut_one_way(lhs, rhs)
         self.cut_one_way(rhs, lhs)
 
+    def reconnect(self) -> None:
+        """Reopen every cut link; slow or flaky links stay as they are."""
+        self._cut.clear()
+
     def heal(self) -> None:
         """Reopen every link and forget per-link faults."""
         self._cut.clear()

@@ -1,8 +1,9 @@
 """Named fault mixes for the simulator.
 
 A profile fixes how links behave by default and how often the nemesis, which
-wakes every few ticks, partitions the network, crashes or restarts a node,
-changes the membership or moves leadership. The weights are relative.
+wakes every few ticks, partitions the network (a new partition replaces the
+last one), crashes or restarts a node, changes the membership or moves
+leadership. The weights are relative.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ PROFILES: dict[str, Profile] = {
             slow_link=0.5,
             heal=0.2,
         ),
-        Profile("partitions", LinkFaults(delay=1, jitter=4), partition=1.0, heal=0.8),
+        Profile(
+            "partitions", LinkFaults(delay=1, jitter=4), nemesis_every=20, idle=0.6, partition=1.0, heal=0.6
+        ),
         Profile(
             "crashes",
             LinkFaults(drop=0.02, delay=1, jitter=4),
@@ -58,7 +61,7 @@ PROFILES: dict[str, Profile] = {
         Profile(
             "chaos",
             LinkFaults(drop=0.08, duplicate=0.05, delay=1, jitter=10),
-            nemesis_every=3,
+            nemesis_every=6,
             partition=0.6,
             heal=0.6,
             slow_link=0.3,

@@ -1,0 +1,663 @@
+"""A whole raft cluster in one process, driven by one seeded random generator.
+
+Time is an integer clock; each node ticks every ``TICK`` units (give or take
+one, so clocks drift). Everything that happens is an event on one queue — a
+tick, a message arriving, a client acting, the nemesis injecting a fault — and
+one step processes one event, after which the host loop drains the node's
+``Ready`` (persist, send, apply, advance) with the safety monitor watching.
+All choices come from ``random.Random(seed)`` and the queue breaks ties by
+insertion order, so a seed replays exactly.
+
+A run has a fault phase of ``steps`` steps, then heals the network, restarts
+every crashed member, and requires a leader to commit a fresh write on every
+live voter within ``liveness_ticks`` ticks; finally the client history is
+checked for linearizability.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from etcdx.check.kv_model import KvGet, KvModel, KvPut
+from etcdx.check.linearizability import check_operations
+from etcdx.raft import (
+    ConfChange,
+    ConfChangeSingle,
+    ConfChangeTransition,
+    ConfChangeType,
+    ConfChangeV2,
+    EntryType,
+    Message,
+    MessageType,
+    ProposalDropped,
+    RawNode,
+    Ready,
+    StateType,
+    MemoryStorage,
+)
+from etcdx.raft.codec import decode_conf_change
+from etcdx.sim.history import History
+from etcdx.sim.invariants import LINEARIZABILITY, LIVENESS, SafetyMonitor, Violation
+from etcdx.sim.kv import Put
+from etcdx.sim.network import LinkFaults, Network
+from etcdx.sim.node import CrashPoint, ReadWait, SimNode
+from etcdx.sim.profiles import Profile
+from etcdx.sim.trace import Trace
+
+TICK = 10
+ELECTION_TICK = 10
+CLIENTS = 3
+KEYS = ("a", "b", "c")
+OP_TIMEOUT = 30 * TICK
+KEEP_AFTER_COMPACT = 5
+PROBE_KEY = "probe"
+
+_TICK, _DELIVER, _SNAP_STATUS, _CLIENT, _OP_TIMEOUT, _NEMESIS = range(6)
+
+
+@dataclass(slots=True)
+class RunResult:
+    seed: int
+    nodes: int
+    profile: str
+    steps: int
+    ticks: int
+    operations: int
+    commits: int
+    elections: int
+    violation: Violation | None
+    trace: str
+    linearizability_undecided: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.violation is None
+
+
+@dataclass(slots=True)
+class _Client:
+    id: int
+    op_id: int | None = None
+    node: int = 0
+    input: KvPut | KvGet | None = None
+
+
+@dataclass(slots=True)
+class Options:
+    """What a run does besides the profile; tests use the hooks to plant bugs."""
+
+    steps: int = 2000
+    liveness_ticks: int = 200
+    trace_keep: int = 200
+    digest: bool = False
+    check_timeout: float = 10.0
+    on_raw_node: Callable[[RawNode], None] | None = field(default=None)
+
+
+class Simulation:
+    def __init__(self, seed: int, nodes: int, profile: Profile, options: Options | None = None) -> None:
+        self.seed = seed
+        self.size = nodes
+        self.profile = profile
+        self.options = options or Options()
+        self.rng = random.Random(seed)
+        self.net = Network(random.Random(self.rng.getrandbits(64)), profile.faults)
+        self.trace = Trace(self.options.trace_keep, self.options.digest)
+        self.monitor = SafetyMonitor()
+        self.history = History()
+        self.now = 0
+        self.step_no = 0
+        self.healing = False
+        self._queue: list[tuple[int, int, int, object, object]] = []
+        self._seq = 0
+        self._next_op = 1
+        self.nodes: dict[int, SimNode] = {}
+        self._op_node: dict[int, int] = {}
+        self._next_id = nodes + 1
+        self._max_voters = nodes + 2
+        self._probe: int | None = None
+        self._undecided = False
+        for nid in range(1, nodes + 1):
+            disk = MemoryStorage()
+            RawNode.bootstrap(disk, list(range(1, nodes + 1)))
+            self._add_node(SimNode(nid, disk))
+        self.clients = [_Client(c) for c in range(CLIENTS)]
+        for c in self.clients:
+            self._push(self.rng.randint(1, 5 * TICK), _CLIENT, c, None)
+        if self._nemesis_active():
+            self._push(profile.nemesis_every * TICK, _NEMESIS, None, None)
+
+    # ---- running -------------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        try:
+            for _ in range(self.options.steps):
+                self.step()
+            self._heal_all()
+            self._await_liveness()
+            self._check_history()
+            violation = None
+        except Violation as v:
+            violation = v
+            self.trace.record(self.step_no, self.now, "VIOLATION", v)
+        return RunResult(
+            self.seed,
+            self.size,
+            self.profile.name,
+            self.step_no,
+            self.now // TICK,
+            len(self.history.operations),
+            self.monitor.max_commit,
+            len(self.monitor.leaders),
+            violation,
+            self.trace.render(),
+            self._undecided,
+        )
+
+    def step(self) -> None:
+        """Process the next event, then drain the affected node's Ready."""
+        now, _, kind, a, b = heapq.heappop(self._queue)
+        self.now = now
+        self.step_no += 1
+        if kind == _TICK:
+            self._on_tick(a, b)
+        elif kind == _DELIVER:
+            self._on_deliver(a)
+        elif kind == _SNAP_STATUS:
+            self._on_snap_status(a, b)
+        elif kind == _CLIENT:
+            self._on_client(a)
+        elif kind == _OP_TIMEOUT:
+            self._on_op_timeout(a, b)
+        else:
+            self._on_nemesis()
+
+    def _push(self, delay: int, kind: int, a: object, b: object) -> None:
+        self._seq += 1
+        heapq.heappush(self._queue, (self.now + delay, self._seq, kind, a, b))
+
+    def _record(self, kind: str, *fields: object) -> None:
+        self.trace.record(self.step_no, self.now, kind, *fields)
+
+    # ---- nodes and the host loop ---------------------------------------------------------
+
+    def _add_node(self, node: SimNode) -> None:
+        self.nodes[node.id] = node
+        self._start(node)
+        self._push(self.rng.randint(1, TICK), _TICK, node, TICK + self.rng.choice((-1, 0, 1)))
+
+    def _start(self, node: SimNode) -> None:
+        raw = node.start(self.rng, ELECTION_TICK)
+        if self.options.on_raw_node is not None:
+            self.options.on_raw_node(raw)
+        self.monitor.restored(node.id, node.kv.applied)
+
+    def _on_tick(self, node: SimNode, period: int) -> None:
+        if node.removed:
+            return
+        if node.raw is not None:
+            node.raw.tick()
+            self._drain(node)
+        self._push(period, _TICK, node, period)
+
+    def _on_deliver(self, m: Message) -> None:
+        node = self.nodes.get(m.to)
+        if node is None or node.raw is None or not self.net.connected(m.from_, m.to):
+            self._record("lost", _show_msg(m))
+            if m.type == MessageType.SNAP:
+                self._push(1, _SNAP_STATUS, m, True)
+            return
+        self._record("deliver", _show_msg(m))
+        node.raw.step(m)
+        self._drain(node)
+        if m.type == MessageType.SNAP:
+            self._push(1, _SNAP_STATUS, m, False)
+
+    def _on_snap_status(self, m: Message, failed: bool) -> None:
+        sender = self.nodes[m.from_]
+        if sender.raw is not None:
+            sender.raw.report_snapshot(m.to, failed)
+            self._drain(sender)
+
+    def _send(self, m: Message) -> None:
+        delays = self.net.transmit(m.from_, m.to)
+        if not delays:
+            self._record("drop", _show_msg(m))
+            if m.type == MessageType.SNAP:
+                self._push(1, _SNAP_STATUS, m, True)
+            return
+        if len(delays) > 1:
+            self._record("duplicate", _show_msg(m))
+        for d in delays:
+            self._push(d, _DELIVER, m, None)
+
+    def _drain(self, node: SimNode) -> None:
+        while node.raw is not None and node.raw.has_ready():
+            self._handle_ready(node, node.raw.ready())
+
+    def _handle_ready(self, node: SimNode, rd: Ready) -> None:
+        raw = node.raw
+        assert raw is not None
+        crash_at = node.crash_at
+        disk = node.disk
+        if rd.hard_state is not None:
+            node.term = rd.hard_state.term
+        if rd.soft_state is not None:
+            self._observe_role(node, rd.soft_state.raft_state, rd.soft_state.lead)
+        if crash_at is CrashPoint.BEFORE_PERSIST:
+            return self._crash(node, crash_at)
+
+        if rd.snapshot is not None and not rd.snapshot.is_empty():
+            disk.apply_snapshot(rd.snapshot)
+        self.monitor.entries_persisting(node.id, disk, disk.hard_state.commit, rd.entries)
+        if rd.entries:
+            disk.append(rd.entries)
+        if rd.hard_state is not None:
+            old = disk.hard_state.commit
+            if rd.hard_state.commit != old:
+                self.monitor.commit_advanced(node.id, rd.hard_state.term, old, rd.hard_state.commit, disk)
+            disk.set_hard_state(rd.hard_state)
+        if crash_at is CrashPoint.BEFORE_SEND:
+            return self._crash(node, crash_at)
+
+        cut = self.rng.randrange(len(rd.messages) + 1) if crash_at is CrashPoint.MID_SEND else -1
+        for i, m in enumerate(rd.messages):
+            if i == cut:
+                return self._crash(node, crash_at)
+            self._send(m)
+        if crash_at is CrashPoint.MID_SEND or crash_at is CrashPoint.BEFORE_APPLY:
+            return self._crash(node, crash_at)
+
+        if rd.snapshot is not None and not rd.snapshot.is_empty():
+            self._restore_snapshot(node, rd)
+        for e in rd.committed_entries:
+            self.monitor.applying(node.id, e)
+            self._apply(node, e)
+            if node.raw is None:
+                return
+        for rs in rd.read_states:
+            op_id = int(rs.request_ctx)
+            if self._op_node.get(op_id) == node.id and self.history.is_open(op_id):
+                client = self._client_of(op_id)
+                assert client is not None and client.input is not None
+                node.reads.append(ReadWait(rs.index, op_id, client.input.key))
+        self._serve_reads(node)
+        if crash_at is CrashPoint.BEFORE_ADVANCE:
+            return self._crash(node, crash_at)
+        raw.advance(rd)
+        self._maybe_compact(node)
+
+    def _observe_role(self, node: SimNode, role: StateType, lead: int) -> None:
+        was_leader = node.role == StateType.LEADER
+        if role != node.role or lead != node.lead:
+            self._record("role", f"n{node.id}", role.name.lower(), f"term={node.term}", f"lead={lead}")
+        node.role, node.lead = role, lead
+        if role == StateType.LEADER and not was_leader:
+            self.monitor.leader_elected(node.id, node.term, node.disk)
+        elif role != StateType.LEADER and was_leader:
+            self.monitor.stepped_down(node.id)
+
+    def _restore_snapshot(self, node: SimNode, rd: Ready) -> None:
+        snap = rd.snapshot
+        assert snap is not None
+        node.kv = type(node.kv).restore(snap.data)
+        node.kv.applied = snap.metadata.index
+        node.conf_state = snap.metadata.conf_state
+        node.applied_since_snapshot = 0
+        self.monitor.restored(node.id, snap.metadata.index)
+        self._record("snapshot", f"n{node.id}", f"index={snap.metadata.index}")
+
+    def _apply(self, node: SimNode, e) -> None:
+        raw = node.raw
+        assert raw is not None
+        node.applied_since_snapshot += 1
+        if e.type == EntryType.NORMAL:
+            put = node.kv.apply(e.index, e.data)
+            if put is not None and self._op_node.get(put.request_id) == node.id:
+                self._complete(put.request_id, "ok")
+            return
+        node.kv.applied = e.index
+        cc = decode_conf_change(e)
+        before = node.conf_state
+        node.conf_state = raw.apply_conf_change(cc)
+        self._record("conf", f"n{node.id}", f"index={e.index}", _show_conf(node.conf_state))
+        gone = set(before.voters + before.learners + before.voters_outgoing) - set(
+            node.conf_state.voters + node.conf_state.learners + node.conf_state.voters_outgoing
+        )
+        for nid in sorted(gone):
+            self._remove_member(nid)
+
+    def _remove_member(self, nid: int) -> None:
+        """A member whose removal committed is shut down for good, as etcd does."""
+        node = self.nodes[nid]
+        if node.removed:
+            return
+        self._record("removed", f"n{nid}")
+        self._lose_process(node)
+        node.removed = True
+
+    def _serve_reads(self, node: SimNode) -> None:
+        if not node.reads:
+            return
+        waiting = []
+        for r in node.reads:
+            if r.index <= node.kv.applied:
+                if self.history.is_open(r.op_id) and self._op_node.get(r.op_id) == node.id:
+                    self._complete(r.op_id, node.kv.get(r.key))
+            else:
+                waiting.append(r)
+        node.reads = waiting
+
+    def _maybe_compact(self, node: SimNode) -> None:
+        every = self.profile.compact_every
+        if not every or node.applied_since_snapshot < every:
+            return
+        index = node.kv.applied
+        if index <= node.disk.first_index() + KEEP_AFTER_COMPACT:
+            return
+        node.disk.create_snapshot(index, node.conf_state, node.kv.snapshot())
+        node.disk.compact(index - KEEP_AFTER_COMPACT)
+        node.applied_since_snapshot = 0
+        self._record("compact", f"n{node.id}", f"snapshot={index}")
+
+    def _crash(self, node: SimNode, point: CrashPoint | None) -> None:
+        self._record("crash", f"n{node.id}", point.value if point else "between-steps")
+        self._lose_process(node)
+
+    def _lose_process(self, node: SimNode) -> None:
+        self.monitor.stepped_down(node.id)
+        node.stop()
+        for c in self.clients:
+            if c.op_id is not None and self._op_node.get(c.op_id) == node.id:
+                self._finish(c, failed=False)
+
+    def _restart(self, node: SimNode) -> None:
+        self._record("restart", f"n{node.id}")
+        self._start(node)
+
+    # ---- clients ---------------------------------------------------------------------------
+
+    def _client_of(self, op_id: int) -> _Client | None:
+        for c in self.clients:
+            if c.op_id == op_id:
+                return c
+        return None
+
+    def _on_client(self, c: _Client) -> None:
+        if self.healing or c.op_id is not None:
+            return
+        live = [n for n in self.nodes.values() if n.raw is not None]
+        if not live:
+            self._push(self.rng.randint(1, 5 * TICK), _CLIENT, c, None)
+            return
+        node = self.rng.choice(live)
+        op_id = self._next_op
+        self._next_op += 1
+        key = self.rng.choice(KEYS)
+        op = KvPut(key, op_id) if self.rng.random() < 0.5 else KvGet(key)
+        c.op_id, c.node, c.input = op_id, node.id, op
+        self._op_node[op_id] = node.id
+        self.history.invoke(op_id, c.id, op, self.now)
+        self._record("invoke", f"c{c.id}", f"op{op_id}", f"n{node.id}", op)
+        raw = node.raw
+        assert raw is not None
+        try:
+            if isinstance(op, KvPut):
+                raw.propose(Put(op_id, key, op_id).encode())
+            else:
+                raw.read_index(str(op_id).encode())
+        except ProposalDropped:
+            self._record("rejected", f"op{op_id}")
+            self._finish(c, failed=True)
+            return
+        self._push(OP_TIMEOUT, _OP_TIMEOUT, c, op_id)
+        self._drain(node)
+
+    def _on_op_timeout(self, c: _Client, op_id: int) -> None:
+        if c.op_id == op_id:
+            self._record("timeout", f"op{op_id}")
+            self._finish(c, failed=False)
+
+    def _complete(self, op_id: int, output: object) -> None:
+        c = self._client_of(op_id)
+        if c is None:
+            return
+        self.history.respond(op_id, output, self.now)
+        self._record("respond", f"c{c.id}", f"op{op_id}", output)
+        c.op_id = None
+        self._push(self.rng.randint(1, 3 * TICK), _CLIENT, c, None)
+
+    def _finish(self, c: _Client, *, failed: bool) -> None:
+        """End the client's operation without a response: surely without effect, or unknown."""
+        assert c.op_id is not None
+        if failed:
+            self.history.fail(c.op_id)
+        else:
+            self.history.lose(c.op_id)
+        c.op_id = None
+        self._push(self.rng.randint(1, 3 * TICK), _CLIENT, c, None)
+
+    # ---- the nemesis -------------------------------------------------------------------------
+
+    def _nemesis_active(self) -> bool:
+        p = self.profile
+        return any((p.partition, p.heal, p.slow_link, p.crash, p.restart, p.membership, p.transfer))
+
+    def _on_nemesis(self) -> None:
+        if self.healing:
+            return
+        p = self.profile
+        actions = [
+            (p.idle, lambda: None),
+            (p.partition, self._partition),
+            (p.heal, self._heal_network),
+            (p.slow_link, self._slow_link),
+            (p.crash, self._crash_some),
+            (p.restart, self._restart_some),
+            (p.membership, self._change_membership),
+            (p.transfer, self._transfer_leader),
+        ]
+        weights = [w for w, _ in actions]
+        _, action = self.rng.choices(actions, weights)[0]
+        action()
+        self._push(p.nemesis_every * TICK, _NEMESIS, None, None)
+
+    def _members(self) -> list[int]:
+        return sorted(n.id for n in self.nodes.values() if not n.removed)
+
+    def _partition(self) -> None:
+        ids = self._members()
+        self.rng.shuffle(ids)
+        self.net.reconnect()
+        shape = self.rng.random()
+        if shape < 0.5:
+            cut = self.rng.randint(1, len(ids) - 1)
+            self.net.partition([ids[:cut], ids[cut:]])
+            self._record("partition", sorted(ids[:cut]), "|", sorted(ids[cut:]))
+        elif shape < 0.75:
+            cut = self.rng.randint(1, len(ids) - 1)
+            self.net.cut_one_way(ids[:cut], ids[cut:])
+            self._record("one-way", sorted(ids[:cut]), "->x", sorted(ids[cut:]))
+        else:
+            bridge, rest = ids[0], ids[1:]
+            cut = self.rng.randint(0, len(rest))
+            self.net.bridge(rest[:cut], rest[cut:], bridge)
+            self._record("bridge", sorted(rest[:cut]), f"<n{bridge}>", sorted(rest[cut:]))
+
+    def _heal_network(self) -> None:
+        self._record("heal")
+        self.net.heal()
+
+    def _slow_link(self) -> None:
+        ids = self._members()
+        src, dst = self.rng.sample(ids, 2)
+        base = self.profile.faults
+        faults = LinkFaults(base.drop, base.duplicate, base.delay + 3 * TICK, base.jitter + 3 * TICK)
+        self.net.set_link(src, dst, faults)
+        self._record("slow-link", f"n{src}->n{dst}")
+
+    def _crash_some(self) -> None:
+        live = [n for n in self.nodes.values() if n.raw is not None]
+        if not live:
+            return
+        node = self.rng.choice(live)
+        point = self.rng.choice([None, *CrashPoint])
+        if point is None:
+            self._crash(node, None)
+        else:
+            node.crash_at = point
+            self._record("arm-crash", f"n{node.id}", point.value)
+
+    def _restart_some(self) -> None:
+        dead = [n for n in self.nodes.values() if n.raw is None and not n.removed]
+        if dead:
+            self._restart(self.rng.choice(dead))
+
+    def _leader(self) -> SimNode | None:
+        leaders = [n for n in self.nodes.values() if n.raw is not None and n.role == StateType.LEADER]
+        return max(leaders, key=lambda n: n.term) if leaders else None
+
+    def _transfer_leader(self) -> None:
+        leader = self._leader()
+        if leader is None or leader.raw is None:
+            return
+        targets = [v for v in leader.conf_state.voters if v != leader.id]
+        if not targets:
+            return
+        to = self.rng.choice(targets)
+        self._record("transfer", f"n{leader.id}->n{to}")
+        leader.raw.transfer_leader(to)
+        self._drain(leader)
+
+    def _change_membership(self) -> None:
+        leader = self._leader()
+        if leader is None or leader.raw is None:
+            return
+        cs = leader.conf_state
+        if cs.voters_outgoing:
+            return
+        voters = [v for v in cs.voters if v != leader.id]
+        learners = list(cs.learners)
+        choices: list[tuple[str, ConfChange | ConfChangeV2]] = []
+        new_id = self._next_id
+        choices.append(("add-learner", ConfChange(ConfChangeType.ADD_LEARNER_NODE, new_id)))
+        if learners and len(cs.voters) < self._max_voters:
+            lid = self.rng.choice(learners)
+            choices.append(("promote", _v2(ConfChangeType.ADD_NODE, lid)))
+        if len(cs.voters) > 3 and voters:
+            vid = self.rng.choice(voters)
+            choices.append(("remove-voter", _v2(ConfChangeType.REMOVE_NODE, vid)))
+        if learners and voters:
+            lid, vid = self.rng.choice(learners), self.rng.choice(voters)
+            choices.append(
+                (
+                    "swap-joint",
+                    ConfChangeV2(
+                        ConfChangeTransition.AUTO,
+                        [
+                            ConfChangeSingle(ConfChangeType.ADD_NODE, lid),
+                            ConfChangeSingle(ConfChangeType.REMOVE_NODE, vid),
+                        ],
+                    ),
+                )
+            )
+        if learners:
+            choices.append(("remove-learner", ConfChange(ConfChangeType.REMOVE_NODE, self.rng.choice(learners))))
+        name, cc = self.rng.choice(choices)
+        if name == "add-learner":
+            if len(self._members()) >= self._max_voters + 2:
+                return
+            self._next_id += 1
+            self._add_node(SimNode(new_id, MemoryStorage()))
+        self._record("propose-conf", f"n{leader.id}", name, cc)
+        try:
+            leader.raw.propose_conf_change(cc)
+        except ProposalDropped:
+            self._record("rejected", name)
+            return
+        self._drain(leader)
+
+    # ---- the end of a run ------------------------------------------------------------------
+
+    def _heal_all(self) -> None:
+        """Stop every fault: links heal and turn reliable, crashed members restart."""
+        self.healing = True
+        self._record("heal-all")
+        self.net.heal()
+        self.net.faults = LinkFaults(delay=self.profile.faults.delay, jitter=self.profile.faults.jitter)
+        for node in self.nodes.values():
+            node.crash_at = None
+            if node.raw is None and not node.removed:
+                self._restart(node)
+
+    def _await_liveness(self) -> None:
+        """A leader must emerge and commit a fresh write on every live voter in time."""
+        deadline = self.now + self.options.liveness_ticks * TICK
+        next_probe = self.now
+        while self.now < deadline:
+            if self.now >= next_probe:
+                next_probe = self.now + TICK
+                if self._liveness_reached():
+                    self._record("live", f"probe={self._probe}")
+                    return
+            self.step()
+        leader = self._leader()
+        raise Violation(
+            LIVENESS,
+            f"no write committed on all voters within {self.options.liveness_ticks} ticks of healing "
+            f"(leader: {leader.id if leader else None}, probe op {self._probe})",
+        )
+
+    def _liveness_reached(self) -> bool:
+        leader = self._leader()
+        if leader is None or leader.raw is None:
+            return False
+        if self._probe is None:
+            probe = self._next_op
+            try:
+                leader.raw.propose(Put(probe, PROBE_KEY, probe).encode())
+            except ProposalDropped:
+                return False
+            self._next_op += 1
+            self._probe = probe
+            self._record("probe", f"n{leader.id}", f"op{probe}")
+            self._drain(leader)
+            return False
+        cs = leader.conf_state
+        voters = set(cs.voters) | set(cs.voters_outgoing)
+        return all(
+            self.nodes[v].raw is not None and self._probe in self.nodes[v].kv.seen for v in sorted(voters)
+        )
+
+    def _check_history(self) -> None:
+        ops = self.history.close()
+        result = check_operations(KvModel(), ops, timeout=self.options.check_timeout)
+        if result.ok is None:
+            self._undecided = True
+        elif not result.ok:
+            raise Violation(LINEARIZABILITY, result.explanation)
+
+
+def _v2(kind: ConfChangeType, nid: int) -> ConfChangeV2:
+    return ConfChangeV2(ConfChangeTransition.AUTO, [ConfChangeSingle(kind, nid)])
+
+
+def _show_msg(m: Message) -> str:
+    s = f"{m.type.name} n{m.from_}->n{m.to} t{m.term}"
+    if m.type in (MessageType.APP, MessageType.APP_RESP):
+        s += f" i{m.index} lt{m.log_term} c{m.commit} +{len(m.entries)}"
+    if m.reject:
+        s += " reject"
+    return s
+
+
+def _show_conf(cs) -> str:
+    s = f"voters={cs.voters}"
+    if cs.learners:
+        s += f" learners={cs.learners}"
+    if cs.voters_outgoing:
+        s += f" outgoing={cs.voters_outgoing}"
+    return s
