@@ -1,0 +1,96 @@
+"""The RawNode contract: what a Ready holds, and when."""
+
+from __future__ import annotations
+
+import pytest
+from raft_testnet import Network, make_storage
+
+from etcdx.raft import (
+    Config,
+    HardState,
+    MemoryStorage,
+    Message,
+    MessageType,
+    ProposalDropped,
+    RaftError,
+    RawNode,
+    StateType,
+    StepLocalMessageError,
+)
+
+
+def test_bootstrap_writes_membership_as_a_snapshot_at_index_1():
+    s = MemoryStorage()
+    RawNode.bootstrap(s, [3, 1, 2])
+    hs, cs = s.initial_state()
+    assert cs.voters == [1, 2, 3] and hs == HardState(term=1, vote=0, commit=1)
+    assert s.first_index() == 2 and s.last_index() == 1
+    with pytest.raises(RaftError):
+        RawNode.bootstrap(s, [1])
+
+
+def test_ready_reports_soft_and_hard_state_only_when_changed():
+    s = make_storage([1])
+    node = RawNode(Config(id=1, storage=s))
+    assert not node.has_ready()
+    node.campaign()
+    rd = node.ready()
+    assert rd.soft_state is not None and rd.soft_state.raft_state == StateType.LEADER
+    assert rd.hard_state == HardState(term=2, vote=1, commit=2)
+    assert rd.must_sync and [e.index for e in rd.entries] == [2]
+    assert [e.index for e in rd.committed_entries] == [2]
+    s.append(rd.entries)
+    node.advance(rd)
+    assert not node.has_ready()
+    node.propose(b"x")
+    rd = node.ready()
+    assert rd.soft_state is None and rd.hard_state == HardState(term=2, vote=1, commit=3)
+
+
+def test_committed_entries_are_handed_out_once_even_without_advance():
+    node = RawNode(Config(id=1, storage=make_storage([1])))
+    node.campaign()
+    first = node.ready()
+    second = node.ready()
+    assert first.committed_entries and not second.committed_entries
+
+
+def test_local_message_types_are_rejected_from_the_network():
+    node = RawNode(Config(id=1, storage=make_storage([1, 2, 3])))
+    for t in (MessageType.HUP, MessageType.BEAT, MessageType.CHECK_QUORUM, MessageType.SNAP_STATUS):
+        with pytest.raises(StepLocalMessageError):
+            node.step(Message(type=t, from_=2, to=1))
+
+
+def test_forwarded_proposal_to_a_node_without_leader_is_dropped_silently():
+    node = RawNode(Config(id=1, storage=make_storage([1, 2, 3])))
+    node.step(Message(type=MessageType.PROP, from_=2, to=1, entries=[]))
+    assert not node.ready().messages
+
+
+def test_status_shows_progress_only_on_the_leader():
+    n = Network([1, 2, 3])
+    n.elect(1)
+    st = n.nodes[1].status()
+    assert sorted(st.progress) == [1, 2, 3] and st.progress[2].match == 2
+    assert st.conf_state.voters == [1, 2, 3] and st.applied == 2
+    assert n.nodes[2].status().progress == {}
+
+
+def test_uncommitted_size_limit_drops_proposals_until_entries_commit():
+    n = Network([1, 2, 3], max_uncommitted_entries_size=100)
+    n.elect(1)
+    n.isolate(1)
+    n.nodes[1].propose(b"x" * 60)
+    with pytest.raises(ProposalDropped):
+        n.nodes[1].propose(b"y" * 60)
+    n.heal()
+    n.stabilize()
+    n.nodes[1].propose(b"y" * 60)
+
+
+def test_config_is_validated():
+    with pytest.raises(RaftError):
+        RawNode(Config(id=0, storage=MemoryStorage()))
+    with pytest.raises(RaftError):
+        RawNode(Config(id=1, storage=MemoryStorage(), election_tick=1, heartbeat_tick=1))
