@@ -1,7 +1,14 @@
 """The Raft consensus core: a pure, deterministic state machine (no I/O, clock or threads).
 
 Hosts drive a ``RawNode``: tick it, step network messages into it, propose,
-and run the Ready loop described in ``etcdx.raft.rawnode``.
+and run the Ready loop described in ``etcdx.raft.rawnode``. Randomness comes
+only from ``Config.rand``, so the same inputs and seed give the same outputs.
+
+Modules, one concept each: ``core`` (the state machine), ``rawnode`` (Ready
+and the host API), ``log`` (stable + unstable log), ``storage`` (Storage,
+MemoryStorage), ``progress`` and ``tracker`` (the leader's view of followers),
+``quorum`` (majority and joint arithmetic), ``confchange`` (membership
+transitions), ``read_only`` (ReadIndex), ``codec`` (protobuf wire format).
 """
 
 from etcdx.raft.config import Config

@@ -27,6 +27,7 @@ class Config:
     max_size_per_msg: int = 1 << 20  # bytes of entry data per MsgApp (at least one entry is sent)
     max_inflight_msgs: int = 256  # appends in flight to one follower in REPLICATE state
     max_uncommitted_entries_size: int = 0  # bytes of data proposed but not committed; 0 = unlimited
+    max_committed_size_per_ready: int = 0  # bytes of committed entry data per Ready (at least one entry); 0 = unlimited
     check_quorum: bool = True
     pre_vote: bool = True
     read_only_option: ReadOnlyOption = ReadOnlyOption.SAFE

@@ -58,7 +58,7 @@ class Raft:
     def __init__(self, c: Config) -> None:
         c.validate()
         self.id = c.id
-        self.log = RaftLog(c.storage)
+        self.log = RaftLog(c.storage, c.max_committed_size_per_ready or None)
         self.max_msg_size = c.max_size_per_msg
         self.max_uncommitted_size = c.max_uncommitted_entries_size
         self.trk = ProgressTracker(c.max_inflight_msgs)

@@ -83,10 +83,12 @@ class RaftLog:
     by ``advance``.
     """
 
-    __slots__ = ("storage", "unstable", "committed", "applying", "applied")
+    __slots__ = ("storage", "unstable", "committed", "applying", "applied", "max_next_size")
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, max_next_size: int | None = None) -> None:
         self.storage = storage
+        # Bytes of committed entries handed out at once (None: no limit).
+        self.max_next_size = max_next_size
         first = storage.first_index()
         last = storage.last_index()
         self.unstable = Unstable(last + 1)
@@ -223,7 +225,7 @@ class RaftLog:
         """Committed entries not yet handed to the host for applying."""
         lo = max(self.applying + 1, self.first_index())
         if self.committed + 1 > lo:
-            return self.slice(lo, self.committed + 1)
+            return self.slice(lo, self.committed + 1, self.max_next_size)
         return []
 
     def snapshot(self) -> Snapshot:

@@ -7,6 +7,7 @@ from raft_testnet import Network, make_storage
 
 from etcdx.raft import (
     Config,
+    Entry,
     HardState,
     MemoryStorage,
     Message,
@@ -94,3 +95,16 @@ def test_config_is_validated():
         RawNode(Config(id=0, storage=MemoryStorage()))
     with pytest.raises(RaftError):
         RawNode(Config(id=1, storage=MemoryStorage(), election_tick=1, heartbeat_tick=1))
+
+
+def test_committed_entries_are_paged_by_max_committed_size_per_ready():
+    s = make_storage([1])
+    s.append([Entry(term=1, index=i, data=b"x" * 10) for i in range(2, 12)])
+    s.set_hard_state(HardState(term=1, commit=11))
+    node = RawNode(Config(id=1, storage=s, max_committed_size_per_ready=35))
+    pages = []
+    while node.has_ready():
+        rd = node.ready()
+        pages.append([e.index for e in rd.committed_entries])
+        node.advance(rd)
+    assert pages == [[2, 3, 4], [5, 6, 7], [8, 9, 10], [11]]
