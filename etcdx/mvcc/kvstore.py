@@ -14,13 +14,11 @@ from dataclasses import dataclass
 from etcdx.backend import Backend, ReadTxn, WriteTxn, buckets
 from etcdx.mvcc import revision as rev
 from etcdx.mvcc.errors import CompactedError, FutureRevisionError
+from etcdx.mvcc.hash import hash_all, hash_kv
 from etcdx.mvcc.key_index import KeyIndex, KeyRef, decode_key
+from etcdx.mvcc.meta import (META_COMPACT_CURSOR, META_FINISHED_COMPACT, META_SCHEDULED_COMPACT,
+                             compact_revision, current_revision, meta_revision)
 from etcdx.pb import kv_pb2
-
-META_SCHEDULED_COMPACT = b"scheduledCompactRev"
-META_FINISHED_COMPACT = b"finishedCompactRev"
-# The user key from which a scheduled compaction resumes (etcdx's own key).
-META_COMPACT_CURSOR = b"etcdxCompactCursor"
 
 ALL_KEYS = b"\x00"  # as range_end: every key >= key
 
@@ -30,23 +28,6 @@ class RangeResult:
     kvs: list[kv_pb2.KeyValue]
     count: int      # matching keys, ignoring limit
     revision: int   # the store's revision the range was served at (response header)
-
-
-def current_revision(txn: ReadTxn) -> int:
-    """The store revision as seen by ``txn``."""
-    cursor = txn.cursor(buckets.KEY)
-    newest = rev.main_of(cursor.key()) if cursor.last() else 0
-    return max(newest, compact_revision(txn))
-
-
-def compact_revision(txn: ReadTxn) -> int:
-    """The revision of the last scheduled compaction (etcd's compactMainRev)."""
-    return _meta_revision(txn, META_SCHEDULED_COMPACT)
-
-
-def _meta_revision(txn: ReadTxn, name: bytes) -> int:
-    raw = txn.get(buckets.META, name)
-    return rev.main_of(raw) if raw else 0
 
 
 def _parse(raw: bytes) -> kv_pb2.KeyValue:
@@ -128,6 +109,16 @@ class KVStore:
                         current=current_revision(txn), limit=limit,
                         count_only=count_only, keys_only=keys_only)
 
+    def hash_kv(self, revision: int = 0) -> tuple[int, int, int]:
+        """(hash, compact_revision, hash_revision) as etcd's HashKV; see ``hash``."""
+        with self._backend.read() as txn:
+            return hash_kv(txn, revision)
+
+    def hash(self) -> int:
+        """CRC-32C of the whole ``key`` bucket."""
+        with self._backend.read() as txn:
+            return hash_all(txn)
+
     def write(self, txn: WriteTxn) -> TxnWrite:
         """Start one etcd transaction (one main revision) inside ``txn``.
 
@@ -154,8 +145,8 @@ class KVStore:
         """Compact up to ``batch`` keys of the scheduled compaction; True when
         none is pending any more. Keeps, per key, the newest revision <= the
         compact revision unless it is a tombstone; drops the older ones."""
-        target = _meta_revision(txn, META_SCHEDULED_COMPACT)
-        if target <= _meta_revision(txn, META_FINISHED_COMPACT):
+        target = meta_revision(txn, META_SCHEDULED_COMPACT)
+        if target <= meta_revision(txn, META_FINISHED_COMPACT):
             return True
         index = KeyIndex(txn)
         start = txn.get(buckets.META, META_COMPACT_CURSOR) or b""

@@ -1,0 +1,33 @@
+"""Store-wide revisions kept in the backend: current and compaction progress.
+
+The current revision is derived from the newest entry of the ``key`` bucket
+(or the compact revision, when compaction removed a trailing tombstone), so
+every process that opens the backend sees the writer's revision.
+"""
+
+from __future__ import annotations
+
+from etcdx.backend import ReadTxn, buckets
+from etcdx.mvcc import revision as rev
+
+META_SCHEDULED_COMPACT = b"scheduledCompactRev"
+META_FINISHED_COMPACT = b"finishedCompactRev"
+# The user key from which a scheduled compaction resumes (etcdx's own key).
+META_COMPACT_CURSOR = b"etcdxCompactCursor"
+
+
+def current_revision(txn: ReadTxn) -> int:
+    """The store revision as seen by ``txn``."""
+    cursor = txn.cursor(buckets.KEY)
+    newest = rev.main_of(cursor.key()) if cursor.last() else 0
+    return max(newest, compact_revision(txn))
+
+
+def compact_revision(txn: ReadTxn) -> int:
+    """The revision of the last scheduled compaction (etcd's compactMainRev)."""
+    return meta_revision(txn, META_SCHEDULED_COMPACT)
+
+
+def meta_revision(txn: ReadTxn, name: bytes) -> int:
+    raw = txn.get(buckets.META, name)
+    return rev.main_of(raw) if raw else 0
