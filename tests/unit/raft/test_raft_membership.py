@@ -207,3 +207,37 @@ def test_node_with_unapplied_conf_change_does_not_campaign():
     node.advance(rd)
     node.campaign()
     assert node.raft.state == StateType.PRE_CANDIDATE
+
+
+def test_election_in_joint_config_needs_both_majorities():
+    # Without the leader lease, so that votes are counted whenever asked for.
+    n = Network([1, 2, 3], pre_vote=False, check_quorum=False)
+    n.elect(1)
+    for i in (4, 5):
+        add_empty_node(n, i)
+    cc = ConfChangeV2(
+        transition=ConfChangeTransition.JOINT_EXPLICIT,
+        changes=[ConfChangeSingle(ADD, 4), ConfChangeSingle(ADD, 5), ConfChangeSingle(REMOVE, 2)],
+    )
+    n.nodes[1].propose_conf_change(cc)
+    n.stabilize()
+    assert conf(n, 4).voters == [1, 3, 4, 5] and conf(n, 4).voters_outgoing == [1, 2, 3]
+    # 4 and 5 form a majority of nothing: the outgoing half {1, 2, 3} must agree too.
+    for i in (1, 2, 3):
+        n.isolate(i)
+    n.tick(4, 100)
+    n.stabilize()
+    assert n.state(4) != StateType.LEADER
+    n.heal()
+    n.isolate(1)
+    n.cut(3, 4)
+    n.cut(3, 5)
+    # Now 4 can reach 2 and 5: incoming {1,3,4,5} has only 4, 5 — still not a majority of 4.
+    n.nodes[4].campaign()
+    n.stabilize()
+    assert n.state(4) != StateType.LEADER
+    n.heal()
+    n.isolate(1)
+    n.nodes[4].campaign()
+    n.stabilize()
+    assert n.state(4) == StateType.LEADER

@@ -114,3 +114,25 @@ def test_storage_refuses_an_older_snapshot():
     snap = s.create_snapshot(2, None, b"")
     with pytest.raises(SnapOutOfDateError):
         s.apply_snapshot(snap)
+
+
+def test_report_snapshot_resumes_replication_when_the_ack_was_lost():
+    n = Network([1, 2, 3])
+    n.elect(1)
+    n.isolate(3)
+    n.nodes[1].propose(b"a")
+    n.stabilize()
+    index = compact_leader(n, 1)
+    n.heal()
+    # Lose the follower's acceptance of the snapshot (but not its rejections of appends).
+    n.filter = lambda m: not (m.type == MessageType.APP_RESP and m.from_ == 3 and not m.reject)
+    n.tick_all(1)
+    assert n.storages[3].snapshot().metadata.index == index
+    assert n.nodes[1].status().progress[3].state == ProgressState.SNAPSHOT
+    n.filter = None
+    n.nodes[1].report_snapshot(3, failed=False)
+    assert n.nodes[1].status().progress[3].state == ProgressState.PROBE
+    n.nodes[1].propose(b"b")
+    n.stabilize()
+    assert n.applied_data(3) == [b"b"]
+    assert n.nodes[1].status().progress[3].state == ProgressState.REPLICATE
