@@ -29,8 +29,12 @@ def _entry_to_pb(e: Entry) -> pb.Entry:
     return pb.Entry(term=e.term, index=e.index, type=e.type, data=e.data)
 
 
+# Indexing a tuple is several times cheaper than calling the enum, and entries are the bulk.
+_ENTRY_TYPES = tuple(EntryType)
+
+
 def _entry_from_pb(p: pb.Entry) -> Entry:
-    return Entry(term=p.term, index=p.index, type=EntryType(p.type), data=p.data)
+    return Entry(p.term, p.index, _ENTRY_TYPES[p.type], p.data)
 
 
 def _conf_state_to_pb(cs: ConfState) -> pb.ConfState:
@@ -109,13 +113,15 @@ def encode_message(m: Message) -> bytes:
         term=m.term,
         log_term=m.log_term,
         index=m.index,
-        entries=[_entry_to_pb(e) for e in m.entries],
         commit=m.commit,
         reject=m.reject,
         reject_hint=m.reject_hint,
         context=m.context,
     )
     setattr(p, "from", m.from_)  # "from" is a Python keyword
+    add = p.entries.add  # cheaper per entry than building pb.Entry objects and a list
+    for e in m.entries:
+        add(term=e.term, index=e.index, type=e.type, data=e.data)
     if m.snapshot is not None:
         p.snapshot.CopyFrom(_snapshot_to_pb(m.snapshot))
     return p.SerializeToString()
@@ -130,7 +136,7 @@ def decode_message(b: bytes) -> Message:
         term=p.term,
         log_term=p.log_term,
         index=p.index,
-        entries=[_entry_from_pb(e) for e in p.entries],
+        entries=[Entry(e.term, e.index, _ENTRY_TYPES[e.type], e.data) for e in p.entries],
         commit=p.commit,
         snapshot=_snapshot_from_pb(p.snapshot) if p.HasField("snapshot") else None,
         reject=p.reject,
