@@ -97,13 +97,18 @@ class RawNode:
         """
         if storage.last_index() != 0 or not storage.initial_state()[0].is_empty():
             raise RaftError("can only bootstrap an empty storage")
+        snap, hs = RawNode.bootstrap_state(peers)
+        storage.apply_snapshot(snap)
+        storage.set_hard_state(hs)
+
+    @staticmethod
+    def bootstrap_state(peers: list[int]) -> tuple[Snapshot, HardState]:
+        """The snapshot and hard state ``bootstrap`` writes, for storages other than MemoryStorage."""
         if not peers:
             raise RaftError("must bootstrap with at least one peer")
         cs = ConfState(voters=sorted(set(peers)))
-        storage.apply_snapshot(
-            Snapshot(metadata=SnapshotMetadata(conf_state=cs, index=BOOTSTRAP_INDEX, term=BOOTSTRAP_TERM))
-        )
-        storage.set_hard_state(HardState(term=BOOTSTRAP_TERM, commit=BOOTSTRAP_INDEX))
+        snap = Snapshot(metadata=SnapshotMetadata(conf_state=cs, index=BOOTSTRAP_INDEX, term=BOOTSTRAP_TERM))
+        return snap, HardState(term=BOOTSTRAP_TERM, commit=BOOTSTRAP_INDEX)
 
     @property
     def id(self) -> int:
