@@ -114,6 +114,25 @@ class RawNode:
     def id(self) -> int:
         return self.raft.id
 
+    # Cheap accessors for hot paths (``status()`` builds a whole snapshot of the node).
+
+    @property
+    def term(self) -> int:
+        return self.raft.term
+
+    @property
+    def lead(self) -> int:
+        """The leader this node knows of, NONE (0) if none."""
+        return self.raft.lead
+
+    @property
+    def commit(self) -> int:
+        return self.raft.log.committed
+
+    @property
+    def raft_state(self) -> StateType:
+        return self.raft.state
+
     def tick(self) -> None:
         """Advance logical time by one tick (election and heartbeat timeouts count ticks)."""
         self.raft.tick()

@@ -108,3 +108,17 @@ def test_committed_entries_are_paged_by_max_committed_size_per_ready():
         pages.append([e.index for e in rd.committed_entries])
         node.advance(rd)
     assert pages == [[2, 3, 4], [5, 6, 7], [8, 9, 10], [11]]
+
+
+def test_accessors_match_status():
+    n = Network([1, 2, 3])
+    n.elect(1)
+    for i in (1, 2):
+        node = n.nodes[i]
+        st = node.status()
+        assert (node.term, node.lead, node.commit, node.raft_state) == (
+            st.hard_state.term,
+            st.soft_state.lead,
+            st.hard_state.commit,
+            st.soft_state.raft_state,
+        )
