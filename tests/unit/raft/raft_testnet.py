@@ -75,9 +75,15 @@ class Network:
         return node
 
     def restart(self, id: int) -> RawNode:
-        """Recreate node ``id`` from its storage, as after a crash."""
-        applied = self.applied[id][-1].index if self.applied[id] else 0
-        return self.add_node(id, self.storages[id], applied=applied)
+        """Recreate node ``id`` from its storage, as after a crash.
+
+        Like a host without a persistent state machine, it restores the latest
+        snapshot and re-applies the committed entries after it (conf changes
+        included: the storage's ConfState is only the snapshot's).
+        """
+        snap_index = self.storages[id].snapshot().metadata.index
+        self.applied[id] = [e for e in self.applied[id] if e.index <= snap_index]
+        return self.add_node(id, self.storages[id], applied=snap_index)
 
     # ----- partitions
 

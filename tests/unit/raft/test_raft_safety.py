@@ -1,4 +1,5 @@
-"""Seeded random runs with message loss, partitions and restarts, checked for Raft's safety properties."""
+"""Seeded random runs with message loss, partitions, restarts and membership changes,
+checked for Raft's safety properties."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import random
 import pytest
 from raft_testnet import Network
 
-from etcdx.raft import ProposalDropped, StateType
+from etcdx.raft import ConfChange, ConfChangeType, ProposalDropped, StateType
 
 
 def run(seed: int, steps: int) -> Network:
@@ -28,6 +29,13 @@ def run(seed: int, steps: int) -> Network:
             n.heal()
         elif roll < 0.1:
             n.restart(rng.choice(n.ids))
+        elif roll < 0.12:
+            # Demote or promote node 5; the leader lets only one change be pending.
+            kind = rng.choice([ConfChangeType.ADD_LEARNER_NODE, ConfChangeType.ADD_NODE])
+            try:
+                n.nodes[rng.choice(n.ids)].propose_conf_change(ConfChange(type=kind, node_id=5))
+            except ProposalDropped:
+                pass
         elif roll < 0.5:
             node = n.nodes[rng.choice(n.ids)]
             try:
