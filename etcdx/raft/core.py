@@ -472,9 +472,12 @@ class Raft:
         if self.lead_transferee != NONE:
             raise ProposalDropped("leadership transfer in progress")
         log = self.log
-        # New Entry objects: the message may be delivered again (duplicated by the network) and
-        # entries are shared, immutable values once in the log.
-        ents = [Entry(type=e.type, data=e.data) for e in m.entries]
+        if m.from_ == self.id:
+            ents = m.entries  # made by our RawNode for this call alone
+        else:
+            # New Entry objects: a forwarded proposal may be delivered again (networks duplicate)
+            # and entries are shared, immutable values once in the log.
+            ents = [Entry(type=e.type, data=e.data) for e in m.entries]
         for i, e in enumerate(ents):
             if e.type not in _CONF_CHANGE_TYPES:
                 continue
