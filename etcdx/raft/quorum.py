@@ -44,9 +44,6 @@ class MajorityConfig:
     def copy(self) -> MajorityConfig:
         return MajorityConfig(self.ids)
 
-    def sorted_ids(self) -> list[int]:
-        return sorted(self.ids)
-
     def committed_index(self, acked: Callable[[int], int]) -> int:
         """The largest index that a majority has acknowledged (``acked(id)``, 0 if unknown)."""
         n = len(self.ids)
