@@ -122,3 +122,11 @@ def test_accessors_match_status():
             st.hard_state.commit,
             st.soft_state.raft_state,
         )
+
+
+def test_a_granted_vote_is_in_the_same_ready_as_the_vote_response_and_must_be_synced():
+    node = RawNode(Config(id=2, storage=make_storage([1, 2, 3]), pre_vote=False))
+    node.step(Message(type=MessageType.VOTE, from_=1, to=2, term=2, index=1, log_term=1))
+    rd = node.ready()
+    assert rd.hard_state == HardState(term=2, vote=1, commit=1) and rd.must_sync
+    assert [(m.type, m.to, m.reject) for m in rd.messages] == [(MessageType.VOTE_RESP, 1, False)]
