@@ -109,9 +109,11 @@ class Raft:
         return HardState(term=self.term, vote=self.vote, commit=self.log.committed)
 
     def _load_state(self, hs: HardState) -> None:
-        if hs.commit < self.log.committed or hs.commit > self.log.last_index():
-            raise RaftError(f"hard state commit {hs.commit} out of range [{self.log.committed}, {self.log.last_index()}]")
-        self.log.committed = hs.commit
+        if hs.commit > self.log.last_index():
+            raise RaftError(f"hard state commit {hs.commit} is beyond the last index {self.log.last_index()}")
+        # A snapshot persisted just before a crash may be newer than the hard state's commit;
+        # everything a snapshot covers is committed, so keep the larger of the two.
+        self.log.committed = max(self.log.committed, hs.commit)
         self.term = hs.term
         self.vote = hs.vote
 

@@ -130,3 +130,12 @@ def test_a_granted_vote_is_in_the_same_ready_as_the_vote_response_and_must_be_sy
     rd = node.ready()
     assert rd.hard_state == HardState(term=2, vote=1, commit=1) and rd.must_sync
     assert [(m.type, m.to, m.reject) for m in rd.messages] == [(MessageType.VOTE_RESP, 1, False)]
+
+
+def test_restart_after_crash_between_snapshot_and_hard_state_keeps_the_snapshot_committed():
+    s = make_storage([1, 2, 3], [1, 1, 1])
+    s.create_snapshot(3, None, b"state")
+    s.compact(3)
+    s.set_hard_state(HardState(term=1, commit=1))  # the snapshot was persisted, the new commit not
+    node = RawNode(Config(id=1, storage=s, applied=3))
+    assert node.commit == 3 and node.status().applied == 3
