@@ -169,8 +169,10 @@ class WAL:
     def save(self, hard_state: HardState | None, entries: list[Entry], *, sync: bool = True) -> None:
         """Append one Ready's entries and hard state as one record; durable on return if ``sync``.
 
-        Entries may start at or below an index already saved: that is raft
-        truncating its uncommitted tail, and on replay the later entry wins.
+        Entries must be contiguous and start at most one past the last index
+        saved (or snapshotted). They may start at or below an index already
+        saved: that is raft truncating its uncommitted tail, and on replay the
+        later entry wins.
         ``sync=False`` is for tests and benchmarks only: it breaks "acknowledged
         means durable".
         """
@@ -178,6 +180,14 @@ class WAL:
             hard_state = None
         if hard_state is None and not entries:
             return
+        if entries and (
+            entries[0].index > self._last_index + 1 or entries[-1].index - entries[0].index != len(entries) - 1
+        ):
+            # Caught here rather than as a gap that stops the member at its next boot.
+            raise ValueError(
+                f"entries {entries[0].index}..{entries[-1].index} ({len(entries)}) do not continue"
+                f" the log at {self._last_index}"
+            )
         payload = codec.encode_batch(hard_state, entries)
         first = min(entries[0].index, self._last_index + 1) if entries else self._last_index + 1
         self._append(RecordType.BATCH, payload, first, sync)
