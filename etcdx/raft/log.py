@@ -22,18 +22,6 @@ class Unstable:
         self.entries: list[Entry] = []
         self.offset = offset
 
-    def maybe_first_index(self) -> int | None:
-        if self.snapshot is not None:
-            return self.snapshot.metadata.index + 1
-        return None
-
-    def maybe_last_index(self) -> int | None:
-        if self.entries:
-            return self.offset + len(self.entries) - 1
-        if self.snapshot is not None:
-            return self.snapshot.metadata.index
-        return None
-
     def maybe_term(self, i: int) -> int | None:
         if i < self.offset:
             if self.snapshot is not None and self.snapshot.metadata.index == i:
@@ -102,17 +90,29 @@ class RaftLog:
             f"unstable.offset={self.unstable.offset}, len(unstable)={len(self.unstable.entries)})"
         )
 
+    # first_index, last_index and term inline the Unstable lookups: they run several times per message.
+
     def first_index(self) -> int:
-        i = self.unstable.maybe_first_index()
-        return i if i is not None else self.storage.first_index()
+        snap = self.unstable.snapshot
+        if snap is not None:
+            return snap.metadata.index + 1
+        return self.storage.first_index()
 
     def last_index(self) -> int:
-        i = self.unstable.maybe_last_index()
-        return i if i is not None else self.storage.last_index()
+        u = self.unstable
+        if u.entries:
+            return u.offset + len(u.entries) - 1
+        if u.snapshot is not None:
+            return u.snapshot.metadata.index
+        return self.storage.last_index()
 
     def term(self, i: int) -> int:
         """The term of entry ``i``; raises CompactedError/UnavailableError outside the log."""
-        t = self.unstable.maybe_term(i)
+        u = self.unstable
+        k = i - u.offset
+        if 0 <= k < len(u.entries):
+            return u.entries[k].term
+        t = u.maybe_term(i)
         if t is not None:
             return t
         if i < self.first_index() - 1:
