@@ -21,3 +21,11 @@ class CorruptWALError(Exception):
         super().__init__(
             f"corrupt WAL record #{record_number} at offset {offset} of {path}: {reason}"
         )
+
+
+class WALLockedError(Exception):
+    """Another WAL object, in this process or another, has the directory open for writing."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(f"WAL {path} is locked by another writer")

@@ -9,9 +9,12 @@ hold, so every entry of an older segment is below it (which is what lets
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import re
 from dataclasses import dataclass
+
+from etcdx.wal.errors import WALLockedError
 
 SUFFIX = ".wal"
 _PARTIAL = ".wal.tmp"
@@ -92,3 +95,18 @@ def write_all(fd: int, buf: bytes, offset: int) -> None:
     done = os.pwrite(fd, buf, offset)
     while done < len(buf):
         done += os.pwrite(fd, memoryview(buf)[done:], offset + done)
+
+
+def lock_dir(dirpath: str) -> int:
+    """Take the directory's exclusive writer lock; return the fd that holds it.
+
+    flock is released when the fd is closed or the process dies, so a member
+    killed with -9 never leaves a stale lock behind.
+    """
+    fd = os.open(dirpath, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise WALLockedError(dirpath) from None
+    return fd

@@ -17,6 +17,7 @@ from etcdx.wal.segment import (
     create_segment,
     fsync_dir,
     list_segments,
+    lock_dir,
     preallocate,
     remove_partial,
     write_all,
@@ -44,6 +45,7 @@ class WAL:
         self,
         dirpath: str,
         segment_size: int,
+        lock: int,
         wal_id: int,
         metadata: bytes,
         segments: list[SegmentName],
@@ -57,6 +59,7 @@ class WAL:
     ) -> None:
         self._dir = dirpath
         self._segment_size = segment_size
+        self._lock = lock  # an fd holding the directory's flock while this object may write
         self._wal_id = wal_id
         self._metadata = metadata
         self._segments = segments
@@ -100,18 +103,31 @@ class WAL:
             os.rmdir(dirpath)  # an empty directory the host made; rename cannot replace it otherwise
         os.rename(tmp, dirpath)
         fsync_dir(parent)
+        lock = lock_dir(dirpath)
         fd = os.open(os.path.join(dirpath, name.filename), os.O_RDWR)
         end = len(head)
-        return cls(dirpath, segment_size, wal_id, metadata, [name], fd, end, crc, end, HardState(), (0, 0), 0)
+        return cls(
+            dirpath, segment_size, lock, wal_id, metadata, [name], fd, end, crc, end, HardState(), (0, 0), 0
+        )
 
     @classmethod
     def open(cls, dirpath: str, *, segment_size: int = DEFAULT_SEGMENT_SIZE) -> tuple[WAL, WalState]:
         """Read the whole WAL, trim a torn tail, and position for appending.
 
-        Raises CorruptWALError for damage a crash cannot explain and
-        FileNotFoundError when there is no WAL in ``dirpath``.
+        Raises CorruptWALError for damage a crash cannot explain,
+        FileNotFoundError when there is no WAL in ``dirpath`` and WALLockedError
+        while another WAL object has it open.
         """
         dirpath = os.path.abspath(dirpath)
+        lock = lock_dir(dirpath)
+        try:
+            return cls._open_locked(dirpath, segment_size, lock)
+        except BaseException:
+            os.close(lock)
+            raise
+
+    @classmethod
+    def _open_locked(cls, dirpath: str, segment_size: int, lock: int) -> tuple[WAL, WalState]:
         remove_partial(dirpath)
         names = list_segments(dirpath)
         if not names:
@@ -140,6 +156,7 @@ class WAL:
         wal = cls(
             dirpath,
             segment_size,
+            lock,
             replay.wal_id,
             state.metadata,
             names,
@@ -163,6 +180,7 @@ class WAL:
                 os.fdatasync(self._fd)
         finally:
             os.close(self._fd)
+            os.close(self._lock)
 
     # -- writing -------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from etcdx.raft.types import Entry, EntryType, HardState
-from etcdx.wal import WAL, CorruptWALError, WalState
+from etcdx.wal import WAL, CorruptWALError, WALLockedError, WalState
 from etcdx.wal.replay import GapError, Replay
 from etcdx.wal.segment import list_segments
 
@@ -160,6 +160,17 @@ def test_create_refuses_an_existing_wal_and_exists_says_so(path):
     assert WAL.exists(path)
     with pytest.raises(FileExistsError):
         WAL.create(path, b"m", segment_size=SEGMENT)
+
+
+def test_a_second_writer_is_locked_out_until_the_first_closes(path):
+    wal = WAL.create(path, b"m", segment_size=SEGMENT)
+    with pytest.raises(WALLockedError):
+        WAL.open(path, segment_size=SEGMENT)
+    wal.close()
+    wal, _ = WAL.open(path, segment_size=SEGMENT)
+    with pytest.raises(WALLockedError):
+        WAL.open(path, segment_size=SEGMENT)
+    wal.close()
 
 
 def test_create_accepts_an_empty_directory_the_host_made(path):
