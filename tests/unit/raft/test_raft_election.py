@@ -184,3 +184,30 @@ def test_restarted_node_keeps_term_and_vote():
     node = n.restart(2)
     assert node.raft.hard_state() == before
     assert node.raft.log.last_index() == n.nodes[1].raft.log.last_index()
+
+
+def test_candidate_that_hears_from_a_leader_of_its_term_follows_it():
+    n = Network([1, 2, 3], pre_vote=False)
+    n.isolate(3)
+    n.nodes[3].campaign()
+    term = n.term(3)
+    n.nodes[3].step(Message(type=MessageType.APP, from_=1, to=3, term=term, index=1, log_term=1, commit=1))
+    assert n.state(3) == StateType.FOLLOWER and n.nodes[3].raft.lead == 1
+
+
+def test_learner_ignores_timeout_now():
+    from etcdx.raft import ConfChange, ConfChangeType
+
+    n = Network([1, 2, 3])
+    n.elect(1)
+    n.nodes[1].propose_conf_change(ConfChange(type=ConfChangeType.ADD_LEARNER_NODE, node_id=3))
+    n.stabilize()
+    n.nodes[3].step(Message(type=MessageType.TIMEOUT_NOW, from_=1, to=3, term=n.term(1)))
+    assert n.state(3) == StateType.FOLLOWER and n.term(3) == n.term(1)
+
+
+def test_leader_ignores_responses_from_unknown_members():
+    n = Network([1, 2, 3])
+    n.elect(1)
+    n.nodes[1].step(Message(type=MessageType.APP_RESP, from_=9, to=1, term=n.term(1), index=100))
+    assert n.state(1) == StateType.LEADER and not n.nodes[1].ready().messages
