@@ -7,6 +7,8 @@ import os
 import shutil
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from etcdx.raft.types import Entry, HardState
 from etcdx.wal import WAL, CorruptWALError
@@ -236,3 +238,37 @@ def test_a_segment_without_its_leading_records_is_corruption(path):
     os.truncate(segment, 5)
     with pytest.raises(CorruptWALError, match="leading records"):
         open_state(path)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    batch_sizes=st.lists(st.integers(1, 15), min_size=1, max_size=25),
+    data=st.data(),
+)
+def test_a_crash_mid_save_loses_exactly_that_save_and_appending_resumes(tmp_path_factory, batch_sizes, data):
+    path = str(tmp_path_factory.mktemp("crash") / "wal")
+    wal = WAL.create(path, b"m", segment_size=SMALL)
+    commits = [0]
+    for n in batch_sizes:
+        first = commits[-1] + 1
+        wal.save(HardState(1, 1, first + n - 1), entries(first, first + n - 1))
+        commits.append(first + n - 1)
+    wal.close()
+    segment = segment_paths(path)[-1]
+    last = records(segment)[-1]
+    cut = data.draw(st.integers(last.offset, end_of(last) - 1), label="cut")
+    damage = data.draw(st.sampled_from(["truncate", "zeros", "garbage"]), label="damage")
+    if damage == "truncate":
+        os.truncate(segment, cut)
+    else:
+        size = data.draw(st.integers(1, 600), label="size")
+        junk = bytes(size) if damage == "zeros" else data.draw(st.binary(min_size=size, max_size=size))
+        os.truncate(segment, cut)
+        patch(segment, cut, junk)
+    survivor = commits[-2]
+    wal, state = WAL.open(path, segment_size=SMALL)
+    assert state.entries == entries(1, survivor)
+    assert state.hard_state == (HardState(1, 1, survivor) if survivor else HardState())
+    wal.save(HardState(1, 1, survivor + 1), entries(survivor + 1, survivor + 1))
+    wal.close()
+    assert open_state(path, SMALL).entries == entries(1, survivor + 1)
