@@ -1,0 +1,207 @@
+"""The Watch service: many watchers multiplexed on one bidirectional stream.
+
+Control responses (created, canceled, progress) and event responses leave
+the stream in the order etcd promises: a watcher's "created" before its
+events, events in revision order, whole revisions per response (split into
+fragments only for watchers that asked for it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from etcdx.pb import rpc_pb2, rpc_pb2_grpc
+
+log = logging.getLogger("etcdx.api.watch")
+
+GRPC_OVERHEAD_BYTES = 512 * 1024
+DUPLICATE_WATCH_ID = "mvcc: duplicate watch ID provided on the WatchStream"
+COMPACTED_REASON = "etcdserver: mvcc: required revision has been compacted"
+
+
+@dataclass(eq=False)
+class _StreamWatcher:
+    id: int
+    watcher: object
+    progress_notify: bool
+    fragment: bool
+    sent_since_tick: bool = False
+
+
+class WatchStream:
+    """The watchers of one gRPC stream and the queue of what is to be sent on it.
+
+    Runs entirely on the event loop thread: the hub calls ``on_ready`` from
+    ``notify``/``sync_unsynced``, which the server calls on that thread.
+    """
+
+    def __init__(self, server) -> None:
+        self.s = server
+        self.hub = server.hub
+        self.watchers: dict[int, _StreamWatcher] = {}
+        self.next_id = 0
+        self.control: list[rpc_pb2.WatchResponse] = []
+        self.ready: set[int] = set()
+        self.wakeup = asyncio.Event()
+        self.max_bytes = server.cfg.max_request_bytes + GRPC_OVERHEAD_BYTES
+
+    def _header(self, h: rpc_pb2.ResponseHeader, revision: int) -> None:
+        self.s.header(h, revision)
+
+    def _push(self, resp: rpc_pb2.WatchResponse) -> None:
+        self.control.append(resp)
+        self.wakeup.set()
+
+    def create(self, c: rpc_pb2.WatchCreateRequest) -> None:
+        rev = self.hub.revision
+        wid = c.watch_id
+        if wid != 0 and wid in self.watchers:
+            resp = rpc_pb2.WatchResponse(watch_id=-1, created=True, canceled=True, cancel_reason=DUPLICATE_WATCH_ID)
+            self._header(resp.header, rev)
+            self._push(resp)
+            return
+        if wid == 0:
+            while self.next_id in self.watchers:
+                self.next_id += 1
+            wid = self.next_id
+            self.next_id += 1
+        filters = set(c.filters)
+        resp = rpc_pb2.WatchResponse(watch_id=wid, created=True)
+        self._header(resp.header, rev)
+        self._push(resp)
+        sw = _StreamWatcher(wid, None, c.progress_notify, c.fragment)
+        self.watchers[wid] = sw
+
+        def on_ready(wid: int = wid) -> None:
+            self.ready.add(wid)
+            self.wakeup.set()
+
+        sw.watcher = self.hub.watch(
+            c.key, c.range_end, start_revision=c.start_revision, prev_kv=c.prev_kv,
+            no_put=rpc_pb2.WatchCreateRequest.NOPUT in filters,
+            no_delete=rpc_pb2.WatchCreateRequest.NODELETE in filters, on_ready=on_ready)
+        if 0 < c.start_revision <= rev:
+            self.s.kick_watch_sync()
+
+    def cancel(self, wid: int) -> None:
+        sw = self.watchers.pop(wid, None)
+        if sw is None:
+            return
+        self.hub.cancel(sw.watcher)
+        self.ready.discard(wid)
+        resp = rpc_pb2.WatchResponse(watch_id=wid, canceled=True)
+        self._header(resp.header, self.hub.revision)
+        self._push(resp)
+
+    def progress_all(self) -> None:
+        resp = rpc_pb2.WatchResponse(watch_id=-1)
+        self._header(resp.header, self.hub.revision)
+        self._push(resp)
+
+    def progress_tick(self) -> None:
+        """Periodic progress notification to synced watchers that asked for it and saw no events."""
+        synced = self.hub.progress()
+        for sw in self.watchers.values():
+            if sw.progress_notify and not sw.sent_since_tick and sw.watcher in synced:
+                resp = rpc_pb2.WatchResponse(watch_id=sw.id)
+                self._header(resp.header, synced[sw.watcher])
+                self._push(resp)
+            sw.sent_since_tick = False
+
+    def close(self) -> None:
+        for sw in self.watchers.values():
+            self.hub.cancel(sw.watcher)
+        self.watchers.clear()
+
+    def drain(self) -> list[rpc_pb2.WatchResponse]:
+        """Everything ready to send, control responses first."""
+        out, self.control = self.control, []
+        ready, self.ready = self.ready, set()
+        for wid in sorted(ready):
+            sw = self.watchers.get(wid)
+            if sw is None:
+                continue
+            for batch in sw.watcher.take():
+                if batch.compact_revision:
+                    resp = rpc_pb2.WatchResponse(watch_id=wid, canceled=True,
+                                                 compact_revision=batch.compact_revision,
+                                                 cancel_reason=COMPACTED_REASON)
+                    self._header(resp.header, batch.revision)
+                    out.append(resp)
+                    self.watchers.pop(wid, None)
+                    self.hub.cancel(sw.watcher)
+                    break
+                if not batch.events:
+                    continue
+                sw.sent_since_tick = True
+                resp = rpc_pb2.WatchResponse(watch_id=wid)
+                resp.events.extend(batch.events)
+                self._header(resp.header, batch.revision)
+                if sw.fragment and len(batch.events) > 1 and resp.ByteSize() >= self.max_bytes:
+                    out.extend(self._fragments(resp))
+                else:
+                    out.append(resp)
+        return out
+
+    def _fragments(self, resp: rpc_pb2.WatchResponse) -> list[rpc_pb2.WatchResponse]:
+        parts: list[rpc_pb2.WatchResponse] = []
+        cur = rpc_pb2.WatchResponse(header=resp.header, watch_id=resp.watch_id, fragment=True)
+        size = cur.ByteSize()
+        for ev in resp.events:
+            es = ev.ByteSize() + 8
+            if cur.events and size + es > self.max_bytes:
+                parts.append(cur)
+                cur = rpc_pb2.WatchResponse(header=resp.header, watch_id=resp.watch_id, fragment=True)
+                size = cur.ByteSize()
+            cur.events.append(ev)
+            size += es
+        cur.fragment = False
+        parts.append(cur)
+        return parts
+
+
+class WatchService(rpc_pb2_grpc.WatchServicer):
+    def __init__(self, server) -> None:
+        self.s = server
+
+    async def Watch(self, request_iterator, context):
+        stream = WatchStream(self.s)
+        reader = asyncio.get_running_loop().create_task(self._read(request_iterator, stream))
+        ticker = asyncio.get_running_loop().create_task(self._tick(stream))
+        try:
+            while True:
+                # A client that half-closes still gets events until it cancels the call.
+                await stream.wakeup.wait()
+                stream.wakeup.clear()
+                for resp in stream.drain():
+                    yield resp
+        finally:
+            reader.cancel()
+            ticker.cancel()
+            stream.close()
+
+    async def _read(self, request_iterator, stream: WatchStream) -> None:
+        try:
+            await self._dispatch(request_iterator, stream)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.debug("watch stream reader ended", exc_info=True)
+
+    async def _dispatch(self, request_iterator, stream: WatchStream) -> None:
+        async for req in request_iterator:
+            kind = req.WhichOneof("request_union")
+            if kind == "create_request":
+                stream.create(req.create_request)
+            elif kind == "cancel_request":
+                stream.cancel(req.cancel_request.watch_id)
+            elif kind == "progress_request":
+                stream.progress_all()
+
+    async def _tick(self, stream: WatchStream) -> None:
+        interval = self.s.cfg.watch_progress_notify_interval
+        while True:
+            await asyncio.sleep(interval)
+            stream.progress_tick()

@@ -1,0 +1,242 @@
+"""Member configuration with etcd's flag names, ``ETCD_*`` variables and YAML file.
+
+Precedence is etcd's: with ``--config-file`` the file is the whole
+configuration (flags and variables are ignored); otherwise a command-line flag
+beats its ``ETCD_<FLAG>`` variable, which beats the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+from urllib.parse import urlsplit
+
+import yaml
+
+log = logging.getLogger("etcdx.config")
+
+DEFAULT_QUOTA_BYTES = 2 * 1024 * 1024 * 1024
+MAX_QUOTA_WARN_BYTES = 8 * 1024 * 1024 * 1024
+
+
+class ConfigError(ValueError):
+    """The configuration cannot start a member; the message says which setting and why."""
+
+
+def _bool(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    s = str(v).strip().lower()
+    if s in ("1", "t", "true", "yes", "y", "on"):
+        return True
+    if s in ("0", "f", "false", "no", "n", "off", ""):
+        return False
+    raise ConfigError(f"invalid boolean value {v!r}")
+
+
+def _urls(v: Any) -> list[str]:
+    if isinstance(v, (list, tuple)):
+        items = [str(x) for x in v]
+    else:
+        items = [s for s in str(v).split(",")]
+    out = [s.strip() for s in items if s.strip()]
+    for u in out:
+        parts = urlsplit(u)
+        if parts.scheme not in ("http", "https", "unix", "unixs") or not parts.netloc:
+            raise ConfigError(f"invalid URL {u!r}: expected scheme://host:port")
+    return out
+
+
+@dataclass(frozen=True)
+class _Flag:
+    name: str
+    default: Any
+    parse: Callable[[Any], Any]
+    help: str
+
+
+_FLAGS: list[_Flag] = [
+    _Flag("name", "default", str, "Human-readable name for this member."),
+    _Flag("data-dir", "", str, "Path to the data directory (default: ${name}.etcd)."),
+    _Flag("listen-client-urls", ["http://localhost:2379"], _urls, "URLs to listen on for client traffic."),
+    _Flag("advertise-client-urls", ["http://localhost:2379"], _urls, "Client URLs advertised to the cluster."),
+    _Flag("listen-peer-urls", ["http://localhost:2380"], _urls, "URLs to listen on for peer traffic."),
+    _Flag("initial-advertise-peer-urls", ["http://localhost:2380"], _urls, "Peer URLs advertised to the cluster."),
+    _Flag("initial-cluster", "", str, "Initial cluster configuration, name=peerURL,... (default: ${name}=<advertise peer urls>)."),
+    _Flag("initial-cluster-state", "new", str, "Initial cluster state ('new' or 'existing')."),
+    _Flag("initial-cluster-token", "etcd-cluster", str, "Initial cluster token, mixed into the member and cluster ids."),
+    _Flag("heartbeat-interval", 100, int, "Time (in milliseconds) of a heartbeat interval."),
+    _Flag("election-timeout", 1000, int, "Time (in milliseconds) for an election to timeout."),
+    _Flag("snapshot-count", 100000, int, "Number of committed transactions to trigger a snapshot."),
+    _Flag("quota-backend-bytes", 0, int, "Raise an alarm when the backend size exceeds this (0 means the 2 GiB default)."),
+    _Flag("max-request-bytes", 1572864, int, "Maximum client request size in bytes the server will accept."),
+    _Flag("max-txn-ops", 128, int, "Maximum number of operations permitted in a transaction."),
+    _Flag("auto-compaction-mode", "periodic", str, "'periodic' (retention is a duration) or 'revision'."),
+    _Flag("auto-compaction-retention", "0", str, "Auto compaction retention: hours or a duration for periodic, a count for revision; 0 disables."),
+    _Flag("log-level", "info", str, "debug, info, warn, error, panic or fatal."),
+    _Flag("logger", "zap", str, "Accepted for compatibility; etcdx always writes structured JSON logs."),
+    _Flag("log-outputs", ["stderr"], lambda v: [s.strip() for s in (v if isinstance(v, list) else str(v).split(",")) if s.strip()], "stderr, stdout or file paths."),
+    _Flag("enable-grpc-gateway", True, _bool, "Serve the JSON gateway (/v3/...) on the client port."),
+    _Flag("pre-vote", True, _bool, "Enable the raft pre-vote phase."),
+    _Flag("force-new-cluster", False, _bool, "Force to create a new one-member cluster."),
+    _Flag("experimental-watch-progress-notify-interval", "10m", str, "Interval of progress notifications to watchers that asked for them."),
+]
+_BY_NAME = {f.name: f for f in _FLAGS}
+
+
+@dataclass
+class Config:
+    name: str = "default"
+    data_dir: str = ""
+    listen_client_urls: list[str] = field(default_factory=lambda: ["http://localhost:2379"])
+    advertise_client_urls: list[str] = field(default_factory=lambda: ["http://localhost:2379"])
+    listen_peer_urls: list[str] = field(default_factory=lambda: ["http://localhost:2380"])
+    initial_advertise_peer_urls: list[str] = field(default_factory=lambda: ["http://localhost:2380"])
+    initial_cluster: str = ""
+    initial_cluster_state: str = "new"
+    initial_cluster_token: str = "etcd-cluster"
+    heartbeat_interval: int = 100
+    election_timeout: int = 1000
+    snapshot_count: int = 100000
+    quota_backend_bytes: int = 0
+    max_request_bytes: int = 1572864
+    max_txn_ops: int = 128
+    auto_compaction_mode: str = "periodic"
+    auto_compaction_retention: str = "0"
+    log_level: str = "info"
+    logger: str = "zap"
+    log_outputs: list[str] = field(default_factory=lambda: ["stderr"])
+    enable_grpc_gateway: bool = True
+    pre_vote: bool = True
+    force_new_cluster: bool = False
+    experimental_watch_progress_notify_interval: str = "10m"
+
+    @property
+    def watch_progress_notify_interval(self) -> float:
+        return parse_duration(self.experimental_watch_progress_notify_interval)
+
+    @property
+    def quota_bytes(self) -> int:
+        return self.quota_backend_bytes if self.quota_backend_bytes > 0 else DEFAULT_QUOTA_BYTES
+
+    def initial_cluster_members(self) -> dict[str, list[str]]:
+        """``--initial-cluster`` as name → peer URLs (a name may repeat for several URLs)."""
+        spec = self.initial_cluster or ",".join(f"{self.name}={u}" for u in self.initial_advertise_peer_urls)
+        members: dict[str, list[str]] = {}
+        for item in spec.split(","):
+            item = item.strip()
+            if not item:
+                continue
+            name, sep, url = item.partition("=")
+            if not sep:
+                raise ConfigError(f"invalid --initial-cluster entry {item!r}: expected name=url")
+            members.setdefault(name.strip(), []).extend(_urls(url))
+        return members
+
+    def validate(self) -> None:
+        if not self.data_dir:
+            self.data_dir = f"{self.name}.etcd"
+        if self.initial_cluster_state not in ("new", "existing"):
+            raise ConfigError(f"invalid --initial-cluster-state {self.initial_cluster_state!r}: expected new or existing")
+        if self.heartbeat_interval <= 0 or self.election_timeout < 5 * self.heartbeat_interval:
+            raise ConfigError("--election-timeout must be at least 5 times --heartbeat-interval")
+        if self.max_txn_ops <= 0:
+            raise ConfigError("--max-txn-ops must be positive")
+        if self.max_request_bytes <= 0:
+            raise ConfigError("--max-request-bytes must be positive")
+        if self.auto_compaction_mode not in ("periodic", "revision"):
+            raise ConfigError(f"invalid --auto-compaction-mode {self.auto_compaction_mode!r}: expected periodic or revision")
+        parse_retention(self.auto_compaction_mode, self.auto_compaction_retention)
+        if parse_duration(self.experimental_watch_progress_notify_interval) <= 0:
+            raise ConfigError("--experimental-watch-progress-notify-interval must be positive")
+        if self.log_level.lower() not in ("debug", "info", "warn", "warning", "error", "dpanic", "panic", "fatal"):
+            raise ConfigError(f"invalid --log-level {self.log_level!r}")
+        if self.name not in self.initial_cluster_members():
+            raise ConfigError(f"--initial-cluster has no entry for this member's --name {self.name!r}")
+        if self.quota_backend_bytes > MAX_QUOTA_WARN_BYTES:
+            log.warning("quota-backend-bytes %d exceeds the recommended maximum of 8 GiB", self.quota_backend_bytes)
+
+
+def parse_retention(mode: str, retention: str) -> float:
+    """Seconds (periodic) or a revision count (revision); 0 disables auto compaction.
+
+    A bare number means hours in periodic mode, as in etcd; durations such as
+    ``30m``, ``1h30m`` or ``90s`` are accepted too.
+    """
+    text = str(retention).strip()
+    if mode == "revision":
+        try:
+            n = int(text)
+        except ValueError as exc:
+            raise ConfigError(f"invalid --auto-compaction-retention {retention!r} for revision mode") from exc
+        if n < 0:
+            raise ConfigError("--auto-compaction-retention must not be negative")
+        return float(n)
+    try:
+        return float(text) * 3600.0
+    except ValueError:
+        pass
+    return parse_duration(text)
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go-style duration such as ``90s``, ``10m`` or ``1h30m``."""
+    text = str(text).strip()
+    if not re.fullmatch(r"(?:\d+(?:\.\d+)?(?:h|m|s|ms))+", text):
+        raise ConfigError(f"invalid duration {text!r}")
+    scale = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    return sum(float(n) * scale[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", text))
+
+
+def _attr(flag: str) -> str:
+    return flag.replace("-", "_")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="etcdx", description="An etcd-compatible key-value store member.")
+    for f in _FLAGS:
+        p.add_argument(f"--{f.name}", dest=_attr(f.name), default=None, metavar="VALUE", help=f.help)
+    p.add_argument("--config-file", default=None, help="Path to a YAML config file in etcd's format; flags and ETCD_* variables are then ignored.")
+    p.add_argument("--version", action="store_true", help="Print the version and exit.")
+    return p
+
+
+def load(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None) -> tuple[Config, bool]:
+    """Build the member's configuration; the flag tells whether ``--version`` was asked."""
+    env = dict(os.environ if environ is None else environ)
+    args = _parser().parse_args(argv)
+    cfg = Config()
+    config_file = args.config_file or env.get("ETCD_CONFIG_FILE")
+    if config_file:
+        with open(config_file, encoding="utf-8") as fh:
+            doc = yaml.safe_load(fh) or {}
+        if not isinstance(doc, dict):
+            raise ConfigError(f"{config_file}: expected a YAML mapping")
+        for key, value in doc.items():
+            flag = _BY_NAME.get(str(key))
+            if flag is None:
+                log.warning("config file %s: ignoring unknown or unsupported key %r", config_file, key)
+                continue
+            if value is None:
+                continue
+            setattr(cfg, _attr(flag.name), flag.parse(value))
+    else:
+        known = {"ETCD_" + _attr(f.name).upper() for f in _FLAGS} | {"ETCD_CONFIG_FILE"}
+        for key in sorted(env):
+            if key.startswith("ETCD_") and key not in known and key not in ("ETCD_UNSUPPORTED_ARCH",):
+                log.warning("unrecognized environment variable %s=%s", key, env[key])
+        for f in _FLAGS:
+            raw = getattr(args, _attr(f.name))
+            if raw is None:
+                raw = env.get("ETCD_" + _attr(f.name).upper())
+            if raw is not None:
+                try:
+                    setattr(cfg, _attr(f.name), f.parse(raw))
+                except (TypeError, ValueError) as exc:
+                    raise ConfigError(f"invalid value {raw!r} for --{f.name}: {exc}") from exc
+    cfg.validate()
+    return cfg, bool(args.version)

@@ -1,0 +1,65 @@
+"""``etcdx``: start one member with etcd's flags."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from etcdx import __version__
+from etcdx.server import config, logs
+
+log = logging.getLogger("etcdx.main")
+
+
+async def serve(cfg: config.Config) -> None:
+    # Imported here so that `etcdx --help` stays fast and never touches the data dir.
+    from etcdx.api import grpc_server
+    from etcdx.server.etcdserver import EtcdServer
+    from etcdx.wal.errors import CorruptWALError
+
+    server = EtcdServer(cfg)
+    try:
+        server.open()
+    except CorruptWALError as err:
+        log.critical("refusing to start: the WAL is corrupt", extra={"fields": {"error": str(err), "data-dir": cfg.data_dir}})
+        raise SystemExit(1) from None
+    await server.start()
+    g = grpc_server.build(server, cfg.listen_client_urls)
+    await g.start()
+    log.info("serving client requests", extra={"fields": {"listen-client-urls": cfg.listen_client_urls,
+                                                          "name": cfg.name, "data-dir": cfg.data_dir}})
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping member")
+    await g.stop(grace=1.0)
+    await server.stop()
+    log.info("stopped member")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cfg, want_version = config.load(argv)
+    except config.ConfigError as err:
+        print(f"etcdx: {err}", file=sys.stderr)
+        return 2
+    if want_version:
+        print(f"etcdx Version: {__version__}\nAPI Version: 3.5")
+        return 0
+    logs.setup(cfg.log_level, cfg.log_outputs)
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    runner(serve(cfg))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
