@@ -360,9 +360,10 @@ class MemberGroup:
         self.base_dir = pathlib.Path(base_dir)
         self.members: list[Member] = []
 
-    def new(self, kind: str, name: str | None = None, start: bool = True, **kwargs) -> Member:
+    def new(self, kind: str, name: str | None = None, start: bool = True, subdir: str | None = None, **kwargs) -> Member:
+        """A member in its own directory (`subdir`, default its name); started unless `start=False`."""
         name = name or f"{kind}{len(self.members) + 1}"
-        m = Member(kind, self.base_dir / name, name=name, **kwargs)
+        m = Member(kind, self.base_dir / (subdir or name), name=name, **kwargs)
         self.members.append(m)
         if start:
             m.start()
