@@ -46,6 +46,12 @@ class Replay:
 
     def snapshot(self, index: int, term: int) -> None:
         self.snapshot_index, self.snapshot_term = index, term
+        log = self._entries
+        if log and log[0].index <= index <= log[-1].index and log[index - log[0].index].term != term:
+            # A snapshot installed over a log that disagrees at its index: raft
+            # discarded that log, so its old tail must not come back on replay
+            # (it would make this member's log look older than it was when voting).
+            del log[index - log[0].index :]
 
     def batch(self, hard_state: HardState | None, entries: list[Entry]) -> None:
         log = self._entries

@@ -92,6 +92,21 @@ def test_save_refuses_entries_that_would_leave_a_gap(path):
     assert reopen(path, wal).entries == entries(1, 3)
 
 
+def test_a_snapshot_that_disagrees_with_the_log_discards_the_old_tail(path):
+    wal = WAL.create(path, b"m", segment_size=SEGMENT)
+    wal.save(HardState(1, 1, 5), entries(1, 10, term=1))
+    wal.save_snapshot(8, 2)  # the leader's snapshot: index 8 has term 2 there, 1 here
+    state = reopen(path, wal)
+    assert (state.snapshot_index, state.snapshot_term, state.entries) == (8, 2, [])
+
+
+def test_a_snapshot_that_agrees_with_the_log_keeps_the_tail(path):
+    wal = WAL.create(path, b"m", segment_size=SEGMENT)
+    wal.save(HardState(1, 1, 8), entries(1, 10, term=1))
+    wal.save_snapshot(8, 1)
+    assert reopen(path, wal).entries == entries(9, 10, term=1)
+
+
 def test_replay_refuses_entries_missing_after_the_snapshot():
     replay = Replay()
     replay.metadata = b"m"
@@ -280,7 +295,7 @@ def histories(draw):
             first = draw(st.integers(snap + 1, last))
         elif kind == "snapshot" and last > snap:
             snap = draw(st.integers(snap + 1, last))
-            ops.append(("snapshot", snap, term))
+            ops.append(("snapshot", snap))
             continue
         elif kind == "hardstate":
             ops.append(("save", HardState(term, 1, snap), []))
@@ -303,8 +318,8 @@ def test_open_returns_what_a_model_log_holds_after_any_history(tmp_path_factory,
     hard_state, snap = HardState(), (0, 0)
     for op in ops:
         if op[0] == "snapshot":
-            wal.save_snapshot(op[1], op[2])
-            snap = (op[1], op[2])
+            snap = (op[1], log[op[1]].term)  # a snapshot of this log, as raft takes them
+            wal.save_snapshot(*snap)
             continue
         _, hs, ents = op
         wal.save(hs, ents, sync=False)
