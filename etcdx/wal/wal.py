@@ -237,9 +237,11 @@ class WAL:
         if keep == 0:
             return
         for name in self._segments[:keep]:
+            # Oldest first, each durable before the next: a crash must never leave
+            # a hole in the sequence, which open() would take for a lost segment.
             os.unlink(os.path.join(self._dir, name.filename))
+            fsync_dir(self._dir)
         del self._segments[:keep]
-        fsync_dir(self._dir)
 
     # -- internals -----------------------------------------------------------------
 
