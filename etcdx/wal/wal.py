@@ -236,12 +236,12 @@ class WAL:
                 keep = i
         if keep == 0:
             return
-        for name in self._segments[:keep]:
+        for _ in range(keep):
             # Oldest first, each durable before the next: a crash must never leave
             # a hole in the sequence, which open() would take for a lost segment.
-            os.unlink(os.path.join(self._dir, name.filename))
+            os.unlink(os.path.join(self._dir, self._segments[0].filename))
             fsync_dir(self._dir)
-        del self._segments[:keep]
+            del self._segments[0]
 
     # -- internals -----------------------------------------------------------------
 
