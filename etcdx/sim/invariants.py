@@ -27,6 +27,7 @@ LEADER_COMPLETENESS = "leader-completeness"
 STATE_MACHINE_SAFETY = "state-machine-safety"
 LINEARIZABILITY = "linearizability"
 LIVENESS = "liveness"
+RAFT_PANIC = "raft-panic"  # the core raised on an internal invariant of its own
 
 
 class Violation(Exception):

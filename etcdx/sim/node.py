@@ -49,6 +49,8 @@ class SimNode:
     term: int = 0
     reads: list[ReadWait] = field(default_factory=list)
     crash_at: CrashPoint | None = None
+    paused_until: int = 0
+    clock_stalled_until: int = 0
     removed: bool = False
     applied_since_snapshot: int = 0
 
@@ -83,6 +85,8 @@ class SimNode:
         self.raw = None
         self.reads = []
         self.crash_at = None
+        self.paused_until = 0
+        self.clock_stalled_until = 0
         self.role, self.lead = StateType.FOLLOWER, 0
 
     def is_member(self) -> bool:

@@ -22,7 +22,10 @@ class Profile:
     partition: float = 0.0
     heal: float = 0.0
     slow_link: float = 0.0
+    pause: float = 0.0
+    clock_stall: float = 0.0
     crash: float = 0.0
+    reboot: float = 0.5  # chance that a crashed node is restarted within two ticks
     restart: float = 0.0
     membership: float = 0.0
     transfer: float = 0.0
@@ -41,6 +44,16 @@ PROFILES: dict[str, Profile] = {
         ),
         Profile(
             "partitions", LinkFaults(delay=1, jitter=4), nemesis_every=20, idle=0.6, partition=1.0, heal=0.6
+        ),
+        Profile(
+            "pauses",
+            LinkFaults(delay=1, jitter=4),
+            nemesis_every=10,
+            pause=1.0,
+            clock_stall=0.6,
+            partition=0.4,
+            slow_link=0.3,
+            heal=0.5,
         ),
         Profile(
             "crashes",
@@ -65,6 +78,8 @@ PROFILES: dict[str, Profile] = {
             partition=0.6,
             heal=0.6,
             slow_link=0.3,
+            pause=0.4,
+            clock_stall=0.3,
             crash=0.6,
             restart=0.8,
             membership=0.6,

@@ -16,6 +16,7 @@ checked for linearizability.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import random
 from collections.abc import Callable
@@ -29,10 +30,12 @@ from etcdx.raft import (
     ConfChangeTransition,
     ConfChangeType,
     ConfChangeV2,
+    Entry,
     EntryType,
     Message,
     MessageType,
     ProposalDropped,
+    RaftError,
     RawNode,
     Ready,
     StateType,
@@ -40,7 +43,7 @@ from etcdx.raft import (
 )
 from etcdx.raft.codec import decode_conf_change
 from etcdx.sim.history import History
-from etcdx.sim.invariants import LINEARIZABILITY, LIVENESS, SafetyMonitor, Violation
+from etcdx.sim.invariants import LINEARIZABILITY, LIVENESS, RAFT_PANIC, SafetyMonitor, Violation
 from etcdx.sim.kv import Put
 from etcdx.sim.network import LinkFaults, Network
 from etcdx.sim.node import CrashPoint, ReadWait, SimNode
@@ -49,13 +52,14 @@ from etcdx.sim.trace import Trace
 
 TICK = 10
 ELECTION_TICK = 10
-CLIENTS = 3
+CLIENTS = 8
 KEYS = ("a", "b", "c")
-OP_TIMEOUT = 30 * TICK
+OP_TIMEOUT = 12 * TICK
+RECONNECT = 0.3  # chance a client moves to another member after a response
 KEEP_AFTER_COMPACT = 5
 PROBE_KEY = "probe"
 
-_TICK, _DELIVER, _SNAP_STATUS, _CLIENT, _OP_TIMEOUT, _NEMESIS = range(6)
+_TICK, _DELIVER, _SNAP_STATUS, _CLIENT, _CALL, _OP_TIMEOUT, _NEMESIS, _REBOOT = range(8)
 
 
 @dataclass(slots=True)
@@ -142,7 +146,10 @@ class Simulation:
             violation = None
         except Violation as v:
             violation = v
-            self.trace.record(self.step_no, self.now, "VIOLATION", v)
+        except RaftError as e:
+            violation = Violation(RAFT_PANIC, f"{type(e).__name__}: {e}")
+        if violation is not None:
+            self._record("VIOLATION", violation)
         return RunResult(
             self.seed,
             self.size,
@@ -170,8 +177,13 @@ class Simulation:
             self._on_snap_status(a, b)
         elif kind == _CLIENT:
             self._on_client(a)
+        elif kind == _CALL:
+            self._call(a, b)
         elif kind == _OP_TIMEOUT:
             self._on_op_timeout(a, b)
+        elif kind == _REBOOT:
+            if a.raw is None and not a.removed:
+                self._restart(a)
         else:
             self._on_nemesis()
 
@@ -198,7 +210,7 @@ class Simulation:
     def _on_tick(self, node: SimNode, period: int) -> None:
         if node.removed:
             return
-        if node.raw is not None:
+        if node.raw is not None and node.paused_until <= self.now and node.clock_stalled_until <= self.now:
             node.raw.tick()
             self._drain(node)
         self._push(period, _TICK, node, period)
@@ -210,8 +222,11 @@ class Simulation:
             if m.type == MessageType.SNAP:
                 self._push(1, _SNAP_STATUS, m, True)
             return
+        if node.paused_until > self.now:
+            self._push(self._resume_delay(node), _DELIVER, m, None)
+            return
         self._record("deliver", _show_msg(m))
-        node.raw.step(m)
+        node.raw.step(_over_the_wire(m))
         self._drain(node)
         if m.type == MessageType.SNAP:
             self._push(1, _SNAP_STATUS, m, False)
@@ -366,6 +381,8 @@ class Simulation:
     def _crash(self, node: SimNode, point: CrashPoint | None) -> None:
         self._record("crash", f"n{node.id}", point.value if point else "between-steps")
         self._lose_process(node)
+        if self.rng.random() < self.profile.reboot:
+            self._push(self.rng.randint(1, 2 * TICK), _REBOOT, node, None)
 
     def _lose_process(self, node: SimNode) -> None:
         self.monitor.stepped_down(node.id)
@@ -387,13 +404,16 @@ class Simulation:
         return None
 
     def _on_client(self, c: _Client) -> None:
+        """Invoke the client's next operation on the member it is connected to."""
         if self.healing or c.op_id is not None:
             return
-        live = [n for n in self.nodes.values() if n.raw is not None]
-        if not live:
-            self._push(self.rng.randint(1, 5 * TICK), _CLIENT, c, None)
-            return
-        node = self.rng.choice(live)
+        node = self.nodes.get(c.node)
+        if node is None or node.raw is None:
+            live = [n for n in self.nodes.values() if n.raw is not None]
+            if not live:
+                self._push(self.rng.randint(1, 5 * TICK), _CLIENT, c, None)
+                return
+            node = self.rng.choice(live)
         op_id = self._next_op
         self._next_op += 1
         key = self.rng.choice(KEYS)
@@ -402,18 +422,29 @@ class Simulation:
         self._op_node[op_id] = node.id
         self.history.invoke(op_id, c.id, op, self.now)
         self._record("invoke", f"c{c.id}", f"op{op_id}", f"n{node.id}", op)
+        self._push(OP_TIMEOUT, _OP_TIMEOUT, c, op_id)
+        self._call(c, op_id)
+
+    def _call(self, c: _Client, op_id: int) -> None:
+        """Hand the operation to the member; a paused member takes it when it resumes."""
+        if c.op_id != op_id:
+            return
+        node = self.nodes[c.node]
         raw = node.raw
-        assert raw is not None
+        if raw is None:
+            return
+        if node.paused_until > self.now:
+            self._push(self._resume_delay(node), _CALL, c, op_id)
+            return
         try:
-            if isinstance(op, KvPut):
-                raw.propose(Put(op_id, key, op_id).encode())
+            if isinstance(c.input, KvPut):
+                raw.propose(Put(op_id, c.input.key, op_id).encode())
             else:
                 raw.read_index(str(op_id).encode())
         except ProposalDropped:
             self._record("rejected", f"op{op_id}")
             self._finish(c, failed=True)
             return
-        self._push(OP_TIMEOUT, _OP_TIMEOUT, c, op_id)
         self._drain(node)
 
     def _on_op_timeout(self, c: _Client, op_id: int) -> None:
@@ -428,6 +459,8 @@ class Simulation:
         self.history.respond(op_id, output, self.now)
         self._record("respond", f"c{c.id}", f"op{op_id}", output)
         c.op_id = None
+        if self.rng.random() < RECONNECT:
+            c.node = 0
         self._push(self.rng.randint(1, 3 * TICK), _CLIENT, c, None)
 
     def _finish(self, c: _Client, *, failed: bool) -> None:
@@ -438,13 +471,14 @@ class Simulation:
         else:
             self.history.lose(c.op_id)
         c.op_id = None
+        c.node = 0  # reconnect to another member
         self._push(self.rng.randint(1, 3 * TICK), _CLIENT, c, None)
 
     # ---- the nemesis -------------------------------------------------------------------------
 
     def _nemesis_active(self) -> bool:
         p = self.profile
-        return any((p.partition, p.heal, p.slow_link, p.crash, p.restart, p.membership, p.transfer))
+        return any((p.partition, p.heal, p.slow_link, p.pause, p.clock_stall, p.crash, p.restart, p.membership, p.transfer))
 
     def _on_nemesis(self) -> None:
         if self.healing:
@@ -455,6 +489,8 @@ class Simulation:
             (p.partition, self._partition),
             (p.heal, self._heal_network),
             (p.slow_link, self._slow_link),
+            (p.pause, self._pause_some),
+            (p.clock_stall, self._stall_clock),
             (p.crash, self._crash_some),
             (p.restart, self._restart_some),
             (p.membership, self._change_membership),
@@ -469,15 +505,24 @@ class Simulation:
         return sorted(n.id for n in self.nodes.values() if not n.removed)
 
     def _partition(self) -> None:
+        """Replace the current partition: a random split, a one-way cut, a bridge, or the
+        leader cut off in a minority (where a stale leader does its damage)."""
         ids = self._members()
         self.rng.shuffle(ids)
         self.net.reconnect()
         shape = self.rng.random()
-        if shape < 0.5:
+        leader = self._leader()
+        if shape < 0.3 and leader is not None:
+            others = [i for i in ids if i != leader.id]
+            minority = [leader.id, *others[: self.rng.randint(0, (len(ids) - 1) // 2 - 1)]] if len(ids) > 2 else [leader.id]
+            rest = [i for i in ids if i not in minority]
+            self.net.partition([minority, rest])
+            self._record("isolate", sorted(minority), "|", sorted(rest))
+        elif shape < 0.6:
             cut = self.rng.randint(1, len(ids) - 1)
             self.net.partition([ids[:cut], ids[cut:]])
             self._record("partition", sorted(ids[:cut]), "|", sorted(ids[cut:]))
-        elif shape < 0.75:
+        elif shape < 0.8:
             cut = self.rng.randint(1, len(ids) - 1)
             self.net.cut_one_way(ids[:cut], ids[cut:])
             self._record("one-way", sorted(ids[:cut]), "->x", sorted(ids[cut:]))
@@ -495,7 +540,9 @@ class Simulation:
         ids = self._members()
         src, dst = self.rng.sample(ids, 2)
         base = self.profile.faults
-        faults = LinkFaults(base.drop, base.duplicate, base.delay + 3 * TICK, base.jitter + 3 * TICK)
+        # Slow enough, at times, for a message to outlive an election timeout or two.
+        delay = self.rng.randint(1, 3 * ELECTION_TICK) * TICK
+        faults = LinkFaults(base.drop, base.duplicate, base.delay + delay, base.jitter + delay)
         self.net.set_link(src, dst, faults)
         self._record("slow-link", f"n{src}->n{dst}")
 
@@ -511,13 +558,43 @@ class Simulation:
             node.crash_at = point
             self._record("arm-crash", f"n{node.id}", point.value)
 
+    def _pause_some(self) -> None:
+        """Stall a member (a GC pause, a stuck disk): its ticks are lost, its messages wait.
+
+        At most a minority is paused at once, so the rest can elect a leader meanwhile.
+        """
+        live = [n for n in self.nodes.values() if n.raw is not None and n.paused_until <= self.now]
+        paused = sum(1 for n in self.nodes.values() if n.raw is not None and n.paused_until > self.now)
+        if live and paused < (len(self._members()) - 1) // 2:
+            node = self.rng.choice(live)
+            node.paused_until = self.now + self.rng.randint(5, 4 * ELECTION_TICK) * TICK
+            self._record("pause", f"n{node.id}", f"until t={node.paused_until}")
+
+    def _stall_clock(self) -> None:
+        """Stop a member's ticker for a while (a starved timer thread): no timeouts fire there,
+        so a leader cut off from its followers does not notice it lost them."""
+        live = [n for n in self.nodes.values() if n.raw is not None]
+        leader = self._leader()
+        if live:
+            node = leader if leader is not None and self.rng.random() < 0.5 else self.rng.choice(live)
+            node.clock_stalled_until = self.now + self.rng.randint(ELECTION_TICK, 4 * ELECTION_TICK) * TICK
+            self._record("stall-clock", f"n{node.id}", f"until t={node.clock_stalled_until}")
+
+    def _resume_delay(self, node: SimNode) -> int:
+        """When a paused member gets to a waiting input: soon after resuming, in no set order."""
+        return node.paused_until - self.now + self.rng.randint(0, TICK)
+
     def _restart_some(self) -> None:
         dead = [n for n in self.nodes.values() if n.raw is None and not n.removed]
         if dead:
             self._restart(self.rng.choice(dead))
 
     def _leader(self) -> SimNode | None:
-        leaders = [n for n in self.nodes.values() if n.raw is not None and n.role == StateType.LEADER]
+        leaders = [
+            n
+            for n in self.nodes.values()
+            if n.raw is not None and n.role == StateType.LEADER and n.paused_until <= self.now
+        ]
         return max(leaders, key=lambda n: n.term) if leaders else None
 
     def _transfer_leader(self) -> None:
@@ -590,6 +667,8 @@ class Simulation:
         self.net.faults = LinkFaults(delay=self.profile.faults.delay, jitter=self.profile.faults.jitter)
         for node in self.nodes.values():
             node.crash_at = None
+            node.paused_until = min(node.paused_until, self.now)
+            node.clock_stalled_until = min(node.clock_stalled_until, self.now)
             if node.raw is None and not node.removed:
                 self._restart(node)
 
@@ -639,6 +718,16 @@ class Simulation:
             self._undecided = True
         elif not result.ok:
             raise Violation(LINEARIZABILITY, result.explanation)
+
+
+def _over_the_wire(m: Message) -> Message:
+    """The receiver's own copy of a message, as a real transport would decode it.
+
+    Without it a duplicated delivery would hand the same Entry objects to the core
+    twice, and the leader stamps the term and index of proposed entries in place.
+    """
+    entries = [Entry(e.term, e.index, e.type, e.data) for e in m.entries] if m.entries else []
+    return dataclasses.replace(m, entries=entries)
 
 
 def _v2(kind: ConfChangeType, nid: int) -> ConfChangeV2:
