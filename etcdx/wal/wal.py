@@ -228,8 +228,11 @@ class WAL:
         """Delete the segments that hold only entries below ``index``.
 
         The segment that may hold ``index`` and all later ones are kept. Call it
-        only once a snapshot at or after ``index`` and the backend are durable.
+        once the backend is durable up to ``index``. ``index`` is capped at the
+        last snapshot marker: entries after it are the only copy of the log
+        tail, and losing them would leave a WAL that cannot be opened.
         """
+        index = min(index, self._snapshot[0])
         keep = 0
         for i, name in enumerate(self._segments):
             if name.first_index <= index:

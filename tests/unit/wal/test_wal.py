@@ -249,6 +249,29 @@ def test_release_keeps_the_segment_holding_the_index_and_the_state_survives(path
     assert state.entries == entries(151, 200, term=3)
 
 
+def test_hard_state_outlives_the_segment_it_was_saved_in(path):
+    wal = WAL.create(path, b"m", segment_size=SMALL)
+    wal.save(HardState(7, 3, 0), [])
+    for i in range(1, 201):
+        wal.save(None, entries(i, i, term=7))
+    wal.save_snapshot(150, 7)
+    wal.release_to(150)
+    assert list_segments(path)[0].seq > 0
+    state = reopen(path, wal, SMALL)
+    assert state.hard_state == HardState(7, 3, 0)
+    assert (state.snapshot_index, state.snapshot_term) == (150, 7)
+    assert state.entries == entries(151, 200, term=7)
+
+
+def test_release_never_goes_past_the_last_snapshot(path):
+    wal = WAL.create(path, b"m", segment_size=SMALL)
+    for i in range(1, 201):
+        wal.save(HardState(1, 1, i), entries(i, i))
+    wal.save_snapshot(60, 1)
+    wal.release_to(190)
+    assert reopen(path, wal, SMALL).entries == entries(61, 200)
+
+
 def test_release_then_more_appends_then_open(path):
     wal = WAL.create(path, b"m", segment_size=SMALL)
     for i in range(1, 101):
