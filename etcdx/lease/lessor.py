@@ -8,7 +8,9 @@ leases; only the primary (the leader's) tracks expiry, and it does not revoke
 anything itself: ``expired()`` tells the host which revokes to propose.
 
 RAM holds one small object per lease; the keys attached to a lease live in the
-backend (see ``attachment``).
+backend (see ``attachment``). RAM changes are made as the methods are called
+and are not rolled back with the transaction: a host that aborts an apply
+transaction must build a new Lessor from the backend.
 """
 
 from __future__ import annotations
