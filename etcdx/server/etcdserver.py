@@ -15,6 +15,7 @@ collecting the next batch while the current one is made durable.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import json
 import logging
@@ -64,6 +65,10 @@ class EtcdServer:
         self._read_ctx: dict[bytes, asyncio.Future] = {}
         self._applied_waiters: list[tuple[int, asyncio.Future]] = []
         self._wake = asyncio.Event()
+        self._deadlines: collections.deque[tuple[float, int]] = collections.deque()
+        self._read_deadlines: collections.deque[tuple[float, bytes]] = collections.deque()
+        self._timeout = self.request_timeout()
+        self._db_size = 0
         self._watch_kick = asyncio.Event()
         self._stopping = False
         self._tasks: list[asyncio.Task] = []
@@ -129,9 +134,10 @@ class EtcdServer:
         return max(1, -(-3 * self.cfg.election_timeout // 2000))
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
+        self._db_size = self.backend.size()
         for coro in (self._run_ready_loop(), self._run_lease_expiry(), self._run_watch_sync(),
-                     self._run_housekeeping(), self._run_auto_compaction()):
+                     self._run_housekeeping(), self._run_auto_compaction(), self._run_timeouts()):
             self._tasks.append(loop.create_task(coro))
 
     async def stop(self) -> None:
@@ -147,6 +153,7 @@ class EtcdServer:
         for fut in list(self._waiters.values()):
             if not fut.done():
                 fut.set_exception(errors.STOPPED)
+        self._waiters.clear()
         self._io.shutdown(wait=True)
         self.wal.close()
         self.backend.sync()
@@ -168,8 +175,11 @@ class EtcdServer:
                     self._apply_entries(rd.committed_entries)
                 for rs in rd.read_states:
                     fut = self._read_ctx.pop(rs.request_ctx, None)
-                    if fut is not None and not fut.done():
-                        fut.set_result(rs.index)
+                    if fut is not None:
+                        if self._read_waiter is fut:
+                            self._read_waiter = None
+                        if not fut.done():
+                            fut.set_result(rs.index)
                 node.advance(rd)
                 if self._compacting:
                     self._compact_step()
@@ -196,6 +206,7 @@ class EtcdServer:
             btx.set_consistent_index(last.index, last.term)
         self.applied_index, self.applied_term = entries[-1].index, entries[-1].term
         self._since_snapshot += len(entries)
+        self._db_size = self.backend.size()
         for events, rev in notifications:
             self.hub.notify(events, rev)
         if replay:
@@ -344,35 +355,55 @@ class EtcdServer:
         data = req.SerializeToString()
         if len(data) > self.cfg.max_request_bytes:
             raise errors.REQUEST_TOO_LARGE
-        fut = asyncio.get_running_loop().create_future()
+        fut = self._loop.create_future()
         self._waiters[rid] = fut
+        self._deadlines.append((self._loop.time() + self._timeout, rid))
         self.node.propose(data)
         self._wake.set()
-        try:
-            return await asyncio.wait_for(fut, self.request_timeout())
-        except asyncio.TimeoutError:
-            raise errors.TIMEOUT from None
-        finally:
-            self._waiters.pop(rid, None)
+        return await fut
+
+    async def _run_timeouts(self) -> None:
+        """Fail proposals still unanswered after the request timeout.
+
+        One sweeper for all of them is far cheaper than a timer per request;
+        deadlines are appended in time order, so the oldest are at the front.
+        """
+        deadlines = self._deadlines
+        while not self._stopping:
+            await asyncio.sleep(0.25)
+            now = self._loop.time()
+            while deadlines and deadlines[0][0] <= now:
+                _, rid = deadlines.popleft()
+                fut = self._waiters.pop(rid, None)
+                if fut is not None and not fut.done():
+                    fut.set_exception(errors.TIMEOUT)
+            reads = self._read_deadlines
+            while reads and reads[0][0] <= now:
+                _, ctx = reads.popleft()
+                fut = self._read_ctx.pop(ctx, None)
+                if fut is not None:
+                    if self._read_waiter is fut:
+                        self._read_waiter = None
+                    if not fut.done():
+                        fut.set_exception(errors.TIMEOUT)
 
     async def linearizable_barrier(self) -> None:
-        """Return once this member has applied everything committed before the call."""
+        """Return once this member has applied everything committed before the call.
+
+        Every read arriving while no ReadIndex request is outstanding joins the
+        next one: one round serves them all.
+        """
         fut = self._read_waiter
-        if fut is None or fut.done():
-            fut = asyncio.get_running_loop().create_future()
-            self._read_waiter = fut
+        if fut is None:
+            fut = self._read_waiter = self._loop.create_future()
             ctx = self.ids.next().to_bytes(8, "big")
             self._read_ctx[ctx] = fut
+            self._read_deadlines.append((self._loop.time() + self._timeout, ctx))
             self.node.read_index(ctx)
             self._wake.set()
-        try:
-            index = await asyncio.wait_for(asyncio.shield(fut), self.request_timeout())
-        except asyncio.TimeoutError:
-            raise errors.TIMEOUT from None
-        finally:
-            if self._read_waiter is fut:
-                self._read_waiter = None
-        await self.wait_applied(index)
+        index = await fut
+        if self.applied_index < index:
+            await self.wait_applied(index)
 
     async def wait_applied(self, index: int) -> None:
         if self.applied_index >= index:
@@ -398,7 +429,8 @@ class EtcdServer:
         return resp
 
     def _check_quota(self, cost: int) -> None:
-        if self.backend.size() + cost > self.cfg.quota_bytes:
+        # The size as of the last applied batch: the quota is a soft limit in etcd too.
+        if self._db_size + cost > self.cfg.quota_bytes:
             if not self.alarms.active(NOSPACE):
                 asyncio.get_running_loop().create_task(self._raise_nospace())
             raise errors.NO_SPACE
