@@ -92,6 +92,16 @@ def require(kind: str) -> None:
         pytest.skip(f"etcdctl not installed ({ETCDCTL_BIN})")
 
 
+def candidate_kind() -> str:
+    """The server under test in conformance suites: etcdx, unless
+    ETCDX_CONFORMANCE_CANDIDATE=etcd asks to run them etcd-against-etcd (to check
+    that a suite compares only deterministic things)."""
+    kind = os.environ.get("ETCDX_CONFORMANCE_CANDIDATE", "etcdx")
+    if kind not in ("etcd", "etcdx"):
+        raise ValueError(f"ETCDX_CONFORMANCE_CANDIDATE={kind!r}: want etcd or etcdx")
+    return kind
+
+
 def free_port() -> int:
     """A loopback TCP port that was free a moment ago (the OS picks it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
