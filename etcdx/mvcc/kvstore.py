@@ -16,8 +16,14 @@ from etcdx.mvcc import revision as rev
 from etcdx.mvcc.errors import CompactedError, FutureRevisionError
 from etcdx.mvcc.hash import hash_all, hash_kv
 from etcdx.mvcc.key_index import KeyIndex, KeyRef, decode_key
-from etcdx.mvcc.meta import (META_COMPACT_CURSOR, META_FINISHED_COMPACT, META_SCHEDULED_COMPACT,
-                             compact_revision, current_revision, meta_revision)
+from etcdx.mvcc.meta import (
+    META_COMPACT_CURSOR,
+    META_FINISHED_COMPACT,
+    META_SCHEDULED_COMPACT,
+    compact_revision,
+    current_revision,
+    meta_revision,
+)
 from etcdx.pb import kv_pb2
 
 ALL_KEYS = b"\x00"  # as range_end: every key >= key

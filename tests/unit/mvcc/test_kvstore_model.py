@@ -12,7 +12,7 @@ from etcdx.backend import Backend, buckets
 from etcdx.mvcc import CompactedError, FutureRevisionError, KVStore
 from etcdx.mvcc.key_index import CHUNK
 
-from .model import Model, in_range
+from .model import Model
 
 # Short keys, keys with zero bytes, and long keys that share prefixes longer
 # than the index's chunk (so they live in its trie), around its boundaries.
