@@ -87,6 +87,7 @@ class KVStore:
 
     def __init__(self, backend: Backend) -> None:
         self._backend = backend
+        self._writing: _WriteContext | None = None
 
     @property
     def current_revision(self) -> int:
@@ -128,10 +129,14 @@ class KVStore:
     def write(self, txn: WriteTxn) -> TxnWrite:
         """Start one etcd transaction (one main revision) inside ``txn``.
 
-        Several may run one after another in the same backend transaction;
-        each must ``end()`` before the next starts.
+        Several may run one after another in the same backend transaction
+        (an apply batch); each must ``end()`` before the next starts. Cursors
+        and the running revision are shared along the batch, so a store has
+        one writer (the applier) at a time.
         """
-        return TxnWrite(txn)
+        if self._writing is None or self._writing.txn is not txn:
+            self._writing = _WriteContext(txn)
+        return TxnWrite(self._writing)
 
     def compact(self, revision: int, txn: WriteTxn) -> None:
         """Schedule compaction at ``revision``; ``compact_step`` does the work.
@@ -173,14 +178,25 @@ class KVStore:
         return True
 
 
+class _WriteContext:
+    """What consecutive TxnWrites of one backend transaction share."""
+
+    def __init__(self, txn: WriteTxn) -> None:
+        self.txn = txn
+        self.index = KeyIndex(txn)
+        self.values = txn.cursor(buckets.KEY)
+        self.revision = current_revision(txn)
+
+
 class TxnWrite:
     """One etcd write transaction: all its changes share one main revision."""
 
-    def __init__(self, txn: WriteTxn) -> None:
-        self._txn = txn
-        self._index = KeyIndex(txn)
-        self._values = txn.cursor(buckets.KEY)
-        self._begin = current_revision(txn)
+    def __init__(self, ctx: _WriteContext) -> None:
+        self._ctx = ctx
+        self._txn = ctx.txn
+        self._index = ctx.index
+        self._values = ctx.values
+        self._begin = ctx.revision
         self._rev = self._begin + 1
         self._events: list[kv_pb2.Event] = []
 
@@ -213,6 +229,7 @@ class TxnWrite:
             version=prev.version + 1 if prev else 1,
         )
         sub = len(self._events)
+        self._ctx.revision = self._rev
         self._txn.append(buckets.KEY, rev.encode(self._rev, sub), kv.SerializeToString())
         self._index.add(ref, self._rev, sub, False)
         self._events.append(kv_pb2.Event(type=kv_pb2.Event.PUT, kv=kv, prev_kv=prev))
@@ -233,6 +250,7 @@ class TxnWrite:
             if prev is None:
                 continue
             sub = len(self._events)
+            self._ctx.revision = self._rev
             tomb = kv_pb2.KeyValue(key=prev.key)
             self._txn.append(buckets.KEY, rev.encode(self._rev, sub, True),
                              tomb.SerializeToString())
