@@ -15,7 +15,7 @@ from etcdx.backend import ReadTxn, buckets
 from etcdx.mvcc import revision as rev
 from etcdx.mvcc.errors import CompactedError, FutureRevisionError
 from etcdx.mvcc.key_index import KeyIndex
-from etcdx.mvcc.meta import compact_revision, current_revision
+from etcdx.mvcc.meta import revisions
 from etcdx.pb import kv_pb2
 
 
@@ -30,8 +30,7 @@ def hash_all(txn: ReadTxn) -> int:
 def hash_kv(txn: ReadTxn, revision: int) -> tuple[int, int, int]:
     """(hash, compact_revision, hash_revision) of the key space at ``revision``
     (<= 0: current), as etcd's HashKV."""
-    current = current_revision(txn)
-    compacted = compact_revision(txn)
+    current, compacted = revisions(txn)
     if 0 < revision < compacted:
         raise CompactedError(compacted)
     if revision > current:

@@ -23,10 +23,13 @@ walk of the trie visits keys in byte order.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import struct
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import NamedTuple
+
+import lmdb
 
 from etcdx.backend import ReadTxn, buckets
 
@@ -38,6 +41,7 @@ _INV_LEN = _INV.size
 _LIVE = b"\x00"
 _TOMBSTONE = b"\x01"
 _AFTER_KEY = b"\xff" * _INV_LEN  # inverted (0, 0): sorts after every revision of a key
+_NEXT_BEFORE_SEEK = 4  # older revisions stepped over before seeking past them
 
 
 def encode_key(key: bytes) -> bytes:
@@ -82,7 +86,11 @@ class KeyIndex:
     def __init__(self, txn: ReadTxn) -> None:
         self._txn = txn
         self._root = txn.cursor(buckets.INDEX)
-        self._tree = txn.cursor(buckets.INDEX_TREE)
+
+    @functools.cached_property
+    def _tree(self) -> lmdb.Cursor:
+        """Cursor over the trie's deeper nodes, opened only for long keys."""
+        return self._txn.cursor(buckets.INDEX_TREE)
 
     def ref(self, key: bytes, *, create: bool = False) -> KeyRef | None:
         """Locate ``key``'s entries; None if a long key's trie path is absent
@@ -124,10 +132,11 @@ class KeyIndex:
                 return
             yield _entry(db_key, flag)
 
-    def walk(self, start: bytes, end: bytes | None) -> Iterator[tuple[KeyRef, IndexEntry]]:
+    def walk(self, start: bytes, end: bytes | None, *,
+             mutating: bool = False) -> Iterator[tuple[KeyRef, IndexEntry]]:
         """Every indexed key in [start, end) in byte order (end None: no bound),
-        with its newest entry. Each step re-seeks by key, so the caller may
-        change the index between steps."""
+        with its newest entry. A caller that changes the index between steps
+        passes ``mutating=True``, which re-seeks by key at every step."""
         end_encoded = encode_key(end) if end is not None else None
         # Frames: [prefix, accumulated encoding, next db-key suffix to seek].
         stack: list[list[bytes]] = []
@@ -144,6 +153,15 @@ class KeyIndex:
         while stack:
             frame = stack[-1]
             prefix, acc, lo = frame
+            if not prefix and not mutating:
+                descend = yield from self._walk_root(frame, end_encoded)
+                if descend is None:
+                    return
+                if not descend:
+                    stack.pop()
+                else:
+                    stack.append(descend)
+                continue
             cursor = self._tree if prefix else self._root
             if not cursor.set_range(prefix + lo):
                 stack.pop()
@@ -164,6 +182,33 @@ class KeyIndex:
                 return
             frame[2] = tail + _AFTER_KEY
             yield KeyRef(encoded, bool(prefix), prefix + tail), _entry(db_key, value)
+
+    def _walk_root(self, frame: list[bytes], end_encoded: bytes | None,
+                   ) -> Generator[tuple[KeyRef, IndexEntry], None, list[bytes] | None]:
+        """The hot path of ``walk``: step through the root node with ``next``,
+        skipping a key's older revisions, until a trie pointer (returns its
+        child frame), the end of the range (None) or of the node ([])."""
+        root = self._root
+        if not root.set_range(frame[2]):
+            return []
+        while True:
+            db_key, value = root.item()
+            if len(value) == _NODE_ID_LEN:
+                frame[2] = db_key + b"\x00"
+                return [value, db_key, b""]
+            stem = db_key[:-_INV_LEN]
+            if end_encoded is not None and stem >= end_encoded:
+                return None
+            yield KeyRef(stem, False, stem), _entry(db_key, value)
+            # No other root key starts with a whole encoded key (prefix-free).
+            for _ in range(_NEXT_BEFORE_SEEK):
+                if not root.next():
+                    return []
+                if not root.key().startswith(stem):
+                    break
+            else:
+                if not root.set_range(stem + _AFTER_KEY):
+                    return []
 
     def add(self, ref: KeyRef, main: int, sub: int, tombstone: bool) -> None:
         cursor = self._tree if ref.in_tree else self._root

@@ -23,6 +23,7 @@ from etcdx.mvcc.meta import (
     compact_revision,
     current_revision,
     meta_revision,
+    revisions,
 )
 from etcdx.pb import kv_pb2
 
@@ -48,14 +49,13 @@ def _end(range_end: bytes) -> bytes | None:
 
 
 def range_at(txn: ReadTxn, index: KeyIndex, key: bytes, range_end: bytes, *,
-             revision: int, current: int, limit: int, count_only: bool,
+             revision: int, current: int, compacted: int, limit: int, count_only: bool,
              keys_only: bool) -> RangeResult:
     """Range with etcd's rules, for a store whose revision (as seen by the
     caller, which may be a write in progress) is ``current``."""
     at = current if revision <= 0 else revision
     if at > current:
         raise FutureRevisionError(current)
-    compacted = compact_revision(txn)
     if at < compacted:
         raise CompactedError(compacted)
     kvs: list[kv_pb2.KeyValue] = []
@@ -112,8 +112,9 @@ class KVStore:
             with self._backend.read() as own:
                 return self.range(key, range_end, revision=revision, limit=limit,
                                   count_only=count_only, keys_only=keys_only, txn=own)
+        current, compacted = revisions(txn)
         return range_at(txn, KeyIndex(txn), key, range_end, revision=revision,
-                        current=current_revision(txn), limit=limit,
+                        current=current, compacted=compacted, limit=limit,
                         count_only=count_only, keys_only=keys_only)
 
     def hash_kv(self, revision: int = 0) -> tuple[int, int, int]:
@@ -143,8 +144,7 @@ class KVStore:
 
         From here on reads below ``revision`` fail with CompactedError.
         """
-        current = current_revision(txn)
-        compacted = compact_revision(txn)
+        current, compacted = revisions(txn)
         if revision <= compacted:
             raise CompactedError(compacted)
         if revision > current:
@@ -162,7 +162,7 @@ class KVStore:
         index = KeyIndex(txn)
         start = txn.get(buckets.META, META_COMPACT_CURSOR) or b""
         done = 0
-        for ref, _ in index.walk(start, None):
+        for ref, _ in index.walk(start, None, mutating=True):
             if done == batch:
                 txn.put(buckets.META, META_COMPACT_CURSOR, decode_key(ref.encoded))
                 return False
@@ -210,8 +210,8 @@ class TxnWrite:
               keys_only: bool = False) -> RangeResult:
         """Range that sees this transaction's own earlier changes."""
         return range_at(self._txn, self._index, key, range_end, revision=revision,
-                        current=self.revision, limit=limit, count_only=count_only,
-                        keys_only=keys_only)
+                        current=self.revision, compacted=compact_revision(self._txn),
+                        limit=limit, count_only=count_only, keys_only=keys_only)
 
     def _live(self, ref: KeyRef | None) -> kv_pb2.KeyValue | None:
         entry = self._index.latest(ref, self._rev) if ref is not None else None

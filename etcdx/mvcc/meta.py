@@ -18,9 +18,15 @@ META_COMPACT_CURSOR = b"etcdxCompactCursor"
 
 def current_revision(txn: ReadTxn) -> int:
     """The store revision as seen by ``txn``."""
+    return revisions(txn)[0]
+
+
+def revisions(txn: ReadTxn) -> tuple[int, int]:
+    """(current revision, compact revision) as seen by ``txn``."""
     cursor = txn.cursor(buckets.KEY)
     newest = rev.main_of(cursor.key()) if cursor.last() else 0
-    return max(newest, compact_revision(txn))
+    compacted = compact_revision(txn)
+    return max(newest, compacted), compacted
 
 
 def compact_revision(txn: ReadTxn) -> int:
