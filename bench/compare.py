@@ -85,8 +85,10 @@ def parse_go_benchmark(out: str) -> dict:
 def go_tool(endpoint: str, clients: int, conns: int, sub: list[str], timeout: float) -> dict:
     cmd = [str(GO_TOOL), "--endpoints", endpoint, "--clients", str(clients), "--conns", str(conns),
            "--precise", *sub]
+    load_before = os.getloadavg()[0]
     code, out, timed_out = run_tool(cmd, timeout)
     res = parse_go_benchmark(out)
+    res["load_avg_1m"] = [load_before, os.getloadavg()[0]]
     res.update({"tool": "go", "command": shlex.join(cmd), "exit_code": code, "timed_out": timed_out})
     if code != 0 or "throughput" not in res:
         res["failure"] = ("timed out" if timed_out else f"exit code {code}") + ": " + out[-800:]
@@ -95,8 +97,9 @@ def go_tool(endpoint: str, clients: int, conns: int, sub: list[str], timeout: fl
 
 def loadgen(endpoint: str, workload: str, opts: list[str], timeout: float) -> dict:
     cmd = [sys.executable, str(LOADGEN), workload, "--endpoints", endpoint, "--json", *opts]
+    load_before = os.getloadavg()[0]
     code, out, timed_out = run_tool(cmd, timeout)
-    res: dict = {}
+    res: dict = {"load_avg_1m": [load_before, os.getloadavg()[0]]}
     for line in reversed(out.splitlines()):
         if line.startswith("{"):
             res = json.loads(line)
@@ -285,7 +288,8 @@ class Runner:
                      f" p99 {d.get('p99_ms', 0):.2f} ms, missing {r.get('events_missing')}")
         else:
             self.log(f"  {wid}: {r['throughput']:.0f} req/s, p50 {r.get('p50_ms', 0):.2f} ms, "
-                     f"p99 {r.get('p99_ms', 0):.2f} ms, errors {sum(r.get('errors', {}).values())}")
+                     f"p99 {r.get('p99_ms', 0):.2f} ms, errors {sum(r.get('errors', {}).values())}, "
+                     f"machine load {r['load_avg_1m'][0]:.1f}->{r['load_avg_1m'][1]:.1f}")
 
     def _print_bulk(self, label: str, b: dict) -> None:
         self.log(f"  bulk: {b['keys_loaded']} keys, {b['load'].get('throughput', 0):.0f} puts/s, "
@@ -347,6 +351,13 @@ ROWS = [
 ]
 
 
+def mean_load(sysres: dict) -> float | None:
+    """Mean 1-minute load average seen at the start and end of this system's load runs."""
+    runs = list(sysres.get("workloads", {}).values()) + [_get(sysres, "bulk.load") or {}]
+    loads = [x for r in runs for x in r.get("load_avg_1m", [])]
+    return sum(loads) / len(loads) if loads else None
+
+
 def table_rows(systems: list[dict]) -> list[dict]:
     rows = []
     for label, path, fn in ROWS:
@@ -365,6 +376,9 @@ def table_rows(systems: list[dict]) -> list[dict]:
         if len(vals) == 2 and vals[0] and vals[1] is not None:
             ratio = vals[1] / vals[0]
         rows.append({"metric": label, "values": vals, "ratio": ratio})
+    loads = [mean_load(s) for s in systems]
+    if any(v is not None for v in loads):
+        rows.append({"metric": "machine load avg 1m during runs", "values": loads, "ratio": None})
     return rows
 
 
