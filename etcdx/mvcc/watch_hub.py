@@ -130,6 +130,18 @@ class WatchHub:
             self._drop_synced(watcher)
             self._unsynced.discard(watcher)
 
+    def restore(self, backend: Backend) -> None:
+        """Follow the store to a replaced database (a snapshot from the leader):
+        every watcher resumes from its ``key`` bucket at its next revision, or
+        is cancelled if that is compacted there."""
+        with backend.read() as txn:
+            revision = current_revision(txn)
+        with self._lock:
+            self._backend = backend
+            for w in self._synced():
+                self._unsync(w, max(w.next_revision, self._revision + 1))
+            self._revision = revision
+
     def progress(self) -> dict[Watcher, int]:
         """Synced watchers with nothing left to take, and the revision up to which
         they have received every event (for progress notifications)."""

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -226,3 +228,23 @@ def test_every_watcher_sees_exactly_its_history_in_order(tmp_path_factory, scrip
         got += events(w)
         assert got == [h for h in history if h[1] < b"c" and h[2] >= first]
     c.backend.close()
+
+
+def test_after_restore_watchers_resume_from_the_new_database(tmp_path, c):
+    w = c.hub.watch(b"k")
+    c.put(b"k", b"1")
+    donor = Cluster(tmp_path / "donor")
+    for value in (b"1", b"2", b"3"):
+        donor.put(b"k", value)
+    with open(tmp_path / "snap.db", "wb") as out:
+        donor.backend.snapshot(out)
+    donor.backend.close()
+    path = c.backend.path
+    c.backend.close()
+    os.replace(tmp_path / "snap.db", os.path.join(path, "data.mdb"))
+    c.backend = Backend(path, map_size=1 << 28)
+    c.store = KVStore(c.backend)
+    c.hub.restore(c.backend)
+    c.catch_up()
+    c.put(b"k", b"4")
+    assert [rev for _, _, rev in events(w)] == [1, 2, 3, 4]
