@@ -32,6 +32,10 @@ def view(kv):
     return (kv.key, kv.value, kv.create_revision, kv.mod_revision, kv.version, kv.lease)
 
 
+def model_view(m):
+    return (m.key, m.value, m.create_revision, m.mod_revision, m.version, m.lease)
+
+
 class KVStoreMachine(RuleBasedStateMachine):
     def __init__(self):
         super().__init__()
@@ -73,8 +77,7 @@ class KVStoreMachine(RuleBasedStateMachine):
         want = self.model.range(key, end, at or self.model.revision)
         assert got.count == len(want)
         assert [view(kv) for kv in got.kvs] == [
-            (m.key, m.value, m.create_revision, m.mod_revision, m.version, m.lease)
-            for m in (want[:limit] if limit else want)]
+            model_view(m) for m in (want[:limit] if limit else want)]
         assert got.revision == self.model.revision
 
     @rule(key=keys, end=range_ends)
@@ -83,16 +86,11 @@ class KVStoreMachine(RuleBasedStateMachine):
             w = self.store.write(txn)
             w.put(key, b"mine")
             got = w.range(key, end)
-            self._merge_own_put(key)
+            self.model.txn([("put", key, b"mine", 0)])
             assert w.revision == self.model.revision
             want = self.model.range(key, end, self.model.revision)
-            assert [view(kv) for kv in got.kvs] == [
-                (m.key, m.value, m.create_revision, m.mod_revision, m.version, m.lease)
-                for m in want]
+            assert [view(kv) for kv in got.kvs] == [model_view(m) for m in want]
             w.end()
-
-    def _merge_own_put(self, key):
-        self.model.txn([("put", key, b"mine", 0)])
 
     @rule()
     def future_revision_is_rejected(self):
