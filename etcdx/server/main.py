@@ -26,8 +26,21 @@ async def serve(cfg: config.Config) -> None:
         log.critical("refusing to start: the WAL is corrupt", extra={"fields": {"error": str(err), "data-dir": cfg.data_dir}})
         raise SystemExit(1) from None
     await server.start()
-    g = grpc_server.build(server, cfg.listen_client_urls)
-    await g.start()
+    workers = None
+    if cfg.experimental_api_workers > 0:
+        from etcdx.api.worker import WorkerPool, WorkerStartError
+
+        workers = WorkerPool(server, cfg.experimental_api_workers)
+        try:
+            await workers.start()
+        except WorkerStartError as err:
+            log.critical("cannot start the API workers", extra={"fields": {"error": str(err)}})
+            await server.stop()
+            raise SystemExit(1) from None
+    g = None
+    if workers is None:  # with workers, only they serve clients: the core's CPU goes to raft and apply
+        g = grpc_server.build(server, cfg.listen_client_urls)
+        await g.start()
     log.info("serving client requests", extra={"fields": {"listen-client-urls": cfg.listen_client_urls,
                                                           "name": cfg.name, "data-dir": cfg.data_dir}})
     stop = asyncio.Event()
@@ -36,7 +49,10 @@ async def serve(cfg: config.Config) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("stopping member")
-    await g.stop(grace=1.0)
+    if workers is not None:
+        await workers.stop()
+    if g is not None:
+        await g.stop(grace=1.0)
     await server.stop()
     log.info("stopped member")
 

@@ -1,0 +1,332 @@
+"""``RemoteServer``: the member as the API servicers see it from inside an API worker process.
+
+It has ``EtcdServer``'s methods, so the same servicers serve the client port
+in a worker. Serializable reads (Range, read-only Txn) are answered from the
+backend opened read-only in this process. A linearizable read first waits
+for a barrier round trip to the core (``linearizable_barrier``), shared by
+every read that arrived before the round trip was sent; once the core
+replies it has applied everything committed before the barrier, and since
+LMDB commits are visible across processes the local read that follows sees
+it all. Everything else is a call to the core over ``etcdx.server.ipc``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from typing import Any, Callable
+
+from etcdx.backend import Backend
+from etcdx.mvcc import KVStore
+from etcdx.pb import rpc_pb2
+from etcdx.server import ipc, kvops
+from etcdx.server.config import Config
+from etcdx.server.errors import EtcdError
+from etcdx.server.etcdserver import _txn_all_serializable, _txn_has_write
+
+log = logging.getLogger("etcdx.api.remote")
+
+
+class CoreConnection(ipc.FrameConnection):
+    """A worker's connection to its core: calls, relayed streams and the core's notices."""
+
+    def __init__(self, on_lost: Callable[[], None]) -> None:
+        super().__init__()
+        self._calls: dict[int, asyncio.Future] = {}
+        self._streams: dict[int, RemoteStream] = {}
+        self._next_id = 0
+        self._on_lost = on_lost
+        self.term = 0
+        self.on_reopen: Callable[[], None] | None = None
+
+    def next_id(self) -> int:
+        self._next_id = (self._next_id + 1) & 0xFFFFFFFF
+        return self._next_id
+
+    def call_future(self, method: int, body: bytes) -> asyncio.Future:
+        if self.transport is None:
+            raise ipc.INTERNAL
+        ident = self.next_id()
+        fut = self._calls[ident] = self._loop.create_future()
+        self.send(ipc.CALL, method, ident, body)
+        return fut
+
+    async def call(self, method: int, body: bytes = b"") -> bytes:
+        """The core's reply; if the caller is cancelled, the reply is dropped on arrival."""
+        return await self.call_future(method, body)
+
+    def open_stream(self, method: int, first: bytes = b"") -> RemoteStream:
+        ident = self.next_id()
+        st = self._streams[ident] = RemoteStream(self, ident)
+        self.send(ipc.OPEN, method, ident, first)
+        return st
+
+    def frame_received(self, kind: int, method: int, ident: int, body: bytes) -> None:
+        if kind == ipc.REPLY or kind == ipc.ERROR:
+            fut = self._calls.pop(ident, None)
+            if fut is not None:
+                if not fut.done():
+                    if kind == ipc.REPLY:
+                        fut.set_result(body)
+                    else:
+                        fut.set_exception(ipc.decode_error(body))
+                return
+            st = self._streams.pop(ident, None)
+            if st is not None:
+                st.finish(ipc.decode_error(body))
+        elif kind == ipc.SEND:
+            st = self._streams.get(ident)
+            if st is not None:
+                st.deliver(body)
+        elif kind == ipc.END:
+            st = self._streams.pop(ident, None)
+            if st is not None:
+                st.finish(None)
+        elif kind == ipc.NOTICE:
+            if method == ipc.NOTICE_TERM:
+                self.term = ipc.INT64.unpack(body)[0]
+            elif method == ipc.NOTICE_REOPEN_BACKEND and self.on_reopen is not None:
+                self.on_reopen()
+        else:
+            log.warning("unexpected frame kind %d from the core", kind)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        for fut in self._calls.values():
+            if not fut.done():
+                fut.set_exception(ipc.INTERNAL)
+        self._calls.clear()
+        for st in self._streams.values():
+            st.finish(ipc.INTERNAL)
+        self._streams.clear()
+        self._on_lost()
+
+
+class RemoteStream:
+    """A stream relayed to the core: ``send`` client messages, ``recv`` the core's.
+
+    The core sends ahead at most ``ipc.STREAM_WINDOW`` messages; credit goes
+    back as ``recv`` hands messages to the client.
+    """
+
+    def __init__(self, conn: CoreConnection, ident: int) -> None:
+        self.conn = conn
+        self.ident = ident
+        self._inbox: list[bytes] = []
+        self._end: EtcdError | None | bool = False  # False: open; None: ended cleanly; else the error
+        self._wakeup = asyncio.Event()
+        self._consumed = 0
+        self._closed = False
+
+    def deliver(self, body: bytes) -> None:
+        self._inbox.append(body)
+        self._wakeup.set()
+
+    def finish(self, err: EtcdError | None) -> None:
+        self._end = err
+        self._closed = True
+        self._wakeup.set()
+
+    def send(self, body: bytes) -> None:
+        if not self._closed:
+            self.conn.send(ipc.SEND, 0, self.ident, body)
+
+    def half_close(self) -> None:
+        if not self._closed:
+            self.conn.send(ipc.HALF_CLOSE, 0, self.ident)
+
+    async def recv(self) -> bytes | None:
+        """The next message from the core; None once the stream ended; raises the core's error."""
+        while not self._inbox:
+            if self._end is not False:
+                if self._end is None:
+                    return None
+                raise self._end
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        body = self._inbox.pop(0)
+        self._consumed += 1
+        if self._consumed >= ipc.STREAM_WINDOW // 2 and not self._closed:
+            self.conn.send(ipc.CREDIT, 0, self.ident, ipc.INT64.pack(self._consumed))
+            self._consumed = 0
+        return body
+
+    def close(self) -> None:
+        """The client is gone: the core stops its side."""
+        if not self._closed:
+            self._closed = True
+            self.conn._streams.pop(self.ident, None)
+            if self.conn.transport is not None:
+                self.conn.send(ipc.CLOSE, 0, self.ident)
+
+
+class RemoteServer:
+    """``EtcdServer``'s API-facing methods, served by calls to the core and local reads."""
+
+    def __init__(self, conn: CoreConnection, hello: dict[str, Any]) -> None:
+        self.conn = conn
+        self.cfg = Config(**hello["cfg"])
+        self.member_id: int = hello["member_id"]
+        self.cluster_id: int = hello["cluster_id"]
+        conn.term = hello["term"]
+        self.db_dir: str = hello["db_dir"]
+        self._open_backend()
+        conn.on_reopen = self._reopen_backend
+        self._loop = asyncio.get_running_loop()
+        self._barrier_group: list[asyncio.Future] = []
+        self._barrier_in_flight = False
+
+    # -- the local backend --------------------------------------------------------------
+
+    def _open_backend(self) -> None:
+        self.backend = Backend(self.db_dir, readonly=True)
+        self.kv = KVStore(self.backend)
+
+    def _reopen_backend(self) -> None:
+        """The core swapped the backend file (defragment): read the new one from now on.
+
+        Reads run synchronously on this loop, so no read transaction is open here.
+        """
+        self.backend.close()
+        self._open_backend()
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def header(self, h: rpc_pb2.ResponseHeader, revision: int = 0) -> None:
+        h.cluster_id = self.cluster_id
+        h.member_id = self.member_id
+        h.raft_term = self.conn.term
+        h.revision = revision or h.revision or self.kv.current_revision
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def linearizable_barrier(self) -> None:
+        """Return once the core has applied everything committed before this call.
+
+        Reads that arrive while a barrier is in flight wait for the next one:
+        the one in flight may have been answered by the core before their writes.
+        """
+        fut = self._loop.create_future()
+        self._barrier_group.append(fut)
+        if not self._barrier_in_flight:
+            self._barrier_in_flight = True
+            self._loop.call_soon(self._send_barrier)
+        await fut
+
+    def _send_barrier(self) -> None:
+        group, self._barrier_group = self._barrier_group, []
+        try:
+            call = self.conn.call_future(ipc.BARRIER, b"")
+        except EtcdError as err:
+            call = self._loop.create_future()
+            call.set_exception(err)
+
+        def done(call: asyncio.Future) -> None:
+            err = call.exception()
+            for fut in group:
+                if not fut.done():
+                    if err is None:
+                        fut.set_result(None)
+                    else:
+                        fut.set_exception(err)
+            if self._barrier_group:
+                self._send_barrier()
+            else:
+                self._barrier_in_flight = False
+
+        call.add_done_callback(done)
+
+    async def range(self, r: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
+        if not r.serializable:
+            await self.linearizable_barrier()
+        resp = rpc_pb2.RangeResponse()
+        kvops.do_range(self.kv, r, resp)
+        self.header(resp.header)
+        return resp
+
+    async def txn(self, r: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
+        if _txn_has_write(r):
+            return rpc_pb2.TxnResponse.FromString(await self.conn.call(ipc.TXN, r.SerializeToString()))
+        if not _txn_all_serializable(r):
+            await self.linearizable_barrier()
+        resp = rpc_pb2.TxnResponse()
+        with self.backend.read() as rtx:
+            view = kvops.ReadView(self.kv, rtx)
+            path = kvops.txn_path(view, r)
+            ka = kvops.KVApply(view, None, None, self.kv)
+            ka.check_txn(r, path)
+            ka.txn(r, path, resp)
+        self.header(resp.header)
+        return resp
+
+    # -- forwarded to the core ------------------------------------------------------------
+
+    async def _forward(self, method: int, r: Any, response: Any) -> Any:
+        return response.FromString(await self.conn.call(method, r.SerializeToString()))
+
+    async def put(self, r: rpc_pb2.PutRequest) -> rpc_pb2.PutResponse:
+        return await self._forward(ipc.PUT, r, rpc_pb2.PutResponse)
+
+    async def delete_range(self, r: rpc_pb2.DeleteRangeRequest) -> rpc_pb2.DeleteRangeResponse:
+        return await self._forward(ipc.DELETE_RANGE, r, rpc_pb2.DeleteRangeResponse)
+
+    async def compact(self, r: rpc_pb2.CompactionRequest) -> rpc_pb2.CompactionResponse:
+        return await self._forward(ipc.COMPACT, r, rpc_pb2.CompactionResponse)
+
+    async def lease_grant(self, r: rpc_pb2.LeaseGrantRequest) -> rpc_pb2.LeaseGrantResponse:
+        return await self._forward(ipc.LEASE_GRANT, r, rpc_pb2.LeaseGrantResponse)
+
+    async def lease_revoke(self, r: rpc_pb2.LeaseRevokeRequest) -> rpc_pb2.LeaseRevokeResponse:
+        return await self._forward(ipc.LEASE_REVOKE, r, rpc_pb2.LeaseRevokeResponse)
+
+    async def lease_renew(self, lease_id: int) -> int:
+        return ipc.INT64.unpack(await self.conn.call(ipc.LEASE_RENEW, ipc.INT64.pack(lease_id)))[0]
+
+    async def lease_time_to_live(self, r: rpc_pb2.LeaseTimeToLiveRequest) -> rpc_pb2.LeaseTimeToLiveResponse:
+        return await self._forward(ipc.LEASE_TIME_TO_LIVE, r, rpc_pb2.LeaseTimeToLiveResponse)
+
+    async def lease_leases(self) -> rpc_pb2.LeaseLeasesResponse:
+        return rpc_pb2.LeaseLeasesResponse.FromString(await self.conn.call(ipc.LEASE_LEASES))
+
+    async def alarm(self, r: rpc_pb2.AlarmRequest) -> rpc_pb2.AlarmResponse:
+        return await self._forward(ipc.ALARM, r, rpc_pb2.AlarmResponse)
+
+    async def defragment(self) -> rpc_pb2.DefragmentResponse:
+        return rpc_pb2.DefragmentResponse.FromString(await self.conn.call(ipc.DEFRAGMENT))
+
+    async def move_leader(self, r: rpc_pb2.MoveLeaderRequest) -> rpc_pb2.MoveLeaderResponse:
+        return await self._forward(ipc.MOVE_LEADER, r, rpc_pb2.MoveLeaderResponse)
+
+    # EtcdServer answers these synchronously; across processes they are awaited
+    # (the worker's Maintenance and Cluster servicers do).
+
+    async def status(self) -> rpc_pb2.StatusResponse:
+        return rpc_pb2.StatusResponse.FromString(await self.conn.call(ipc.STATUS))
+
+    async def hash(self) -> rpc_pb2.HashResponse:
+        return rpc_pb2.HashResponse.FromString(await self.conn.call(ipc.HASH))
+
+    async def hash_kv(self, r: rpc_pb2.HashKVRequest) -> rpc_pb2.HashKVResponse:
+        return await self._forward(ipc.HASH_KV, r, rpc_pb2.HashKVResponse)
+
+    async def member_list(self) -> rpc_pb2.MemberListResponse:
+        return rpc_pb2.MemberListResponse.FromString(await self.conn.call(ipc.MEMBER_LIST))
+
+    def open_stream(self, method: int, first: bytes = b"") -> RemoteStream:
+        return self.conn.open_stream(method, first)
+
+
+async def connect(path: str, on_lost: Callable[[], None]) -> tuple[CoreConnection, dict[str, Any]]:
+    """Connect to the core at ``path`` and fetch what a worker needs to serve (HELLO)."""
+    loop = asyncio.get_running_loop()
+    short, fd = ipc.short_path(path)
+    try:
+        _, conn = await loop.create_unix_connection(lambda: CoreConnection(on_lost), short)
+    finally:
+        if fd is not None:
+            os.close(fd)
+    hello = json.loads(await conn.call(ipc.HELLO))
+    return conn, hello

@@ -1,0 +1,303 @@
+"""API worker processes: more processes serving the member's client URLs.
+
+One Python process cannot push more than a few thousand RPCs a second
+through grpcio (see DESIGN.md). With ``--experimental-api-workers N`` the
+member's core process starts N workers; each runs the same gRPC servicers on
+the same client URLs (``SO_REUSEPORT``: the kernel spreads connections over
+them) against a ``RemoteServer`` that reads the backend locally and calls
+the core for the rest (``etcdx.server.ipc``).
+
+Lifecycle: the core starts the workers once it is ready and waits until
+each serves; a worker that dies is started again; on SIGTERM the core stops
+its workers before itself. A worker never outlives its core: it asks the
+kernel to kill it when its parent dies (PR_SET_PDEATHSIG) and exits as soon
+as its connection to the core breaks.
+
+Run as ``python -m etcdx.api.worker --ipc PATH --parent PID --index I``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ctypes
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import grpc
+
+import etcdx
+from etcdx.api import grpc_server
+from etcdx.api.cluster import ClusterService
+from etcdx.api.kv import KVService
+from etcdx.api.lease import LeaseService
+from etcdx.api.maintenance import MaintenanceService
+from etcdx.api.remote import RemoteServer, RemoteStream, connect
+from etcdx.api.status import unary
+from etcdx.api.watch import WatchService
+from etcdx.pb import rpc_pb2, rpc_pb2_grpc
+from etcdx.server import ipc, logs
+from etcdx.server.errors import EtcdError
+
+log = logging.getLogger("etcdx.api.worker")
+
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 5.0
+RESTART_BACKOFF_MAX = 5.0
+PR_SET_PDEATHSIG = 1
+
+
+# -- servicers inside a worker ----------------------------------------------------------
+
+class RelayWatchService(rpc_pb2_grpc.WatchServicer):
+    """Watch streams run on the core (it owns the watch hub); the worker relays them in order."""
+
+    def __init__(self, server: RemoteServer) -> None:
+        self.s = server
+
+    async def Watch(self, request_iterator, context):
+        stream = self.s.open_stream(ipc.WATCH)
+        pump = asyncio.get_running_loop().create_task(_pump(request_iterator, stream))
+        try:
+            while True:
+                body = await stream.recv()
+                if body is None:
+                    return
+                yield rpc_pb2.WatchResponse.FromString(body)
+        except EtcdError as err:
+            await context.abort(grpc.StatusCode[err.code], err.message)
+        finally:
+            pump.cancel()
+            stream.close()
+
+
+async def _pump(request_iterator, stream: RemoteStream) -> None:
+    """The client's messages to the core, then its half-close."""
+    try:
+        async for req in request_iterator:
+            stream.send(req.SerializeToString())
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.debug("watch stream reader ended", exc_info=True)
+        return
+    stream.half_close()
+
+
+class WorkerMaintenanceService(MaintenanceService):
+    """Maintenance with the calls the core answers synchronously awaited, and Snapshot relayed."""
+
+    @unary
+    async def Status(self, request: rpc_pb2.StatusRequest, context) -> rpc_pb2.StatusResponse:
+        return await self.s.status()
+
+    @unary
+    async def Hash(self, request: rpc_pb2.HashRequest, context) -> rpc_pb2.HashResponse:
+        return await self.s.hash()
+
+    @unary
+    async def HashKV(self, request: rpc_pb2.HashKVRequest, context) -> rpc_pb2.HashKVResponse:
+        return await self.s.hash_kv(request)
+
+    async def Snapshot(self, request: rpc_pb2.SnapshotRequest, context):
+        stream = self.s.open_stream(ipc.SNAPSHOT, request.SerializeToString())
+        try:
+            while True:
+                body = await stream.recv()
+                if body is None:
+                    return
+                yield rpc_pb2.SnapshotResponse.FromString(body)
+        except EtcdError as err:
+            await context.abort(grpc.StatusCode[err.code], err.message)
+        finally:
+            stream.close()
+
+
+class WorkerClusterService(ClusterService):
+    @unary
+    async def MemberList(self, request: rpc_pb2.MemberListRequest, context) -> rpc_pb2.MemberListResponse:
+        return await self.s.member_list()
+
+
+def worker_services(server: RemoteServer) -> list[tuple[Any, Any]]:
+    return [
+        (rpc_pb2_grpc.add_KVServicer_to_server, KVService(server)),
+        (rpc_pb2_grpc.add_WatchServicer_to_server, RelayWatchService(server)),
+        (rpc_pb2_grpc.add_LeaseServicer_to_server, LeaseService(server)),
+        (rpc_pb2_grpc.add_ClusterServicer_to_server, WorkerClusterService(server)),
+        (rpc_pb2_grpc.add_MaintenanceServicer_to_server, WorkerMaintenanceService(server)),
+    ]
+
+
+# -- the worker process -------------------------------------------------------------------
+
+def _die_with_parent(parent: int) -> None:
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass  # not Linux: the broken connection to the core still ends the worker
+    if os.getppid() != parent:
+        os._exit(1)  # the core died before the request above took effect
+
+
+async def _serve(path: str, index: int) -> None:
+    stopping = False
+
+    def lost() -> None:
+        if not stopping:
+            log.error("lost the connection to the member's core; exiting", extra={"fields": {"worker": index}})
+            logging.shutdown()
+            os._exit(1)
+
+    conn, hello = await connect(path, lost)
+    remote = RemoteServer(conn, hello)
+    logs.setup(remote.cfg.log_level, remote.cfg.log_outputs)
+    g = grpc_server.build(remote, remote.cfg.listen_client_urls, reuseport=True,
+                          services=worker_services(remote))
+    await g.start()
+    await conn.call(ipc.READY, json.dumps([index, os.getpid()]).encode())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    await g.stop(grace=1.0)
+    stopping = True
+    conn.transport.close()
+    remote.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="etcdx-api-worker")
+    p.add_argument("--ipc", required=True, help="the core's socket")
+    p.add_argument("--parent", type=int, required=True, help="the core's pid")
+    p.add_argument("--index", type=int, required=True, help="this worker's slot")
+    args = p.parse_args(argv)
+    _die_with_parent(args.parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the core decides when workers stop
+    logs.setup("info", ["stderr"])
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    runner(_serve(args.ipc, args.index))
+    return 0
+
+
+# -- the core's side: starting and keeping the workers --------------------------------------
+
+class WorkerStartError(RuntimeError):
+    """A worker exited or did not report serving before the member started serving."""
+
+
+class WorkerPool:
+    """The member's API workers: started after the core is ready, restarted when one dies."""
+
+    def __init__(self, server: Any, count: int) -> None:
+        self.count = count
+        core_watch = WatchService(server)
+        core_maintenance = MaintenanceService(server)
+        self.handler = ipc.CoreHandler(server, {
+            ipc.WATCH: ipc.StreamMethod(core_watch.Watch, rpc_pb2.WatchRequest.FromString, True),
+            ipc.SNAPSHOT: ipc.StreamMethod(core_maintenance.Snapshot, rpc_pb2.SnapshotRequest.FromString, False),
+        }, on_ready=self._on_ready)
+        self._procs: list[asyncio.subprocess.Process | None] = [None] * count
+        self._ready = [asyncio.Event() for _ in range(count)]
+        self._tasks: list[asyncio.Task] = []
+        self._stopping = False
+        self._startup: asyncio.Future | None = None
+
+    def _on_ready(self, index: int, pid: int) -> None:
+        proc = self._procs[index] if 0 <= index < self.count else None
+        if proc is not None and proc.pid == pid:
+            self._ready[index].set()
+            log.info("API worker serving", extra={"fields": {"worker": index, "pid": pid}})
+
+    async def start(self) -> None:
+        """Start every worker and wait until all serve; raises WorkerStartError otherwise."""
+        loop = asyncio.get_running_loop()
+        await self.handler.start()
+        self._startup = loop.create_future()
+        self._tasks = [loop.create_task(self._supervise(i)) for i in range(self.count)]
+        ready = loop.create_task(asyncio.wait_for(
+            asyncio.gather(*(e.wait() for e in self._ready)), START_TIMEOUT))
+        try:
+            done, _ = await asyncio.wait({ready, self._startup}, return_when=asyncio.FIRST_COMPLETED)
+            if ready not in done:
+                self._startup.result()  # raises the start failure
+            ready.result()
+        except (asyncio.TimeoutError, WorkerStartError) as exc:
+            ready.cancel()
+            await self.stop()
+            raise WorkerStartError(str(exc) or "API workers did not start in time") from None
+        self._startup = None
+
+    def _command(self, index: int) -> list[str]:
+        return [sys.executable, "-m", "etcdx.api.worker", "--ipc", self.handler.path,
+                "--parent", str(os.getpid()), "--index", str(index)]
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        root = os.path.dirname(os.path.dirname(os.path.abspath(etcdx.__file__)))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+        return env
+
+    async def _supervise(self, index: int) -> None:
+        backoff = 0.5
+        while not self._stopping:
+            self._ready[index].clear()
+            proc = await asyncio.create_subprocess_exec(
+                *self._command(index), stdin=subprocess.DEVNULL, env=self._env(), start_new_session=True)
+            self._procs[index] = proc
+            started = time.monotonic()
+            code = await proc.wait()
+            self._procs[index] = None
+            if self._stopping:
+                return
+            if self._startup is not None and not self._startup.done():
+                self._startup.set_exception(WorkerStartError(f"API worker {index} exited with code {code} while starting"))
+                return
+            log.warning("API worker exited; starting it again",
+                        extra={"fields": {"worker": index, "pid": proc.pid, "exit-code": code}})
+            if time.monotonic() - started > 10 * RESTART_BACKOFF_MAX:
+                backoff = 0.5
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, RESTART_BACKOFF_MAX)
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self._procs if p is not None]
+
+    async def stop(self) -> None:
+        """SIGTERM every worker (they finish in-flight calls), SIGKILL stragglers, then close the socket."""
+        self._stopping = True
+        procs = [p for p in self._procs if p is not None and p.returncode is None]
+        for p in procs:
+            try:
+                p.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for p in procs:
+            try:
+                await asyncio.wait_for(p.wait(), STOP_TIMEOUT)
+            except asyncio.TimeoutError:
+                p.kill()
+                await p.wait()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):
+                pass
+        await self.handler.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,423 @@
+"""The local channel between a member's core process and its API worker processes.
+
+API workers (``etcdx.api.worker``) serve the client port beside the core:
+they answer serializable reads from the backend themselves (LMDB allows many
+reader processes) and hand everything else to the core over one Unix domain
+socket each. This module is both ends' framing and the core's side.
+
+Wire format: a stream of frames, each ``HEADER`` (body length, kind, method,
+id) then the body. Frames are collected per event-loop iteration and written
+with one ``write`` call, so under load many requests and replies share a
+syscall. One connection is one ordered byte stream, which the protocol relies
+on: a notice the core queues before a reply reaches the worker before it.
+
+- ``CALL`` (worker → core): ``method`` with a serialized protobuf request;
+  answered by ``REPLY`` (the response bytes) or ``ERROR`` (code, message),
+  carrying the same id. The core runs each call as its own task, so calls
+  from all workers meet in the core's batching (group commit, shared
+  ReadIndex rounds) as they would from its own gRPC server.
+- ``OPEN`` / ``SEND`` / ``HALF_CLOSE`` / ``CLOSE`` / ``CREDIT`` / ``END``: a
+  stream (Watch, Snapshot) relayed to the core's own servicer. Messages the
+  core sends on a stream are flow-controlled by credits the worker returns
+  as its client consumes them, so a slow watch client holds back the core's
+  watch stream exactly as it would a local one.
+- ``NOTICE`` (core → worker): the raft term changed, or the backend file was
+  swapped (defragment) and readers must reopen it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+import socket
+import struct
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+from etcdx.pb import rpc_pb2
+from etcdx.server.errors import EtcdError
+
+log = logging.getLogger("etcdx.ipc")
+
+HEADER = struct.Struct("<IBBI")  # body length, kind, method, id
+MAX_BODY = 1 << 31  # larger than any gRPC message the client port accepts
+SOCKET_NAME = "api.sock"
+STREAM_WINDOW = 64  # messages the core may send on one stream ahead of the worker's client
+
+# frame kinds
+CALL, REPLY, ERROR, OPEN, SEND, HALF_CLOSE, CLOSE, CREDIT, END, NOTICE = range(1, 11)
+
+# CALL methods
+(HELLO, READY, BARRIER, PUT, DELETE_RANGE, TXN, COMPACT, LEASE_GRANT, LEASE_REVOKE, LEASE_RENEW,
+ LEASE_TIME_TO_LIVE, LEASE_LEASES, ALARM, STATUS, HASH, HASH_KV, DEFRAGMENT, MEMBER_LIST,
+ MOVE_LEADER, RANGE) = range(1, 21)
+
+# OPEN methods (streams)
+WATCH, SNAPSHOT = 1, 2
+
+# NOTICE methods
+NOTICE_TERM, NOTICE_REOPEN_BACKEND = 1, 2
+
+INT64 = struct.Struct("<q")
+
+
+def socket_path(data_dir: str) -> str:
+    return os.path.join(data_dir, "member", SOCKET_NAME)
+
+
+def short_path(path: str) -> tuple[str, int | None]:
+    """A path to ``path`` that fits in ``sockaddr_un`` (108 bytes), and the fd to close afterwards.
+
+    Long data-dir paths are reached through ``/proc/self/fd/<dir fd>/``.
+    """
+    if len(os.fsencode(path)) < 100:
+        return path, None
+    directory, name = os.path.split(path)
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    return f"/proc/self/fd/{fd}/{name}", fd
+
+
+def encode_error(err: EtcdError) -> bytes:
+    return err.code.encode() + b"\0" + err.message.encode()
+
+
+def decode_error(body: bytes) -> EtcdError:
+    code, _, message = body.partition(b"\0")
+    return EtcdError(code.decode(), message.decode())
+
+
+INTERNAL = EtcdError("INTERNAL", "etcdserver: internal error")
+
+
+class FrameConnection(asyncio.Protocol):
+    """Frame parsing and per-iteration write batching; subclasses handle frames."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._out: list[bytes] = []
+        self._flush_scheduled = False
+        self.transport: asyncio.Transport | None = None
+        self._loop = asyncio.get_running_loop()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, opt, 4 << 20)
+                except OSError:
+                    pass
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf
+        buf += data
+        off, end = 0, len(buf)
+        unpack = HEADER.unpack_from
+        hsize = HEADER.size
+        frames = []
+        while end - off >= hsize:
+            size, kind, method, ident = unpack(buf, off)
+            if size > MAX_BODY:
+                self.transport.abort()
+                return
+            stop = off + hsize + size
+            if stop > end:
+                break
+            frames.append((kind, method, ident, bytes(buf[off + hsize:stop])))
+            off = stop
+        if off:
+            del buf[:off]
+        for frame in frames:
+            self.frame_received(*frame)
+
+    def frame_received(self, kind: int, method: int, ident: int, body: bytes) -> None:
+        raise NotImplementedError
+
+    def send(self, kind: int, method: int, ident: int, body: bytes = b"") -> None:
+        self._out.append(HEADER.pack(len(body), kind, method, ident))
+        if body:
+            self._out.append(body)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._flush_scheduled = False
+        out, self._out = self._out, []
+        if out and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"".join(out))
+
+
+class _ContextShim:
+    """Enough of ``grpc.aio.ServicerContext`` for a relayed streaming servicer: abort raises EtcdError."""
+
+    async def abort(self, code: Any, details: str = "", *args: Any) -> None:
+        raise EtcdError(code.name, details)
+
+    def cancelled(self) -> bool:
+        return False
+
+
+@dataclasses.dataclass
+class StreamMethod:
+    """A streaming servicer method the core runs for workers' clients.
+
+    ``call(request_or_iterator, context)`` is the servicer method (an async
+    generator); ``request`` parses one client message; ``client_streaming``
+    says whether it takes an iterator of them or exactly one.
+    """
+
+    call: Callable[[Any, Any], AsyncIterator[Any]]
+    request: Callable[[bytes], Any]
+    client_streaming: bool
+
+
+def _call(parse: Callable[[bytes], Any], fn: Callable[[Any, Any], Awaitable[Any]]):
+    async def run(server: Any, body: bytes) -> bytes:
+        resp = await fn(server, parse(body))
+        return resp.SerializeToString()
+    return run
+
+
+def _sync(parse: Callable[[bytes], Any] | None, fn: Callable[..., Any]):
+    async def run(server: Any, body: bytes) -> bytes:
+        resp = fn(server, parse(body)) if parse else fn(server)
+        return resp.SerializeToString()
+    return run
+
+
+async def _barrier(server: Any, body: bytes) -> bytes:
+    await server.linearizable_barrier()
+    return b""
+
+
+async def _lease_renew(server: Any, body: bytes) -> bytes:
+    return INT64.pack(await server.lease_renew(INT64.unpack(body)[0]))
+
+
+async def _lease_leases(server: Any, body: bytes) -> bytes:
+    return (await server.lease_leases()).SerializeToString()
+
+
+async def _defragment(server: Any, body: bytes) -> bytes:
+    return (await server.defragment()).SerializeToString()
+
+
+_METHODS: dict[int, Callable[[Any, bytes], Awaitable[bytes]]] = {
+    BARRIER: _barrier,
+    RANGE: _call(rpc_pb2.RangeRequest.FromString, lambda s, r: s.range(r)),
+    PUT: _call(rpc_pb2.PutRequest.FromString, lambda s, r: s.put(r)),
+    DELETE_RANGE: _call(rpc_pb2.DeleteRangeRequest.FromString, lambda s, r: s.delete_range(r)),
+    TXN: _call(rpc_pb2.TxnRequest.FromString, lambda s, r: s.txn(r)),
+    COMPACT: _call(rpc_pb2.CompactionRequest.FromString, lambda s, r: s.compact(r)),
+    LEASE_GRANT: _call(rpc_pb2.LeaseGrantRequest.FromString, lambda s, r: s.lease_grant(r)),
+    LEASE_REVOKE: _call(rpc_pb2.LeaseRevokeRequest.FromString, lambda s, r: s.lease_revoke(r)),
+    LEASE_RENEW: _lease_renew,
+    LEASE_TIME_TO_LIVE: _call(rpc_pb2.LeaseTimeToLiveRequest.FromString, lambda s, r: s.lease_time_to_live(r)),
+    LEASE_LEASES: _lease_leases,
+    ALARM: _call(rpc_pb2.AlarmRequest.FromString, lambda s, r: s.alarm(r)),
+    STATUS: _sync(None, lambda s: s.status()),
+    HASH: _sync(None, lambda s: s.hash()),
+    HASH_KV: _sync(rpc_pb2.HashKVRequest.FromString, lambda s, r: s.hash_kv(r)),
+    DEFRAGMENT: _defragment,
+    MEMBER_LIST: _sync(None, lambda s: s.member_list()),
+    MOVE_LEADER: _call(rpc_pb2.MoveLeaderRequest.FromString, lambda s, r: s.move_leader(r)),
+}
+
+
+class CoreHandler:
+    """The core's side: serves every worker connection on the member's socket.
+
+    ``streams`` maps OPEN methods (WATCH, SNAPSHOT) to the core's servicers;
+    they are passed in because they belong to the API layer above this one.
+    ``on_ready(index, pid)`` is called when a worker reports it is serving.
+    """
+
+    def __init__(self, server: Any, streams: dict[int, StreamMethod],
+                 on_ready: Callable[[int, int], None]) -> None:
+        self.server = server
+        self.streams = streams
+        self.on_ready = on_ready
+        self.connections: set[_CoreConnection] = set()
+        self._unix_server: asyncio.AbstractServer | None = None
+        self.path = socket_path(server.data_dir)
+
+    async def start(self) -> None:
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        path, fd = short_path(self.path)
+        try:
+            self._unix_server = await asyncio.get_running_loop().create_unix_server(
+                lambda: _CoreConnection(self), path)
+        finally:
+            if fd is not None:
+                os.close(fd)
+        os.chmod(self.path, 0o600)
+
+    def hello(self) -> dict[str, Any]:
+        s = self.server
+        return {"cfg": dataclasses.asdict(s.cfg), "member_id": s.member_id, "cluster_id": s.cluster_id,
+                "term": s.node.term, "db_dir": s.db_dir}
+
+    def backend_swapped(self) -> None:
+        """Every worker reopens the backend before it reads anything the core answers after this."""
+        for conn in list(self.connections):
+            conn.send(NOTICE, NOTICE_REOPEN_BACKEND, 0)
+
+    async def stop(self) -> None:
+        if self._unix_server is not None:
+            self._unix_server.close()
+        for conn in list(self.connections):
+            conn.close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+class _CoreStream:
+    """One relayed stream on the core: the client's messages in, the servicer's out."""
+
+    def __init__(self, conn: _CoreConnection, sid: int, method: StreamMethod) -> None:
+        self.conn = conn
+        self.sid = sid
+        self.method = method
+        self.inbox: asyncio.Queue = asyncio.Queue()
+        self.credit = STREAM_WINDOW
+        self.credited = asyncio.Event()
+        self.task: asyncio.Task | None = None
+
+    async def requests(self) -> AsyncIterator[Any]:
+        while True:
+            item = await self.inbox.get()
+            if item is None:
+                return
+            yield self.method.request(item)
+
+    async def run(self, first: bytes) -> None:
+        conn, sid = self.conn, self.sid
+        try:
+            arg = self.requests() if self.method.client_streaming else self.method.request(first)
+            gen = self.method.call(arg, _ContextShim())
+            try:
+                async for resp in gen:
+                    while self.credit <= 0:
+                        self.credited.clear()
+                        await self.credited.wait()
+                    self.credit -= 1
+                    conn.send(SEND, 0, sid, resp.SerializeToString())
+            finally:
+                await gen.aclose()
+            conn.send(END, 0, sid)
+        except asyncio.CancelledError:
+            raise
+        except EtcdError as err:
+            conn.send(ERROR, 0, sid, encode_error(err))
+        except Exception:
+            log.exception("relayed stream failed")
+            conn.send(ERROR, 0, sid, encode_error(INTERNAL))
+        finally:
+            conn.streams.pop(sid, None)
+
+
+class _CoreConnection(FrameConnection):
+    def __init__(self, handler: CoreHandler) -> None:
+        super().__init__()
+        self.handler = handler
+        self.server = handler.server
+        self.streams: dict[int, _CoreStream] = {}
+        self.tasks: set[asyncio.Task] = set()
+        self.term = -1
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.handler.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.handler.connections.discard(self)
+        self.transport = None
+        for t in list(self.tasks):
+            t.cancel()
+        for st in list(self.streams.values()):
+            if st.task is not None:
+                st.task.cancel()
+        self.streams.clear()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.flush()
+            self.transport.close()
+
+    def flush(self) -> None:
+        term = self.server.node.term
+        if term != self.term:
+            self.term = term
+            self._out.insert(0, HEADER.pack(INT64.size, NOTICE, NOTICE_TERM, 0) + INT64.pack(term))
+        super().flush()
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = self._loop.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def frame_received(self, kind: int, method: int, ident: int, body: bytes) -> None:
+        if kind == CALL:
+            self._spawn(self._call(method, ident, body))
+        elif kind == SEND:
+            st = self.streams.get(ident)
+            if st is not None:
+                st.inbox.put_nowait(body)
+        elif kind == CREDIT:
+            st = self.streams.get(ident)
+            if st is not None:
+                st.credit += INT64.unpack(body)[0]
+                st.credited.set()
+        elif kind == OPEN:
+            sm = self.handler.streams.get(method)
+            if sm is None:
+                self.send(ERROR, 0, ident, encode_error(INTERNAL))
+                return
+            st = self.streams[ident] = _CoreStream(self, ident, sm)
+            if sm.client_streaming and body:
+                st.inbox.put_nowait(body)
+            st.task = self._loop.create_task(st.run(body))
+        elif kind == HALF_CLOSE:
+            st = self.streams.get(ident)
+            if st is not None:
+                st.inbox.put_nowait(None)
+        elif kind == CLOSE:
+            st = self.streams.pop(ident, None)
+            if st is not None and st.task is not None:
+                st.task.cancel()
+        else:
+            log.warning("unexpected frame kind %d from an API worker", kind)
+
+    async def _call(self, method: int, ident: int, body: bytes) -> None:
+        try:
+            if method == HELLO:
+                out = json.dumps(self.handler.hello()).encode()
+            elif method == READY:
+                index, pid = json.loads(body)
+                self.handler.on_ready(index, pid)
+                out = b""
+            else:
+                fn = _METHODS.get(method)
+                if fn is None:
+                    raise INTERNAL
+                out = await fn(self.server, body)
+                if method == DEFRAGMENT:
+                    self.handler.backend_swapped()
+        except EtcdError as err:
+            self.send(ERROR, 0, ident, encode_error(err))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("API worker call %d failed", method)
+            self.send(ERROR, 0, ident, encode_error(INTERNAL))
+        else:
+            self.send(REPLY, 0, ident, out)
