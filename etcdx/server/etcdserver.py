@@ -81,6 +81,9 @@ class EtcdServer:
         self._snapshot_index = 0
         self.started_at = time.monotonic()
         self.on_stop: list[Any] = []
+        # Called (on the loop) right after the backend file is replaced, e.g. by
+        # defragment: other processes reading it (API workers) must reopen it.
+        self.on_backend_swap: list[Any] = []
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -580,6 +583,8 @@ class EtcdServer:
         # txns are synchronous on this loop, so nothing else runs meanwhile.
         started = time.monotonic()
         self.backend.defragment()
+        for cb in self.on_backend_swap:
+            cb()
         log.info("defragmented backend", extra={"fields": {"took-seconds": round(time.monotonic() - started, 3),
                                                             "db-size": self.backend.size()}})
         resp = rpc_pb2.DefragmentResponse()

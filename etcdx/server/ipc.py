@@ -244,6 +244,7 @@ class CoreHandler:
         self.connections: set[_CoreConnection] = set()
         self._unix_server: asyncio.AbstractServer | None = None
         self.path = socket_path(server.data_dir)
+        server.on_backend_swap.append(self.backend_swapped)
 
     async def start(self) -> None:
         try:
@@ -270,6 +271,8 @@ class CoreHandler:
             conn.send(NOTICE, NOTICE_REOPEN_BACKEND, 0)
 
     async def stop(self) -> None:
+        if self.backend_swapped in self.server.on_backend_swap:
+            self.server.on_backend_swap.remove(self.backend_swapped)
         if self._unix_server is not None:
             self._unix_server.close()
         for conn in list(self.connections):
@@ -410,8 +413,6 @@ class _CoreConnection(FrameConnection):
                 if fn is None:
                     raise INTERNAL
                 out = await fn(self.server, body)
-                if method == DEFRAGMENT:
-                    self.handler.backend_swapped()
         except EtcdError as err:
             self.send(ERROR, 0, ident, encode_error(err))
         except asyncio.CancelledError:
