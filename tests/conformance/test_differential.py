@@ -24,7 +24,7 @@ import time
 
 import grpc
 import pytest
-from hypothesis import HealthCheck, Phase, given, reject, settings
+from hypothesis import HealthCheck, Phase, event, given, reject, settings
 from hypothesis import strategies as st
 from hypothesis.control import current_build_context
 
@@ -65,6 +65,16 @@ class Op:
 
     def __repr__(self) -> str:
         return f"{self.kind}{compare.one_line(self.req)}"
+
+
+def as_op(kind: str):
+    """A named converter request -> Op, so hypothesis prints `put(...)` rather than a lambda."""
+
+    def make(req) -> Op:
+        return Op(kind, req)
+
+    make.__name__ = make.__qualname__ = kind
+    return make
 
 
 # -- strategies --------------------------------------------------------------------
@@ -173,48 +183,41 @@ def compares(draw):
 
 def request_ops(depth: int):
     leaves = [
-        range_requests().map(lambda r: rpc_pb2.RequestOp(request_range=r)),
-        put_requests().map(lambda r: rpc_pb2.RequestOp(request_put=r)),
-        delete_requests().map(lambda r: rpc_pb2.RequestOp(request_delete_range=r)),
+        st.builds(rpc_pb2.RequestOp, request_range=range_requests()),
+        st.builds(rpc_pb2.RequestOp, request_put=put_requests()),
+        st.builds(rpc_pb2.RequestOp, request_delete_range=delete_requests()),
     ]
     if depth > 0:
-        leaves.append(txn_requests(depth - 1).map(lambda r: rpc_pb2.RequestOp(request_txn=r)))
+        leaves.append(st.builds(rpc_pb2.RequestOp, request_txn=txn_requests(depth - 1)))
     return st.one_of(*leaves)
 
 
 def txn_requests(depth: int = 1):
     return st.builds(
-        lambda c, s, f: rpc_pb2.TxnRequest(compare=c, success=s, failure=f),
-        st.lists(compares(), max_size=3),
-        st.lists(request_ops(depth), max_size=3),
-        st.lists(request_ops(depth), max_size=3),
+        rpc_pb2.TxnRequest,
+        compare=st.lists(compares(), max_size=3),
+        success=st.lists(request_ops(depth), max_size=3),
+        failure=st.lists(request_ops(depth), max_size=3),
     )
 
 
 ops = st.one_of(
-    put_requests().map(lambda r: Op("put", r)),
-    put_requests().map(lambda r: Op("put", r)),
-    put_requests().map(lambda r: Op("put", r)),
-    put_requests().map(lambda r: Op("put", r)),
-    range_requests().map(lambda r: Op("range", r)),
-    range_requests().map(lambda r: Op("range", r)),
-    delete_requests().map(lambda r: Op("delete", r)),
-    txn_requests().map(lambda r: Op("txn", r)),
+    put_requests().map(as_op("put")),
+    put_requests().map(as_op("put")),
+    put_requests().map(as_op("put")),
+    put_requests().map(as_op("put")),
+    range_requests().map(as_op("range")),
+    range_requests().map(as_op("range")),
+    delete_requests().map(as_op("delete")),
+    txn_requests().map(as_op("txn")),
+    st.builds(rpc_pb2.CompactionRequest, revision=st.integers(0, 8), physical=st.booleans()).map(as_op("compact")),
     st.builds(
-        lambda rev, phys: Op("compact", rpc_pb2.CompactionRequest(revision=rev, physical=phys)),
-        st.integers(0, 12), st.booleans(),
-    ),
-    st.builds(
-        lambda i, ttl: Op("lease_grant", rpc_pb2.LeaseGrantRequest(ID=i, TTL=ttl)),
-        st.sampled_from(LEASE_IDS), st.sampled_from([600, 60, 600, 600, 9_000_000_001]),
-    ),
-    st.sampled_from(LEASE_IDS).map(lambda i: Op("lease_revoke", rpc_pb2.LeaseRevokeRequest(ID=i))),
-    st.builds(
-        lambda i, k: Op("lease_ttl", rpc_pb2.LeaseTimeToLiveRequest(ID=i, keys=k)),
-        st.sampled_from(LEASE_IDS), st.booleans(),
-    ),
-    st.sampled_from(LEASE_IDS).map(lambda i: Op("lease_keepalive", rpc_pb2.LeaseKeepAliveRequest(ID=i))),
-    st.just(Op("lease_leases", rpc_pb2.LeaseLeasesRequest())),
+        rpc_pb2.LeaseGrantRequest, ID=st.sampled_from(LEASE_IDS), TTL=st.sampled_from([600, 60, 600, 600, 9_000_000_001]),
+    ).map(as_op("lease_grant")),
+    st.builds(rpc_pb2.LeaseRevokeRequest, ID=st.sampled_from(LEASE_IDS)).map(as_op("lease_revoke")),
+    st.builds(rpc_pb2.LeaseTimeToLiveRequest, ID=st.sampled_from(LEASE_IDS), keys=st.booleans()).map(as_op("lease_ttl")),
+    st.builds(rpc_pb2.LeaseKeepAliveRequest, ID=st.sampled_from(LEASE_IDS)).map(as_op("lease_keepalive")),
+    st.builds(rpc_pb2.LeaseLeasesRequest).map(as_op("lease_leases")),
 )
 
 
@@ -258,6 +261,7 @@ def check_same_sequence(ref: procs.Member, cand: procs.Member, sequence: list[Op
     """Send each op to both servers; the outcomes must be identical, then so must watch replays."""
     for i, op in enumerate(sequence):
         a, b = run_op(ref, op), run_op(cand, op)
+        event(f"{op.kind}: {a.details if a.code else 'ok'}")  # --hypothesis-show-statistics
         if a != b:
             history = "\n".join(f"  {j:2d}: {o!r}" for j, o in enumerate(sequence[: i + 1]))
             raise AssertionError(
