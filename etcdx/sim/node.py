@@ -19,13 +19,18 @@ from etcdx.sim.kv import KVStore
 
 
 class CrashPoint(enum.Enum):
-    """Where in the host loop (persist, send, apply, advance) an armed crash strikes."""
+    """Where in the host loop (persist, send, apply, advance) an armed crash strikes.
+
+    ``AFTER_VOTE`` waits for a Ready that grants a vote and strikes once it is sent:
+    the moment a node that forgot its vote would do the most harm.
+    """
 
     BEFORE_PERSIST = "before-persist"
     BEFORE_SEND = "before-send"
     MID_SEND = "mid-send"
     BEFORE_APPLY = "before-apply"
     BEFORE_ADVANCE = "before-advance"
+    AFTER_VOTE = "after-vote"
 
 
 @dataclass(slots=True)
@@ -58,7 +63,7 @@ class SimNode:
     def alive(self) -> bool:
         return self.raw is not None
 
-    def start(self, rng: random.Random, election_tick: int) -> RawNode:
+    def start(self, rng: random.Random, election_tick: int, pre_vote: bool) -> RawNode:
         """Boot the process from what is on disk."""
         snap = self.disk.snapshot()
         hs, cs = self.disk.initial_state()
@@ -75,6 +80,7 @@ class SimNode:
                 election_tick=election_tick,
                 heartbeat_tick=1,
                 applied=snap.metadata.index,
+                pre_vote=pre_vote,
                 rand=random.Random(rng.getrandbits(64)),
             )
         )

@@ -11,6 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from etcdx.sim.network import LinkFaults
+from etcdx.sim.node import CrashPoint
+
+ANYWHERE: tuple[CrashPoint | None, ...] = (None, *CrashPoint)  # None: between steps
 
 
 @dataclass(slots=True, frozen=True)
@@ -25,7 +28,8 @@ class Profile:
     pause: float = 0.0
     clock_stall: float = 0.0
     crash: float = 0.0
-    reboot: float = 0.5  # chance that a crashed node is restarted within two ticks
+    reboot: float = 0.5  # chance that a crashed node is restarted within a tick
+    crash_points: tuple[CrashPoint | None, ...] = ANYWHERE
     restart: float = 0.0
     membership: float = 0.0
     transfer: float = 0.0
@@ -53,6 +57,19 @@ PROFILES: dict[str, Profile] = {
             clock_stall=0.6,
             partition=0.4,
             slow_link=0.3,
+            heal=0.5,
+        ),
+        Profile(
+            "elections",
+            LinkFaults(delay=1, jitter=20),
+            nemesis_every=3,
+            crash=0.7,
+            restart=0.5,
+            reboot=1.0,
+            crash_points=(CrashPoint.AFTER_VOTE,),
+            transfer=0.5,
+            pause=0.5,
+            partition=0.3,
             heal=0.5,
         ),
         Profile(

@@ -58,6 +58,8 @@ OP_TIMEOUT = 12 * TICK
 RECONNECT = 0.3  # chance a client moves to another member after a response
 KEEP_AFTER_COMPACT = 5
 PROBE_KEY = "probe"
+PROBE_RETRY = 5 * TICK
+PRE_VOTE_SHARE = 0.7  # of seeds that run with pre-vote on
 
 _TICK, _DELIVER, _SNAP_STATUS, _CLIENT, _CALL, _OP_TIMEOUT, _NEMESIS, _REBOOT = range(8)
 
@@ -109,6 +111,9 @@ class Simulation:
         self.options = options or Options()
         self.rng = random.Random(seed)
         self.net = Network(random.Random(self.rng.getrandbits(64)), profile.faults)
+        # Pre-vote is on by default in etcd but can be turned off; without it elections
+        # collide far more often, which is where vote-handling bugs show.
+        self.pre_vote = self.rng.random() < PRE_VOTE_SHARE
         self.trace = Trace(self.options.trace_keep, self.options.digest)
         self.monitor = SafetyMonitor()
         self.history = History()
@@ -123,11 +128,13 @@ class Simulation:
         self._next_id = nodes + 1
         self._max_voters = nodes + 2
         self._probe: int | None = None
+        self._probe_retry_at = 0
         self._undecided = False
         for nid in range(1, nodes + 1):
             disk = MemoryStorage()
             RawNode.bootstrap(disk, list(range(1, nodes + 1)))
             self._add_node(SimNode(nid, disk))
+        self._record("start", f"{nodes} nodes", f"profile={profile.name}", f"pre_vote={self.pre_vote}")
         self.clients = [_Client(c) for c in range(CLIENTS)]
         for c in self.clients:
             self._push(self.rng.randint(1, 5 * TICK), _CLIENT, c, None)
@@ -202,7 +209,7 @@ class Simulation:
         self._push(self.rng.randint(1, TICK), _TICK, node, TICK + self.rng.choice((-1, 0, 1)))
 
     def _start(self, node: SimNode) -> None:
-        raw = node.start(self.rng, ELECTION_TICK)
+        raw = node.start(self.rng, ELECTION_TICK, self.pre_vote)
         if self.options.on_raw_node is not None:
             self.options.on_raw_node(raw)
         self.monitor.restored(node.id, node.kv.applied)
@@ -284,6 +291,10 @@ class Simulation:
                 return self._crash(node, crash_at)
             self._send(m)
         if crash_at is CrashPoint.MID_SEND or crash_at is CrashPoint.BEFORE_APPLY:
+            return self._crash(node, crash_at)
+        if crash_at is CrashPoint.AFTER_VOTE and any(
+            m.type == MessageType.VOTE_RESP and not m.reject for m in rd.messages
+        ):
             return self._crash(node, crash_at)
 
         if rd.snapshot is not None and not rd.snapshot.is_empty():
@@ -382,7 +393,7 @@ class Simulation:
         self._record("crash", f"n{node.id}", point.value if point else "between-steps")
         self._lose_process(node)
         if self.rng.random() < self.profile.reboot:
-            self._push(self.rng.randint(1, 2 * TICK), _REBOOT, node, None)
+            self._push(self.rng.randint(0, TICK), _REBOOT, node, None)
 
     def _lose_process(self, node: SimNode) -> None:
         self.monitor.stepped_down(node.id)
@@ -514,10 +525,12 @@ class Simulation:
         leader = self._leader()
         if shape < 0.3 and leader is not None:
             others = [i for i in ids if i != leader.id]
-            minority = [leader.id, *others[: self.rng.randint(0, (len(ids) - 1) // 2 - 1)]] if len(ids) > 2 else [leader.id]
+            minority = [leader.id, *others[: self.rng.randint(0, max(0, (len(ids) - 1) // 2 - 1))]]
             rest = [i for i in ids if i not in minority]
             self.net.partition([minority, rest])
             self._record("isolate", sorted(minority), "|", sorted(rest))
+            if self.profile.clock_stall and self.rng.random() < 0.5:
+                self._stall_clock(leader)
         elif shape < 0.6:
             cut = self.rng.randint(1, len(ids) - 1)
             self.net.partition([ids[:cut], ids[cut:]])
@@ -551,7 +564,7 @@ class Simulation:
         if not live:
             return
         node = self.rng.choice(live)
-        point = self.rng.choice([None, *CrashPoint])
+        point = self.rng.choice(self.profile.crash_points)
         if point is None:
             self._crash(node, None)
         else:
@@ -570,15 +583,17 @@ class Simulation:
             node.paused_until = self.now + self.rng.randint(5, 4 * ELECTION_TICK) * TICK
             self._record("pause", f"n{node.id}", f"until t={node.paused_until}")
 
-    def _stall_clock(self) -> None:
+    def _stall_clock(self, node: SimNode | None = None) -> None:
         """Stop a member's ticker for a while (a starved timer thread): no timeouts fire there,
         so a leader cut off from its followers does not notice it lost them."""
-        live = [n for n in self.nodes.values() if n.raw is not None]
-        leader = self._leader()
-        if live:
+        if node is None:
+            live = [n for n in self.nodes.values() if n.raw is not None]
+            if not live:
+                return
+            leader = self._leader()
             node = leader if leader is not None and self.rng.random() < 0.5 else self.rng.choice(live)
-            node.clock_stalled_until = self.now + self.rng.randint(ELECTION_TICK, 4 * ELECTION_TICK) * TICK
-            self._record("stall-clock", f"n{node.id}", f"until t={node.clock_stalled_until}")
+        node.clock_stalled_until = self.now + self.rng.randint(ELECTION_TICK, 4 * ELECTION_TICK) * TICK
+        self._record("stall-clock", f"n{node.id}", f"until t={node.clock_stalled_until}")
 
     def _resume_delay(self, node: SimNode) -> int:
         """When a paused member gets to a waiting input: soon after resuming, in no set order."""
@@ -691,19 +706,27 @@ class Simulation:
         )
 
     def _liveness_reached(self) -> bool:
+        """Whether the probe write is applied on every live voter; (re)proposes it meanwhile.
+
+        The probe is proposed again every few ticks until the leader applies it, like a
+        client retrying: a leader deposed right after taking it may lose the entry, and the
+        request id makes a second copy harmless.
+        """
         leader = self._leader()
         if leader is None or leader.raw is None:
             return False
         if self._probe is None:
-            probe = self._next_op
-            try:
-                leader.raw.propose(Put(probe, PROBE_KEY, probe).encode())
-            except ProposalDropped:
-                return False
+            self._probe = self._next_op
             self._next_op += 1
-            self._probe = probe
-            self._record("probe", f"n{leader.id}", f"op{probe}")
-            self._drain(leader)
+        if self._probe not in leader.kv.seen:
+            if self.now >= self._probe_retry_at:
+                try:
+                    leader.raw.propose(Put(self._probe, PROBE_KEY, self._probe).encode())
+                except ProposalDropped:
+                    return False
+                self._probe_retry_at = self.now + PROBE_RETRY
+                self._record("probe", f"n{leader.id}", f"op{self._probe}")
+                self._drain(leader)
             return False
         cs = leader.conf_state
         voters = set(cs.voters) | set(cs.voters_outgoing)
