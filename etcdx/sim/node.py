@@ -94,7 +94,3 @@ class SimNode:
         self.paused_until = 0
         self.clock_stalled_until = 0
         self.role, self.lead = StateType.FOLLOWER, 0
-
-    def is_member(self) -> bool:
-        cs = self.conf_state
-        return any(self.id in ids for ids in (cs.voters, cs.learners, cs.voters_outgoing, cs.learners_next))

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TextIO
 
 from etcdx.sim.profiles import PROFILES
 from etcdx.sim.simulation import Options, RunResult, Simulation
@@ -68,9 +69,16 @@ def reproduce_command(result: RunResult, steps: int) -> str:
     )
 
 
-def report_failure(result: RunResult, steps: int, out=sys.stdout) -> None:
+def report_failure(result: RunResult, steps: int, out: TextIO | None = None) -> None:
+    """Print the violation, the command that replays the seed, and the trace leading to it."""
     assert result.violation is not None
-    print(f"\nFAIL seed {result.seed} ({result.nodes} nodes, {result.profile}): {result.violation}", file=out)
+    out = out or sys.stdout
+    pre_vote = "on" if result.pre_vote else "off"
+    print(
+        f"\nFAIL seed {result.seed} ({result.nodes} nodes, {result.profile}, pre-vote {pre_vote}): "
+        f"{result.violation}",
+        file=out,
+    )
     print(f"  reproduce: {reproduce_command(result, steps)}", file=out)
     print("  trace of the last steps:", file=out)
     for line in result.trace.splitlines():

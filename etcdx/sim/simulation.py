@@ -30,16 +30,17 @@ from etcdx.raft import (
     ConfChangeTransition,
     ConfChangeType,
     ConfChangeV2,
+    ConfState,
     Entry,
     EntryType,
     Message,
     MessageType,
     ProposalDropped,
+    MemoryStorage,
     RaftError,
     RawNode,
     Ready,
     StateType,
-    MemoryStorage,
 )
 from etcdx.raft.codec import decode_conf_change
 from etcdx.sim.history import History
@@ -69,6 +70,7 @@ class RunResult:
     seed: int
     nodes: int
     profile: str
+    pre_vote: bool
     steps: int
     ticks: int
     operations: int
@@ -95,7 +97,7 @@ class _Client:
 class Options:
     """What a run does besides the profile; tests use the hooks to plant bugs."""
 
-    steps: int = 2000
+    steps: int = 4000
     liveness_ticks: int = 200
     trace_keep: int = 200
     digest: bool = False
@@ -104,6 +106,8 @@ class Options:
 
 
 class Simulation:
+    """One seeded run: the cluster, its network, clients and nemesis, and the monitor watching."""
+
     def __init__(self, seed: int, nodes: int, profile: Profile, options: Options | None = None) -> None:
         self.seed = seed
         self.size = nodes
@@ -161,6 +165,7 @@ class Simulation:
             self.seed,
             self.size,
             self.profile.name,
+            self.pre_vote,
             self.step_no,
             self.now // TICK,
             len(self.history.operations),
@@ -336,7 +341,7 @@ class Simulation:
         self.monitor.restored(node.id, snap.metadata.index)
         self._record("snapshot", f"n{node.id}", f"index={snap.metadata.index}")
 
-    def _apply(self, node: SimNode, e) -> None:
+    def _apply(self, node: SimNode, e: Entry) -> None:
         raw = node.raw
         assert raw is not None
         node.applied_since_snapshot += 1
@@ -766,7 +771,7 @@ def _show_msg(m: Message) -> str:
     return s
 
 
-def _show_conf(cs) -> str:
+def _show_conf(cs: ConfState) -> str:
     s = f"voters={cs.voters}"
     if cs.learners:
         s += f" learners={cs.learners}"
