@@ -132,11 +132,9 @@ class KeyIndex:
                 return
             yield _entry(db_key, flag)
 
-    def walk(self, start: bytes, end: bytes | None, *,
-             mutating: bool = False) -> Iterator[tuple[KeyRef, IndexEntry]]:
+    def walk(self, start: bytes, end: bytes | None) -> Iterator[tuple[KeyRef, IndexEntry]]:
         """Every indexed key in [start, end) in byte order (end None: no bound),
-        with its newest entry. A caller that changes the index between steps
-        passes ``mutating=True``, which re-seeks by key at every step."""
+        with its newest entry. The index must not change during the walk."""
         end_encoded = encode_key(end) if end is not None else None
         # Frames: [prefix, accumulated encoding, next db-key suffix to seek].
         stack: list[list[bytes]] = []
@@ -153,7 +151,7 @@ class KeyIndex:
         while stack:
             frame = stack[-1]
             prefix, acc, lo = frame
-            if not prefix and not mutating:
+            if not prefix:
                 descend = yield from self._walk_root(frame, end_encoded)
                 if descend is None:
                     return
@@ -187,8 +185,9 @@ class KeyIndex:
                    ) -> Generator[tuple[KeyRef, IndexEntry], None, list[bytes] | None]:
         """The hot path of ``walk``: step through the root node with ``next``,
         skipping a key's older revisions, until a trie pointer (returns its
-        child frame), the end of the range (None) or of the node ([])."""
-        root = self._root
+        child frame), the end of the range (None) or of the node ([]). Its own
+        cursor stays put while the caller looks keys up between steps."""
+        root = self._txn.cursor(buckets.INDEX)
         if not root.set_range(frame[2]):
             return []
         while True:

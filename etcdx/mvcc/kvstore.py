@@ -15,7 +15,7 @@ from etcdx.backend import Backend, ReadTxn, WriteTxn, buckets
 from etcdx.mvcc import revision as rev
 from etcdx.mvcc.errors import CompactedError, FutureRevisionError
 from etcdx.mvcc.hash import hash_all, hash_kv
-from etcdx.mvcc.key_index import KeyIndex, KeyRef, decode_key
+from etcdx.mvcc.key_index import KeyIndex, KeyRef
 from etcdx.mvcc.meta import (
     META_COMPACT_CURSOR,
     META_FINISHED_COMPACT,
@@ -153,29 +153,49 @@ class KVStore:
         txn.delete(buckets.META, META_COMPACT_CURSOR)
 
     def compact_step(self, txn: WriteTxn, batch: int = 1000) -> bool:
-        """Compact up to ``batch`` keys of the scheduled compaction; True when
-        none is pending any more. Keeps, per key, the newest revision <= the
-        compact revision unless it is a tombstone; drops the older ones."""
+        """Advance the scheduled compaction by about ``batch`` entries of the
+        ``key`` bucket; True when none is pending any more.
+
+        Keeps, per key, the newest revision <= the compact revision unless it
+        is a tombstone, and drops the older ones. Only keys changed since the
+        last finished compaction can hold such revisions (what it left behind
+        is each key's newest live one), so the work is proportional to the
+        history since then, not to the number of keys.
+        """
         target = meta_revision(txn, META_SCHEDULED_COMPACT)
-        if target <= meta_revision(txn, META_FINISHED_COMPACT):
+        finished = meta_revision(txn, META_FINISHED_COMPACT)
+        if target <= finished:
             return True
         index = KeyIndex(txn)
-        start = txn.get(buckets.META, META_COMPACT_CURSOR) or b""
-        done = 0
-        for ref, _ in index.walk(start, None, mutating=True):
-            if done == batch:
-                txn.put(buckets.META, META_COMPACT_CURSOR, decode_key(ref.encoded))
-                return False
-            done += 1
-            old = list(index.entries(ref, target))
-            if old and not old[0].tombstone:
-                old = old[1:]
-            for entry in old:
-                txn.delete(buckets.KEY, rev.encode(entry.main, entry.sub, entry.tombstone))
-                index.remove(ref, entry.main, entry.sub)
-        txn.put(buckets.META, META_FINISHED_COMPACT, rev.encode(target))
-        txn.delete(buckets.META, META_COMPACT_CURSOR)
-        return True
+        values = txn.cursor(buckets.KEY)
+        end = rev.encode(target + 1)
+        position = txn.get(buckets.META, META_COMPACT_CURSOR) or rev.encode(finished + 1)
+        compacted: set[bytes] = set()
+        for _ in range(batch):
+            if not values.set_range(position) or values.key() >= end:
+                txn.put(buckets.META, META_FINISHED_COMPACT, rev.encode(target))
+                txn.delete(buckets.META, META_COMPACT_CURSOR)
+                return True
+            revision_key, raw = values.item()
+            position = revision_key + b"\x00"  # the least key after this one
+            key = _parse(raw).key
+            if key not in compacted:
+                compacted.add(key)
+                self._compact_key(txn, index, key, target)
+        txn.put(buckets.META, META_COMPACT_CURSOR, position)
+        return False
+
+    @staticmethod
+    def _compact_key(txn: WriteTxn, index: KeyIndex, key: bytes, target: int) -> None:
+        ref = index.ref(key)
+        if ref is None:
+            return
+        old = list(index.entries(ref, target))
+        if old and not old[0].tombstone:
+            old = old[1:]
+        for entry in old:
+            txn.delete(buckets.KEY, rev.encode(entry.main, entry.sub, entry.tombstone))
+            index.remove(ref, entry.main, entry.sub)
 
 
 class _WriteContext:

@@ -12,7 +12,7 @@ from etcdx.mvcc import revision as rev
 
 META_SCHEDULED_COMPACT = b"scheduledCompactRev"
 META_FINISHED_COMPACT = b"finishedCompactRev"
-# The user key from which a scheduled compaction resumes (etcdx's own key).
+# The ``key`` bucket position from which a scheduled compaction resumes (etcdx's own).
 META_COMPACT_CURSOR = b"etcdxCompactCursor"
 
 

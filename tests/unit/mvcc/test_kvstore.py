@@ -139,3 +139,13 @@ def test_state_survives_reopen(tmp_path):
         assert s.compact_step(t)
     assert s.range(b"a", revision=1).kvs[0].value == b"1"
     b.close()
+
+
+def test_range_at_a_past_revision_over_keys_changed_since(backend, store):
+    txn(backend, store, *[("put", k, b"old") for k in (b"a", b"b", b"c", b"d")])
+    txn(backend, store, ("put", b"b", b"new"), ("put", b"c", b"new"))
+    txn(backend, store, ("del", b"d", b""))
+    r = store.range(b"a", b"\x00", revision=1)
+    assert [(kv.key, kv.value) for kv in r.kvs] == [
+        (b"a", b"old"), (b"b", b"old"), (b"c", b"old"), (b"d", b"old")]
+    assert store.range(b"a", b"\x00", revision=3, count_only=True).count == 3
