@@ -149,3 +149,10 @@ def test_range_at_a_past_revision_over_keys_changed_since(backend, store):
     assert [(kv.key, kv.value) for kv in r.kvs] == [
         (b"a", b"old"), (b"b", b"old"), (b"c", b"old"), (b"d", b"old")]
     assert store.range(b"a", b"\x00", revision=3, count_only=True).count == 3
+
+
+def test_store_keeps_working_across_defragment(backend, store):
+    txn(backend, store, ("put", b"a", b"1"))
+    backend.defragment()
+    txn(backend, store, ("put", b"b", b"2"))
+    assert (store.range(b"a", b"\x00").count, store.current_revision) == (2, 2)
