@@ -206,13 +206,14 @@ class WatchHub:
 
     def sync_unsynced(self, max_events: int = 1000) -> bool:
         """Catch unsynced watchers up from the ``key`` bucket, reading about
-        ``max_events`` entries (whole revisions); True if work remains."""
+        ``max_events`` entries (whole revisions). True if calling again now
+        would make progress; watchers whose buffer is full wait for ``take``."""
         with self._lock:
             jobs = {w: _CatchUp(w.next_revision, self._max_buffered - w._buffered)
                     for w in self._unsynced if w._buffered < self._max_buffered}
             until = self._revision
             if not jobs:
-                return bool(self._unsynced)
+                return False
         with self._backend.read() as txn:
             compacted = compact_revision(txn)
             live = {w: job for w, job in jobs.items() if job.next_revision >= compacted}
@@ -233,7 +234,7 @@ class WatchHub:
                 if w.next_revision > self._revision:
                     self._unsynced.discard(w)
                     self._sync(w)
-            more = bool(self._unsynced)
+            more = any(w._buffered < self._max_buffered for w in self._unsynced)
         _signal(ready)
         return more
 

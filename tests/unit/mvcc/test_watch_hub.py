@@ -248,3 +248,15 @@ def test_after_restore_watchers_resume_from_the_new_database(tmp_path, c):
     c.catch_up()
     c.put(b"k", b"4")
     assert [rev for _, _, rev in events(w)] == [1, 2, 3, 4]
+
+
+def test_sync_reports_no_work_while_the_only_unsynced_watcher_is_full(tmp_path):
+    c = Cluster(tmp_path / "db", max_buffered=1)
+    w = c.hub.watch(b"k")
+    c.put(b"k")
+    c.put(b"k")
+    assert c.hub.sync_unsynced() is False
+    w.take()
+    assert c.hub.sync_unsynced() is False  # caught up: synced again
+    assert [rev for _, _, rev in events(w)] == [2]
+    c.backend.close()
