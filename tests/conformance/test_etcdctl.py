@@ -167,6 +167,7 @@ def test_put_get_del_flags(pair, tmp_path):
         ctl("get", "a", "--prefix", "--keys-only")
         ctl("get", "a", "--prefix", "--count-only", "-w", "json")
         ctl("get", "a", "--prefix", "--print-value-only")
+        ctl("get", "a", "--prefix", "--consistency=s")
         ctl("get", "a", "--prefix", "-w", "json")
         ctl("get", "c", "-w", "json")
         ctl("get", "a", "-w", "fields")
@@ -344,3 +345,80 @@ def test_snapshot_save(pair, tmp_path):
     # Not asserted; the outcome is shown with -rA for the record.
     r = etcdx_ctl.raw("snapshot", "status", "snap.db", "-w", "json")
     print(f"etcdctl snapshot status on an etcdx snapshot: exit {r.returncode}: {r.stdout.strip()} {r.stderr.strip()}")
+
+
+class Background:
+    """An etcdctl command left running (lock holder, campaigner, observer); output to a file."""
+
+    def __init__(self, ctl: Ctl, *args: str) -> None:
+        self.ctl = ctl
+        self.args = args
+        self.out = ctl.workdir / f"bg-{len(ctl.transcript)}-{args[0]}.out"
+        cmd = [procs.ETCDCTL_BIN, f"--endpoints={ctl.member.endpoint}", *args]
+        with open(self.out, "w") as f:
+            self.proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=ctl_env(), cwd=ctl.workdir)
+
+    def text(self) -> str:
+        return self.out.read_text()
+
+    def wait_for(self, needle: str, timeout: float = 10.0) -> bool:
+        return compare.wait_for(lambda: needle in self.text(), timeout)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+    def record(self, label: str) -> None:
+        self.ctl.transcript.append(f"[{label}] $ etcdctl {' '.join(self.args)}")
+        self.ctl.transcript.extend("out| " + line for line in self.ctl.normalise(self.text()).splitlines())
+
+
+def test_lock_and_elect(pair, tmp_path):
+    """etcdctl's lock and elect use clientv3's concurrency recipes (lease + revision-ordered
+    keys + watches on the predecessor): contention, release on exit, leader observation."""
+
+    def script(ctl):
+        ctl("lock", "mylock", "echo", "uncontended")
+        holder = Background(ctl, "lock", "mylock")
+        try:
+            assert holder.wait_for("mylock/"), holder.text()
+            waiter = Background(ctl, "lock", "mylock", "echo", "acquired after release")
+            try:
+                time.sleep(1.0)  # the waiter must still be blocked behind the holder
+                ctl.transcript.append(f"waiter done while held: {waiter.proc.poll() is not None}")
+                holder.stop()
+                ctl.transcript.append(f"waiter acquired: {waiter.wait_for('acquired after release')}")
+            finally:
+                waiter.stop()
+            waiter.record("waiter")
+        finally:
+            holder.stop()
+        holder.record("holder")
+        ctl("get", "mylock", "--prefix", "--keys-only")
+
+        leader = Background(ctl, "elect", "myelection", "proposal-1")
+        observer = None
+        try:
+            assert leader.wait_for("proposal-1"), leader.text()
+            observer = Background(ctl, "elect", "-l", "myelection")
+            ctl.transcript.append(f"observer sees leader: {observer.wait_for('proposal-1')}")
+            second = Background(ctl, "elect", "myelection", "proposal-2")
+            try:
+                time.sleep(1.0)
+                ctl.transcript.append(f"second elected while first leads: {'proposal-2' in second.text()}")
+                leader.stop()
+                ctl.transcript.append(f"second elected after first quits: {second.wait_for('proposal-2')}")
+                ctl.transcript.append(f"observer sees new leader: {observer.wait_for('proposal-2')}")
+            finally:
+                second.stop()
+        finally:
+            leader.stop()
+            if observer:
+                observer.stop()
+        ctl("get", "myelection", "--prefix", "--keys-only")
+
+    a, _ = run_both(pair, tmp_path, script)
+    assert "waiter done while held: False" in a.transcript
+    assert "waiter acquired: True" in a.transcript
+    assert "second elected after first quits: True" in a.transcript
