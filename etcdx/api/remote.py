@@ -13,6 +13,7 @@ it all. Everything else is a call to the core over ``etcdx.server.ipc``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ from typing import Any, Callable
 from etcdx.backend import Backend
 from etcdx.mvcc import KVStore
 from etcdx.pb import rpc_pb2
-from etcdx.server import ipc, kvops
+from etcdx.server import errors, ipc, kvops
 from etcdx.server.config import Config
 from etcdx.server.errors import EtcdError
 from etcdx.server.etcdserver import _txn_all_serializable, _txn_has_write
@@ -114,7 +115,7 @@ class RemoteStream:
     def __init__(self, conn: CoreConnection, ident: int) -> None:
         self.conn = conn
         self.ident = ident
-        self._inbox: list[bytes] = []
+        self._inbox: collections.deque[bytes] = collections.deque()
         self._end: EtcdError | None | bool = False  # False: open; None: ended cleanly; else the error
         self._wakeup = asyncio.Event()
         self._consumed = 0
@@ -146,7 +147,7 @@ class RemoteStream:
                 raise self._end
             self._wakeup.clear()
             await self._wakeup.wait()
-        body = self._inbox.pop(0)
+        body = self._inbox.popleft()
         self._consumed += 1
         if self._consumed >= ipc.STREAM_WINDOW // 2 and not self._closed:
             self.conn.send(ipc.CREDIT, 0, self.ident, ipc.INT64.pack(self._consumed))
@@ -177,6 +178,7 @@ class RemoteServer:
         self._loop = asyncio.get_running_loop()
         self._barrier_group: list[asyncio.Future] = []
         self._barrier_in_flight = False
+        self._barrier_timeout = 2 * (5.0 + 2 * self.cfg.election_timeout / 1000.0)  # twice the core's request timeout
 
     # -- the local backend --------------------------------------------------------------
 
@@ -224,7 +226,16 @@ class RemoteServer:
             call = self._loop.create_future()
             call.set_exception(err)
 
+        def expire() -> None:
+            # The core answers within its request timeout; this only keeps a
+            # lost answer from stalling every later read of this worker.
+            if not call.done():
+                call.set_exception(errors.TIMEOUT)
+
+        timer = self._loop.call_later(self._barrier_timeout, expire)
+
         def done(call: asyncio.Future) -> None:
+            timer.cancel()
             err = call.exception()
             for fut in group:
                 if not fut.done():
@@ -236,6 +247,7 @@ class RemoteServer:
                 self._send_barrier()
             else:
                 self._barrier_in_flight = False
+        self._barrier_timeout = 2 * (5.0 + 2 * self.cfg.election_timeout / 1000.0)  # twice the core's request timeout
 
         call.add_done_callback(done)
 

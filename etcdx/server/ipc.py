@@ -37,7 +37,7 @@ import struct
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 from etcdx.pb import rpc_pb2
-from etcdx.server.errors import EtcdError
+from etcdx.server.errors import REQUEST_CANCELED, EtcdError
 
 log = logging.getLogger("etcdx.ipc")
 
@@ -45,6 +45,7 @@ HEADER = struct.Struct("<IBBI")  # body length, kind, method, id
 MAX_BODY = 1 << 31  # larger than any gRPC message the client port accepts
 SOCKET_NAME = "api.sock"
 STREAM_WINDOW = 64  # messages the core may send on one stream ahead of the worker's client
+TERM_PUSH_INTERVAL = 0.1  # seconds
 
 # frame kinds
 CALL, REPLY, ERROR, OPEN, SEND, HALF_CLOSE, CLOSE, CREDIT, END, NOTICE = range(1, 11)
@@ -243,6 +244,7 @@ class CoreHandler:
         self.on_ready = on_ready
         self.connections: set[_CoreConnection] = set()
         self._unix_server: asyncio.AbstractServer | None = None
+        self._term_task: asyncio.Task | None = None
         self.path = socket_path(server.data_dir)
         server.on_backend_swap.append(self.backend_swapped)
 
@@ -259,6 +261,16 @@ class CoreHandler:
             if fd is not None:
                 os.close(fd)
         os.chmod(self.path, 0o600)
+        self._term_task = asyncio.get_running_loop().create_task(self._push_term())
+
+    async def _push_term(self) -> None:
+        """Workers that only serve local reads hear of a new term within TERM_PUSH_INTERVAL."""
+        while True:
+            await asyncio.sleep(TERM_PUSH_INTERVAL)
+            term = self.server.node.term
+            for conn in list(self.connections):
+                if conn.term != term:
+                    conn.flush()
 
     def hello(self) -> dict[str, Any]:
         s = self.server
@@ -273,6 +285,12 @@ class CoreHandler:
     async def stop(self) -> None:
         if self.backend_swapped in self.server.on_backend_swap:
             self.server.on_backend_swap.remove(self.backend_swapped)
+        if self._term_task is not None:
+            self._term_task.cancel()
+            try:
+                await self._term_task
+            except asyncio.CancelledError:
+                pass
         if self._unix_server is not None:
             self._unix_server.close()
         for conn in list(self.connections):
@@ -416,7 +434,11 @@ class _CoreConnection(FrameConnection):
         except EtcdError as err:
             self.send(ERROR, 0, ident, encode_error(err))
         except asyncio.CancelledError:
-            raise
+            if asyncio.current_task().cancelling():
+                raise  # the worker is gone
+            # A future this call shared with others was cancelled under it: the
+            # worker still waits for an answer.
+            self.send(ERROR, 0, ident, encode_error(REQUEST_CANCELED))
         except Exception:
             log.exception("API worker call %d failed", method)
             self.send(ERROR, 0, ident, encode_error(INTERNAL))
