@@ -7,8 +7,11 @@ page cache, so it survives a process crash (kill -9) intact: LMDB's
 copy-on-write pages and double meta page mean an interrupted write leaves the
 previous committed state. On power loss, transactions committed since the last
 ``sync()`` may be lost (the database rolls back to an older consistent state,
-and the WAL replays the difference), which is why the server must call
-``sync()`` before it releases WAL segments that the backend may still need.
+and the WAL replays the difference). LMDB promises that rollback only where
+the filesystem preserves write order; elsewhere the file may be corrupt after
+a power loss and the member must be rebuilt from a peer's snapshot. So the
+server calls ``sync()`` periodically and always before it releases WAL
+segments that the backend may still need.
 """
 
 from __future__ import annotations
