@@ -356,13 +356,15 @@ class PairFactory:
         self._retire(self.current)
         pair = self.spare or self._spawn()
         self.spare = self._spawn()
-        for m in pair:
-            try:
+        try:
+            for m in pair:
                 m.wait_ready()
-            except procs.MemberStartError:
-                # a port may have been taken while booting in the background: one clean retry
-                m.kill()
-                m.start()
+        except procs.MemberStartError:
+            # a port may have been taken while booting in the background: one retry on fresh ports
+            self._retire(pair)
+            pair = self._spawn()
+            for m in pair:
+                m.wait_ready()
         self.current = pair
         return pair[0], pair[1]
 

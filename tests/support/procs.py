@@ -14,14 +14,16 @@ reachable at the same endpoint). The API is deliberately small:
 
 Every member's stdout/stderr goes to `<base_dir>/<name>.log` (appended across
 restarts, each start marked). A start that fails raises `MemberStartError`
-carrying the log tail. Children get PR_SET_PDEATHSIG so they die with the test
-process even if it is killed. `etcdx_available()` says whether etcdx's server
+carrying the log tail. Members started from the main thread run under
+`setpriv --pdeathsig KILL`, so they die with the test process even if it is
+killed (the signal follows the spawning *thread*, hence main thread only); all
+members still running at interpreter exit are killed too. `etcdx_available()` says whether etcdx's server
 module exists; tests skip on etcdx only when it does not.
 """
 
 from __future__ import annotations
 
-import ctypes
+import atexit
 import importlib
 import os
 import pathlib
@@ -30,7 +32,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import weakref
 from typing import Iterable, Sequence
 
 import grpc
@@ -115,12 +119,17 @@ def fast_tmp_root() -> pathlib.Path | None:
     return shm if shm.is_dir() and os.access(shm, os.W_OK) else None
 
 
-def _die_with_parent() -> None:
-    # PR_SET_PDEATHSIG = 1: the child gets SIGKILL when the test process dies.
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
-    except OSError:
-        pass
+SETPRIV = shutil.which("setpriv")
+_live_members: "weakref.WeakSet[Member]" = weakref.WeakSet()
+
+
+def _kill_leftovers() -> None:
+    for m in list(_live_members):
+        if m.is_running():
+            m.proc.kill()
+
+
+atexit.register(_kill_leftovers)
 
 
 class Member:
@@ -226,15 +235,18 @@ class Member:
         with open(self.log_path, "ab") as log:
             log.write(f"\n===== start #{self._starts} of {self.kind} {self.name}: {' '.join(self.command())}\n".encode())
             log.flush()
+            cmd = self.command()
+            if SETPRIV and threading.current_thread() is threading.main_thread():
+                cmd = [SETPRIV, "--pdeathsig", "KILL", "--", *cmd]
             self.proc = subprocess.Popen(
-                self.command(),
+                cmd,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=env,
                 cwd=str(self.base_dir),
-                preexec_fn=_die_with_parent,
             )
+        _live_members.add(self)
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
         """Wait until a Range succeeds; raise MemberStartError with the log tail otherwise."""
