@@ -362,7 +362,7 @@ class PairFactory:
         except procs.MemberStartError:
             # a port may have been taken while booting in the background: one retry on fresh ports
             self._retire(pair)
-            pair = self._spawn()
+            pair = self.current = self._spawn()  # owned now: close() stops it whatever happens
             for m in pair:
                 m.wait_ready()
         self.current = pair
