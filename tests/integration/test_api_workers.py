@@ -11,6 +11,7 @@ import hashlib
 import os
 import pathlib
 import signal
+import socket
 import threading
 import time
 
@@ -291,6 +292,53 @@ def test_watch_sees_every_write_from_every_connection_in_order(clients: Clients)
     assert [ev.kv.mod_revision for resp in replay for ev in resp.events] == revisions
 
 
+def test_a_slow_watch_client_still_gets_every_event_in_order(clients: Clients) -> None:
+    """The core sends a relayed stream only as far ahead as the worker's client reads."""
+    n, value = 200, b"v" * 20000
+    stop = threading.Event()
+
+    def requests():
+        yield rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=b"slow/", range_end=b"slow0"))
+        stop.wait(60)
+
+    call = clients.watch[3].Watch(requests(), timeout=60)
+    try:
+        it = iter(call)
+        assert next(it).created
+        revisions = [clients.kv[i % 8].Put(rpc_pb2.PutRequest(key=b"slow/%d" % (i % 7), value=value), timeout=5)
+                     .header.revision for i in range(n)]
+        seen: list[int] = []
+        for resp in it:
+            time.sleep(0.002)
+            seen.extend(ev.kv.mod_revision for ev in resp.events)
+            if len(seen) >= n:
+                break
+        assert seen == revisions
+    finally:
+        stop.set()
+        call.cancel()
+
+
+def test_progress_request_through_a_worker(clients: Clients) -> None:
+    rev = clients.kv[0].Put(rpc_pb2.PutRequest(key=b"progress", value=b"v"), timeout=5).header.revision
+    stop = threading.Event()
+
+    def requests():
+        yield rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=b"progress/none"))
+        yield rpc_pb2.WatchRequest(progress_request=rpc_pb2.WatchProgressRequest())
+        stop.wait(10)
+
+    call = clients.watch[4].Watch(requests(), timeout=10)
+    try:
+        it = iter(call)
+        created, progress = next(it), next(it)
+        assert created.created and not progress.events
+        assert progress.watch_id == -1 and progress.header.revision >= rev
+    finally:
+        stop.set()
+        call.cancel()
+
+
 def test_lease_keep_alive_ttl_and_revoke_through_workers(clients: Clients) -> None:
     grant = clients.lease[0].LeaseGrant(rpc_pb2.LeaseGrantRequest(TTL=30), timeout=5)
     lid = grant.ID
@@ -382,6 +430,23 @@ def test_sigterm_stops_the_workers_with_the_member(tmp_path: pathlib.Path) -> No
         _wait_for(lambda: not any(_alive(p) for p in workers), what="workers to exit")
     finally:
         m.close()
+
+
+def test_a_worker_that_cannot_listen_fails_the_start(tmp_path: pathlib.Path) -> None:
+    procs.require("etcdx")
+    m = procs.Member("etcdx", tmp_path, extra_args=["--experimental-api-workers", str(WORKERS)])
+    with socket.socket() as squatter:  # no SO_REUSEPORT: the workers cannot share this port
+        squatter.bind(("127.0.0.1", m.client_port))
+        squatter.listen()
+        try:
+            m.start(wait=False)  # start() itself would retry on other ports
+            with pytest.raises(procs.MemberStartError):
+                m.wait_ready(timeout=30)
+            assert m.proc.returncode not in (None, 0)
+            assert "cannot start the API workers" in m.log_tail()
+            _wait_for(lambda: not _worker_pids(m), what="no workers left")
+        finally:
+            m.close()
 
 
 def test_killing_the_member_leaves_no_worker_behind(tmp_path: pathlib.Path) -> None:
