@@ -43,8 +43,13 @@ class CoreConnection(ipc.FrameConnection):
         self.on_reopen: Callable[[], None] | None = None
 
     def next_id(self) -> int:
-        self._next_id = (self._next_id + 1) & 0xFFFFFFFF
-        return self._next_id
+        """An id no outstanding call or open stream has (ids wrap at 2**32)."""
+        ident = self._next_id
+        while True:
+            ident = (ident + 1) & 0xFFFFFFFF
+            if ident not in self._calls and ident not in self._streams:
+                self._next_id = ident
+                return ident
 
     def call_future(self, method: int, body: bytes) -> asyncio.Future:
         if self.transport is None:

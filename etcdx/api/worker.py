@@ -261,7 +261,7 @@ class WorkerPool:
             self._procs[index] = None
             if self._stopping:
                 return
-            if self._startup is not None and not self._startup.done():
+            if self._startup is not None and not self._startup.done() and not self._ready[index].is_set():
                 self._startup.set_exception(WorkerStartError(f"API worker {index} exited with code {code} while starting"))
                 return
             log.warning("API worker exited; starting it again",
@@ -270,9 +270,6 @@ class WorkerPool:
                 backoff = 0.5
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, RESTART_BACKOFF_MAX)
-
-    def pids(self) -> list[int]:
-        return [p.pid for p in self._procs if p is not None]
 
     async def stop(self) -> None:
         """SIGTERM every worker (they finish in-flight calls), SIGKILL stragglers, then close the socket."""
