@@ -25,11 +25,12 @@ def in_range(key: bytes, start: bytes, end: bytes) -> bool:
 
 @dataclass
 class Model:
-    """states[r] is the key space after revision r."""
+    """states[r] is the key space after revision r; like etcd's, a new store
+    is at revision 1 and has compact revision -1."""
 
-    states: list[dict[bytes, ModelKV]] = field(default_factory=lambda: [{}])
-    changes: list[int] = field(default_factory=lambda: [0])  # changes per revision
-    compact_revision: int = 0
+    states: list[dict[bytes, ModelKV]] = field(default_factory=lambda: [{}, {}])
+    changes: list[int] = field(default_factory=lambda: [0, 0])  # changes per revision
+    compact_revision: int = -1
 
     @property
     def revision(self) -> int:

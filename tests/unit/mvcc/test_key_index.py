@@ -64,7 +64,7 @@ def test_compaction_prunes_the_trie_of_deleted_long_keys(store):
         w.delete_range(b"p", b"q")
         w.end()
     with backend.write() as txn:
-        kv.compact(2, txn)
+        kv.compact(3, txn)
         assert kv.compact_step(txn, 100)
     with backend.read() as txn:
         assert list(txn.scan(buckets.INDEX_TREE, b"")) == []

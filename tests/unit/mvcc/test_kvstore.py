@@ -35,24 +35,24 @@ def test_version_resets_after_delete_and_recreate_gets_new_create_revision(backe
     txn(backend, store, ("del", b"k", b""))
     txn(backend, store, ("put", b"k", b"3"))
     kv = store.range(b"k").kvs[0]
-    assert (kv.create_revision, kv.mod_revision, kv.version) == (4, 4, 1)
-    old = store.range(b"k", revision=2).kvs[0]
-    assert (old.create_revision, old.mod_revision, old.version) == (1, 2, 2)
-    assert store.range(b"k", revision=3).kvs == []
+    assert (kv.create_revision, kv.mod_revision, kv.version) == (5, 5, 1)
+    old = store.range(b"k", revision=3).kvs[0]
+    assert (old.create_revision, old.mod_revision, old.version) == (2, 3, 2)
+    assert store.range(b"k", revision=4).kvs == []
 
 
 def test_one_txn_is_one_revision_with_sub_revisions_in_order(backend, store):
     events = txn(backend, store, ("put", b"a", b"1"), ("put", b"b", b"2"), ("del", b"a", b""))
-    assert store.current_revision == 1
+    assert store.current_revision == 2
     assert [(e.type, e.kv.key, e.kv.mod_revision) for e in events] == [
-        (kv_pb2.Event.PUT, b"a", 1), (kv_pb2.Event.PUT, b"b", 1), (kv_pb2.Event.DELETE, b"a", 1)]
+        (kv_pb2.Event.PUT, b"a", 2), (kv_pb2.Event.PUT, b"b", 2), (kv_pb2.Event.DELETE, b"a", 2)]
     assert events[2].prev_kv.value == b"1"
 
 
 def test_txn_without_changes_does_not_bump_revision(backend, store):
     txn(backend, store, ("put", b"a", b"1"))
     assert txn(backend, store, ("del", b"zzz", b"\x00")) == []
-    assert store.current_revision == 1
+    assert store.current_revision == 2
 
 
 def test_put_returns_prev_and_keeps_lease_as_given(backend, store):
@@ -87,39 +87,44 @@ def test_revision_errors(backend, store):
     for i in range(5):
         txn(backend, store, ("put", b"k", str(i).encode()))
     with pytest.raises(FutureRevisionError):
-        store.range(b"k", revision=6)
+        store.range(b"k", revision=7)
     with backend.write() as t:
-        store.compact(3, t)
+        store.compact(4, t)
     with pytest.raises(CompactedError) as err:
-        store.range(b"k", revision=2)
+        store.range(b"k", revision=3)
     assert str(err.value) == "mvcc: required revision has been compacted"
-    assert store.range(b"k", revision=3).kvs[0].value == b"2"
+    assert store.range(b"k", revision=4).kvs[0].value == b"2"
     with backend.write() as t, pytest.raises(CompactedError):
-        store.compact(3, t)
+        store.compact(4, t)
     with backend.write() as t, pytest.raises(FutureRevisionError):
-        store.compact(6, t)
+        store.compact(7, t)
+
+
+def test_a_new_store_is_at_revision_1_and_never_compacted(store):
+    assert (store.current_revision, store.compact_revision) == (1, -1)
+    assert store.range(b"a", revision=1).kvs == []
 
 
 def test_compacting_a_trailing_delete_keeps_the_revision(backend, store):
     txn(backend, store, ("put", b"k", b"1"))
     txn(backend, store, ("del", b"k", b""))
     with backend.write() as t:
-        store.compact(2, t)
+        store.compact(3, t)
         assert store.compact_step(t)
-    assert store.current_revision == 2
+    assert store.current_revision == 3
     events = txn(backend, store, ("put", b"k", b"2"))
-    assert events[0].kv.mod_revision == 3
+    assert events[0].kv.mod_revision == 4
 
 
 def test_write_txn_range_sees_own_writes_at_next_revision(backend, store):
     txn(backend, store, ("put", b"a", b"1"))
     with backend.write() as t:
         w = store.write(t)
-        assert w.range(b"a").revision == 1
+        assert w.range(b"a").revision == 2
         w.put(b"a", b"2")
         r = w.range(b"a")
-        assert (r.revision, r.kvs[0].value) == (2, b"2")
-        assert w.range(b"a", revision=1).kvs[0].value == b"1"
+        assert (r.revision, r.kvs[0].value) == (3, b"2")
+        assert w.range(b"a", revision=2).kvs[0].value == b"1"
         w.end()
 
 
@@ -130,14 +135,14 @@ def test_state_survives_reopen(tmp_path):
     txn(b, s, ("put", b"a", b"1"))
     txn(b, s, ("put", b"a", b"2"))
     with b.write() as t:
-        s.compact(1, t)
+        s.compact(2, t)
     b.close()
     b = Backend(path, map_size=1 << 30)
     s = KVStore(b)
-    assert (s.current_revision, s.compact_revision) == (2, 1)
+    assert (s.current_revision, s.compact_revision) == (3, 2)
     with b.write() as t:
         assert s.compact_step(t)
-    assert s.range(b"a", revision=1).kvs[0].value == b"1"
+    assert s.range(b"a", revision=2).kvs[0].value == b"1"
     b.close()
 
 
@@ -145,14 +150,14 @@ def test_range_at_a_past_revision_over_keys_changed_since(backend, store):
     txn(backend, store, *[("put", k, b"old") for k in (b"a", b"b", b"c", b"d")])
     txn(backend, store, ("put", b"b", b"new"), ("put", b"c", b"new"))
     txn(backend, store, ("del", b"d", b""))
-    r = store.range(b"a", b"\x00", revision=1)
+    r = store.range(b"a", b"\x00", revision=2)
     assert [(kv.key, kv.value) for kv in r.kvs] == [
         (b"a", b"old"), (b"b", b"old"), (b"c", b"old"), (b"d", b"old")]
-    assert store.range(b"a", b"\x00", revision=3, count_only=True).count == 3
+    assert store.range(b"a", b"\x00", revision=4, count_only=True).count == 3
 
 
 def test_store_keeps_working_across_defragment(backend, store):
     txn(backend, store, ("put", b"a", b"1"))
     backend.defragment()
     txn(backend, store, ("put", b"b", b"2"))
-    assert (store.range(b"a", b"\x00").count, store.current_revision) == (2, 2)
+    assert (store.range(b"a", b"\x00").count, store.current_revision) == (2, 3)

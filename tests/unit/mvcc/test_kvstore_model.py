@@ -115,7 +115,7 @@ class KVStoreMachine(RuleBasedStateMachine):
         while not done:
             with self.backend.write() as txn:
                 done = self.store.compact_step(txn, 2)
-        c = self.model.compact_revision
+        c = max(self.model.compact_revision, 0)
         expected = len(self.model.states[c]) + sum(self.model.changes[c + 1:])
         with self.backend.read() as txn:
             stored = sum(1 for _ in txn.scan(buckets.KEY, b""))

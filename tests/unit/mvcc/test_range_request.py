@@ -18,7 +18,7 @@ from etcdx.mvcc.range_request import (
 def store(tmp_path):
     backend = Backend(str(tmp_path / "db"), map_size=1 << 28)
     s = KVStore(backend)
-    # a@1 b@2 c@3, then a again @4: a has version 2, mod 4.
+    # a@2 b@3 c@4, then a again @5: a has version 2, mod 5.
     for key, value in ((b"a", b"3"), (b"b", b"1"), (b"c", b"2"), (b"a", b"0")):
         with backend.write() as txn:
             w = s.write(txn)
@@ -54,7 +54,7 @@ def test_sorts_by_target_and_defaults_to_ascending_for_non_key_targets(store):
 
 
 def test_revision_filters_prune_but_count_does_not(store):
-    reply = execute_range(store.range, b"a", b"\x00", min_mod_revision=3)
+    reply = execute_range(store.range, b"a", b"\x00", min_mod_revision=4)
     assert (keys(reply), reply.count) == ([b"a", b"c"], 3)
-    reply = execute_range(store.range, b"a", b"\x00", max_create_revision=2, limit=1)
+    reply = execute_range(store.range, b"a", b"\x00", max_create_revision=3, limit=1)
     assert (keys(reply), reply.more) == ([b"a"], True)

@@ -61,7 +61,7 @@ def test_synced_watcher_gets_events_at_once_and_is_signalled_once_per_drain(c):
     c.put(b"b")
     c.put(b"a")
     assert len(signals) == 1
-    assert events(w) == [(PUT, b"a", 1), (PUT, b"a", 3)]
+    assert events(w) == [(PUT, b"a", 2), (PUT, b"a", 4)]
     c.put(b"a")
     assert len(signals) == 2
 
@@ -69,27 +69,27 @@ def test_synced_watcher_gets_events_at_once_and_is_signalled_once_per_drain(c):
 def test_catches_up_from_history_then_follows_live_events(c):
     for i in range(10):
         c.put(b"k", str(i).encode())
-    w = c.hub.watch(b"k", start_revision=4)
+    w = c.hub.watch(b"k", start_revision=5)
     assert events(w) == []
     c.put(b"k")
     c.catch_up()
     c.put(b"k")
-    assert [rev for _, _, rev in events(w)] == list(range(4, 13))
+    assert [rev for _, _, rev in events(w)] == list(range(5, 14))
 
 
 def test_start_revision_below_compaction_cancels_with_compact_revision(c):
     for _ in range(5):
         c.put(b"k")
     with c.backend.write() as t:
-        c.store.compact(3, t)
+        c.store.compact(4, t)
     signals = []
-    w = c.hub.watch(b"k", start_revision=2, on_ready=lambda: signals.append(1))
+    w = c.hub.watch(b"k", start_revision=3, on_ready=lambda: signals.append(1))
     assert signals == [1]
     [batch] = w.take()
-    assert (batch.compact_revision, batch.events, w.cancelled) == (3, [], True)
-    ok = c.hub.watch(b"k", start_revision=3)
+    assert (batch.compact_revision, batch.events, w.cancelled) == (4, [], True)
+    ok = c.hub.watch(b"k", start_revision=4)
     c.catch_up()
-    assert [rev for _, _, rev in events(ok)] == [3, 4, 5]
+    assert [rev for _, _, rev in events(ok)] == [4, 5, 6]
 
 
 def test_compaction_while_unsynced_cancels_the_watcher(tmp_path):
@@ -98,10 +98,10 @@ def test_compaction_while_unsynced_cancels_the_watcher(tmp_path):
     for _ in range(6):
         c.put(b"k")
     with c.backend.write() as t:
-        c.store.compact(5, t)
+        c.store.compact(6, t)
     w.take()
     c.catch_up()
-    assert [b.compact_revision for b in w.take()] == [5]
+    assert [b.compact_revision for b in w.take()] == [6]
     c.backend.close()
 
 
@@ -117,9 +117,9 @@ def test_slow_watcher_buffers_at_most_its_bound_and_loses_nothing(tmp_path):
         got += events(w)
         if not c.hub.sync_unsynced(max_events=7) and not w._batches:
             break
-    assert [rev for _, _, rev in got] == list(range(1, 51))
+    assert [rev for _, _, rev in got] == list(range(2, 52))
     c.put(b"k")
-    assert [rev for _, _, rev in events(w)] == [51]
+    assert [rev for _, _, rev in events(w)] == [52]
     c.backend.close()
 
 
@@ -132,7 +132,7 @@ def test_a_revision_is_delivered_whole_even_when_larger_than_the_buffer(tmp_path
     assert [len(b.events) for b in first] == [1]
     c.catch_up()
     [batch] = w.take()
-    assert [e.kv.mod_revision for e in batch.events] == [2] * 5
+    assert [e.kv.mod_revision for e in batch.events] == [3] * 5
     c.backend.close()
 
 
@@ -141,8 +141,8 @@ def test_filters_drop_puts_or_deletes(c):
     no_delete = c.hub.watch(b"k", no_delete=True)
     c.put(b"k")
     c.commit([("del", b"k")])
-    assert events(no_put) == [(DELETE, b"k", 2)]
-    assert events(no_delete) == [(PUT, b"k", 1)]
+    assert events(no_put) == [(DELETE, b"k", 3)]
+    assert events(no_delete) == [(PUT, b"k", 2)]
 
 
 def test_prev_kv_live_and_from_history(c):
@@ -178,10 +178,10 @@ def test_progress_lists_synced_watchers_with_nothing_pending(c):
     c.put(b"k")
     assert c.hub.progress() == {}
     synced.take()
-    assert c.hub.progress() == {synced: 2}
+    assert c.hub.progress() == {synced: 3}
     c.catch_up()
     behind.take()
-    assert c.hub.progress() == {synced: 2, behind: 2}
+    assert c.hub.progress() == {synced: 3, behind: 3}
 
 
 def test_cancelled_watcher_gets_nothing_more(c):
@@ -247,7 +247,7 @@ def test_after_restore_watchers_resume_from_the_new_database(tmp_path, c):
     c.hub.restore(c.backend)
     c.catch_up()
     c.put(b"k", b"4")
-    assert [rev for _, _, rev in events(w)] == [1, 2, 3, 4]
+    assert [rev for _, _, rev in events(w)] == [2, 3, 4, 5]
 
 
 def test_sync_reports_no_work_while_the_only_unsynced_watcher_is_full(tmp_path):
@@ -258,5 +258,5 @@ def test_sync_reports_no_work_while_the_only_unsynced_watcher_is_full(tmp_path):
     assert c.hub.sync_unsynced() is False
     w.take()
     assert c.hub.sync_unsynced() is False  # caught up: synced again
-    assert [rev for _, _, rev in events(w)] == [2]
+    assert [rev for _, _, rev in events(w)] == [3]
     c.backend.close()

@@ -23,8 +23,9 @@ def test_consumer_in_another_thread_gets_every_event_once_in_order(tmp_path):
                 w = store.write(txn)
                 for i in range(r % 3 + 1):
                     w.put(b"k/%d" % i, b"%d" % r)
+                revision = w.revision
                 events = w.end()
-            hub.notify(events, r)
+            hub.notify(events, revision)
 
     def syncer():
         while not stop.wait(0.001):  # the server's periodic resync, sped up
@@ -38,7 +39,8 @@ def test_consumer_in_another_thread_gets_every_event_once_in_order(tmp_path):
     for t in threads:
         t.start()
     got = []
-    while not got or got[-1][0] < revisions:
+    last = revisions + 1  # a new store is at revision 1
+    while not got or got[-1][0] < last:
         assert ready.wait(timeout=30), "no event within 30 s"
         ready.clear()
         got += [(e.kv.mod_revision, e.kv.key, e.prev_kv.value)
@@ -48,8 +50,9 @@ def test_consumer_in_another_thread_gets_every_event_once_in_order(tmp_path):
         t.join(timeout=30)
     backend.close()
     assert errors == []
-    assert [r for r, _, _ in got] == [r for r in range(1, revisions + 1) for _ in range(r % 3 + 1)]
+    assert [r for r, _, _ in got] == [r + 1 for r in range(1, revisions + 1)
+                                      for _ in range(r % 3 + 1)]
     previous = {}
     for r, key, prev in got:
         assert prev == previous.get(key, b"")
-        previous[key] = b"%d" % r
+        previous[key] = b"%d" % (r - 1)
