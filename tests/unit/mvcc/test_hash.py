@@ -31,7 +31,7 @@ def history(backend, store):
 
 def test_hash_kv_equals_etcd_3_4s_for_the_same_history(tmp_path):
     # Hashes etcd 3.4.23 reported (etcdctl endpoint hashkv) after these
-    # operations on a new single-member cluster, then after `compact 4`.
+    # operations on a new single-member cluster, after `compact 4`, after `compact 10`.
     backend, store = open_store(tmp_path)
     apply(backend, store, [
         [("put", b"a", b"1")], [("put", b"b", b"1")], [("put", b"a", b"2")], [("del", b"b")],
@@ -46,6 +46,10 @@ def test_hash_kv_equals_etcd_3_4s_for_the_same_history(tmp_path):
         assert store.compact_step(txn)
     assert store.hash_kv() == (14989217, 4, 10)
     assert store.hash_kv(6) == (2664599291, 4, 6)
+    with backend.write() as txn:
+        store.compact(10, txn)
+        assert store.compact_step(txn)
+    assert store.hash_kv() == (834682261, 10, 10)
     backend.close()
 
 
