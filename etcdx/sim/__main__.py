@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     if summary.failures:
         print(f"FAILED seeds: {' '.join(str(r.seed) for r in summary.failures)}")
         return 1
-    print(f"all {summary.runs} seeds passed in {summary.seconds:.1f}s")
+    print(f"all {summary.runs} seeds passed in {summary.seconds:.1f}s ({summary.cpu_seconds:.1f}s of CPU)")
     return 0
 
 

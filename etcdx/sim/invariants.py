@@ -5,7 +5,8 @@ every commit index before they are persisted, and every entry it applies. Each
 report is checked at once against what the whole cluster has done so far, so a
 violation surfaces at the step that causes it:
 
-- election safety: at most one leader per term;
+- election safety: at most one leader per term, each node grants at most one
+  vote per term, and a leader holds votes cast in its own term by a quorum;
 - log matching: all logs agree on the entry and the previous term at each
   (index, term), which by induction makes equal (index, term) mean equal prefixes;
 - leader completeness: a leader of term T holds every entry committed in a
@@ -54,6 +55,8 @@ class LogView(Protocol):
 class SafetyMonitor:
     def __init__(self) -> None:
         self.leaders: dict[int, int] = {}  # term -> the node elected in it
+        self._votes: dict[tuple[int, int], int] = {}  # (term, voter) -> candidate
+        self._voters_for: dict[tuple[int, int], set[int]] = {}  # (term, candidate) -> voters
         self._logged: dict[tuple[int, int], tuple[EntryType, bytes, int | None]] = {}
         self._committed: dict[int, Entry] = {}
         self._commit_term: dict[int, int] = {}  # index -> term in which it was first seen committed
@@ -61,10 +64,27 @@ class SafetyMonitor:
         self._acting: dict[int, tuple[int, LogView]] = {}  # node -> (term, log) while it leads
         self.max_commit = 0
 
-    def leader_elected(self, node: int, term: int, log: LogView) -> None:
+    def vote_cast(self, voter: int, candidate: int, term: int) -> None:
+        """A granted (non-pre) vote left ``voter``."""
+        other = self._votes.setdefault((term, voter), candidate)
+        if other != candidate:
+            raise Violation(
+                ELECTION_SAFETY, f"node {voter} voted for both {other} and {candidate} in term {term}"
+            )
+        self._voters_for.setdefault((term, candidate), set()).add(voter)
+
+    def leader_elected(self, node: int, term: int, log: LogView, quorums: list[list[int]]) -> None:
+        """``quorums`` are the voter sets (two while joint) each needing a majority of votes."""
         other = self.leaders.setdefault(term, node)
         if other != node:
             raise Violation(ELECTION_SAFETY, f"nodes {other} and {node} both lead term {term}")
+        granted = self._voters_for.get((term, node), set()) | {node}
+        for voters in quorums:
+            if voters and len(granted.intersection(voters)) <= len(voters) // 2:
+                raise Violation(
+                    ELECTION_SAFETY,
+                    f"node {node} leads term {term} with votes from {sorted(granted)} of voters {sorted(voters)}",
+                )
         self._acting[node] = (term, log)
         self._check_complete(node, term, log, self._committed)
 

@@ -71,6 +71,7 @@ PROFILES: dict[str, Profile] = {
             pause=0.5,
             partition=0.3,
             heal=0.5,
+            slow_link=0.5,
         ),
         Profile(
             "crashes",

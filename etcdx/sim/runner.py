@@ -35,6 +35,7 @@ class Summary:
     undecided: int = 0
     failures: list[RunResult] = field(default_factory=list)
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
 
 
 def run_seeds(
@@ -45,7 +46,7 @@ def run_seeds(
     on_result: Callable[[RunResult, Summary], None] | None = None,
 ) -> Summary:
     summary = Summary()
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), time.process_time()
     for seed in seeds:
         nodes, profile = combo(seed, sizes, profiles)
         result = run_seed(seed, nodes, profile, options)
@@ -57,6 +58,7 @@ def run_seeds(
         if not result.ok:
             summary.failures.append(result)
         summary.seconds = time.monotonic() - started
+        summary.cpu_seconds = time.process_time() - cpu_started
         if on_result is not None:
             on_result(result, summary)
     return summary

@@ -294,6 +294,8 @@ class Simulation:
         for i, m in enumerate(rd.messages):
             if i == cut:
                 return self._crash(node, crash_at)
+            if m.type == MessageType.VOTE_RESP and not m.reject:
+                self.monitor.vote_cast(m.from_, m.to, m.term)
             self._send(m)
         if crash_at is CrashPoint.MID_SEND or crash_at is CrashPoint.BEFORE_APPLY:
             return self._crash(node, crash_at)
@@ -327,7 +329,8 @@ class Simulation:
             self._record("role", f"n{node.id}", role.name.lower(), f"term={node.term}", f"lead={lead}")
         node.role, node.lead = role, lead
         if role == StateType.LEADER and not was_leader:
-            self.monitor.leader_elected(node.id, node.term, node.disk)
+            cs = node.conf_state
+            self.monitor.leader_elected(node.id, node.term, node.disk, [cs.voters, cs.voters_outgoing])
         elif role != StateType.LEADER and was_leader:
             self.monitor.stepped_down(node.id)
 

@@ -25,10 +25,10 @@ def _persist(mon: SafetyMonitor, node: int, disk: MemoryStorage, entries: list[E
 
 def test_two_leaders_in_one_term_break_election_safety():
     mon = SafetyMonitor()
-    mon.leader_elected(1, 3, MemoryStorage())
-    mon.leader_elected(1, 3, MemoryStorage())  # the same leader seen twice is fine
+    mon.leader_elected(1, 3, MemoryStorage(), [[1]])
+    mon.leader_elected(1, 3, MemoryStorage(), [[1]])  # the same leader seen twice is fine
     with pytest.raises(Violation) as v:
-        mon.leader_elected(2, 3, MemoryStorage())
+        mon.leader_elected(2, 3, MemoryStorage(), [[2]])
     assert v.value.kind == ELECTION_SAFETY
 
 
@@ -63,7 +63,7 @@ def test_new_leader_missing_a_committed_entry_breaks_leader_completeness():
     mon.commit_advanced(1, 1, 0, 3, d1)
     _persist(mon, 2, d2, _log(1, 1))
     with pytest.raises(Violation) as v:
-        mon.leader_elected(2, 2, d2)
+        mon.leader_elected(2, 2, d2, [[2]])
     assert v.value.kind == LEADER_COMPLETENESS
 
 
@@ -71,7 +71,7 @@ def test_entry_committed_under_a_sitting_leader_it_lacks_breaks_leader_completen
     mon = SafetyMonitor()
     d1, d2 = MemoryStorage(), MemoryStorage()
     _persist(mon, 2, d2, _log(1))
-    mon.leader_elected(2, 5, d2)
+    mon.leader_elected(2, 5, d2, [[2]])
     _persist(mon, 1, d1, _log(1, 1))
     with pytest.raises(Violation) as v:
         mon.commit_advanced(1, 4, 0, 2, d1)
@@ -82,7 +82,7 @@ def test_stale_leader_need_not_hold_entries_committed_in_later_terms():
     mon = SafetyMonitor()
     d1, d2 = MemoryStorage(), MemoryStorage()
     _persist(mon, 2, d2, _log(1))
-    mon.leader_elected(2, 1, d2)
+    mon.leader_elected(2, 1, d2, [[2]])
     _persist(mon, 1, d1, _log(1, 3))
     mon.commit_advanced(1, 3, 0, 2, d1)
 
@@ -129,3 +129,30 @@ def test_applying_an_uncommitted_or_skipped_entry_breaks_state_machine_safety():
     with pytest.raises(Violation) as uncommitted:
         mon.applying(1, d1.entries(3, 4)[0])
     assert skipped.value.kind == uncommitted.value.kind == STATE_MACHINE_SAFETY
+
+
+def test_a_node_granting_two_candidates_one_term_breaks_election_safety():
+    mon = SafetyMonitor()
+    mon.vote_cast(3, 1, 4)
+    mon.vote_cast(3, 1, 4)  # a repeated grant to the same candidate is fine
+    with pytest.raises(Violation) as v:
+        mon.vote_cast(3, 2, 4)
+    assert v.value.kind == ELECTION_SAFETY
+
+
+def test_leader_without_a_quorum_of_votes_from_its_own_term_breaks_election_safety():
+    mon = SafetyMonitor()
+    mon.vote_cast(2, 1, 4)  # granted in an earlier term: does not count in term 5
+    with pytest.raises(Violation) as v:
+        mon.leader_elected(1, 5, MemoryStorage(), [[1, 2, 3], []])
+    assert v.value.kind == ELECTION_SAFETY
+    mon.vote_cast(2, 1, 5)
+    mon.leader_elected(1, 5, MemoryStorage(), [[1, 2, 3], []])
+
+
+def test_joint_leader_needs_a_majority_in_both_configurations():
+    mon = SafetyMonitor()
+    mon.vote_cast(2, 1, 7)
+    with pytest.raises(Violation) as v:
+        mon.leader_elected(1, 7, MemoryStorage(), [[1, 2, 3], [1, 4, 5]])
+    assert v.value.kind == ELECTION_SAFETY

@@ -35,7 +35,8 @@ def _first_violation(bug, profiles: list[str], seeds: int, sizes=(3, 5, 7)) -> R
     "bug, kind, profiles, seeds",
     [
         (planted_bugs.vote_twice_in_one_term, ELECTION_SAFETY, ["lossy", "elections", "chaos"], 40),
-        (planted_bugs.skip_persisting_the_vote, ELECTION_SAFETY, ["elections"], 150),
+        (planted_bugs.skip_persisting_the_vote, ELECTION_SAFETY, ["elections"], 100),
+        (planted_bugs.count_stale_term_votes, ELECTION_SAFETY, ["lossy", "elections"], 150),
         (planted_bugs.accept_appends_without_matching_previous_entry, LOG_MATCHING, ["membership", "partitions", "chaos"], 60),
         (planted_bugs.grant_votes_to_stale_logs, LEADER_COMPLETENESS, ["lossy", "partitions", "chaos"], 40),
         (planted_bugs.apply_one_entry_past_commit, STATE_MACHINE_SAFETY, ["calm"], 5),

@@ -5,7 +5,7 @@ from etcdx.sim.runner import report_failure, run_seeds
 from etcdx.sim.simulation import Options
 
 SEEDS = 300
-STEPS = 4000
+STEPS = 3000
 
 
 def test_every_seed_keeps_raft_safe_live_and_linearizable(capsys):
@@ -13,7 +13,7 @@ def test_every_seed_keeps_raft_safe_live_and_linearizable(capsys):
     with capsys.disabled():
         print(
             f"\nsim: {summary.runs} seeds x {STEPS} steps, {summary.ticks} ticks, "
-            f"{summary.operations} client ops in {summary.seconds:.1f}s"
+            f"{summary.operations} client ops in {summary.seconds:.1f}s ({summary.cpu_seconds:.1f}s of CPU)"
         )
         for failure in summary.failures:
             report_failure(failure, STEPS)
