@@ -46,6 +46,8 @@ class WatchBatch:
 
 @dataclass(eq=False)
 class Watcher:
+    """One watch, made by ``WatchHub.watch``; its consumer drains ``take()``."""
+
     key: bytes
     range_end: bytes
     prev_kv: bool
