@@ -20,7 +20,9 @@ class History:
         self._open: dict[int, Operation] = {}
         self.operations: list[Operation] = []
 
-    def invoke(self, op_id: int, client_id: int, input: KvPut | KvGet, now: float) -> None:
+    def invoke(
+        self, op_id: int, client_id: int, input: KvPut | KvGet, now: float
+    ) -> None:
         self._open[op_id] = Operation(client_id, input, now, None, math.inf)
 
     def is_open(self, op_id: int) -> bool:

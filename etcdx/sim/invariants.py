@@ -56,12 +56,18 @@ class SafetyMonitor:
     def __init__(self) -> None:
         self.leaders: dict[int, int] = {}  # term -> the node elected in it
         self._votes: dict[tuple[int, int], int] = {}  # (term, voter) -> candidate
-        self._voters_for: dict[tuple[int, int], set[int]] = {}  # (term, candidate) -> voters
+        self._voters_for: dict[
+            tuple[int, int], set[int]
+        ] = {}  # (term, candidate) -> voters
         self._logged: dict[tuple[int, int], tuple[EntryType, bytes, int | None]] = {}
         self._committed: dict[int, Entry] = {}
-        self._commit_term: dict[int, int] = {}  # index -> term in which it was first seen committed
+        self._commit_term: dict[
+            int, int
+        ] = {}  # index -> term in which it was first seen committed
         self._applied: dict[int, int] = {}  # node -> last applied index
-        self._acting: dict[int, tuple[int, LogView]] = {}  # node -> (term, log) while it leads
+        self._acting: dict[
+            int, tuple[int, LogView]
+        ] = {}  # node -> (term, log) while it leads
         self.max_commit = 0
 
     def vote_cast(self, voter: int, candidate: int, term: int) -> None:
@@ -69,15 +75,20 @@ class SafetyMonitor:
         other = self._votes.setdefault((term, voter), candidate)
         if other != candidate:
             raise Violation(
-                ELECTION_SAFETY, f"node {voter} voted for both {other} and {candidate} in term {term}"
+                ELECTION_SAFETY,
+                f"node {voter} voted for both {other} and {candidate} in term {term}",
             )
         self._voters_for.setdefault((term, candidate), set()).add(voter)
 
-    def leader_elected(self, node: int, term: int, log: LogView, quorums: list[list[int]]) -> None:
+    def leader_elected(
+        self, node: int, term: int, log: LogView, quorums: list[list[int]]
+    ) -> None:
         """``quorums`` are the voter sets (two while joint) each needing a majority of votes."""
         other = self.leaders.setdefault(term, node)
         if other != node:
-            raise Violation(ELECTION_SAFETY, f"nodes {other} and {node} both lead term {term}")
+            raise Violation(
+                ELECTION_SAFETY, f"nodes {other} and {node} both lead term {term}"
+            )
         granted = self._voters_for.get((term, node), set()) | {node}
         for voters in quorums:
             if voters and len(granted.intersection(voters)) <= len(voters) // 2:
@@ -91,7 +102,9 @@ class SafetyMonitor:
     def stepped_down(self, node: int) -> None:
         self._acting.pop(node, None)
 
-    def entries_persisting(self, node: int, log: LogView, commit: int, entries: list[Entry]) -> None:
+    def entries_persisting(
+        self, node: int, log: LogView, commit: int, entries: list[Entry]
+    ) -> None:
         """Called before ``entries`` are appended to ``log``, whose node has committed ``commit``."""
         if not entries:
             return
@@ -107,8 +120,10 @@ class SafetyMonitor:
             seen = self._logged.get(key)
             if seen is None:
                 self._logged[key] = (e.type, e.data, prev)
-            elif seen[0] != e.type or seen[1] != e.data or (
-                prev is not None and seen[2] is not None and seen[2] != prev
+            elif (
+                seen[0] != e.type
+                or seen[1] != e.data
+                or (prev is not None and seen[2] is not None and seen[2] != prev)
             ):
                 raise Violation(
                     LOG_MATCHING,
@@ -117,14 +132,20 @@ class SafetyMonitor:
                 )
             prev = e.term
 
-    def commit_advanced(self, node: int, term: int, old: int, new: int, log: LogView) -> None:
+    def commit_advanced(
+        self, node: int, term: int, old: int, new: int, log: LogView
+    ) -> None:
         """Called once ``log`` holds the entries up to ``new`` and before the commit is persisted."""
         if new < old:
-            raise Violation(STATE_MACHINE_SAFETY, f"node {node} commit went back from {old} to {new}")
+            raise Violation(
+                STATE_MACHINE_SAFETY,
+                f"node {node} commit went back from {old} to {new}",
+            )
         lo = max(old + 1, log.first_index())
         if new > log.last_index():
             raise Violation(
-                STATE_MACHINE_SAFETY, f"node {node} commits {new} beyond its last index {log.last_index()}"
+                STATE_MACHINE_SAFETY,
+                f"node {node} commits {new} beyond its last index {log.last_index()}",
             )
         fresh: dict[int, Entry] = {}
         for e in log.entries(lo, new + 1) if lo <= new else ():
@@ -152,17 +173,21 @@ class SafetyMonitor:
         last = self._applied.get(node, 0)
         if entry.index != last + 1:
             raise Violation(
-                STATE_MACHINE_SAFETY, f"node {node} applies index {entry.index} right after {last}"
+                STATE_MACHINE_SAFETY,
+                f"node {node} applies index {entry.index} right after {last}",
             )
         known = self._committed.get(entry.index)
         if known is None or known.term != entry.term or known.data != entry.data:
             shown = "nothing" if known is None else _show(known)
             raise Violation(
-                STATE_MACHINE_SAFETY, f"node {node} applies {_show(entry)} where {shown} is committed"
+                STATE_MACHINE_SAFETY,
+                f"node {node} applies {_show(entry)} where {shown} is committed",
             )
         self._applied[node] = entry.index
 
-    def _check_complete(self, node: int, term: int, log: LogView, committed: dict[int, Entry]) -> None:
+    def _check_complete(
+        self, node: int, term: int, log: LogView, committed: dict[int, Entry]
+    ) -> None:
         first, last = log.first_index(), log.last_index()
         for index in sorted(committed):
             if index < first or self._commit_term[index] > term:

@@ -36,7 +36,7 @@ def decode(data: bytes) -> Put | None:
 class KVStore:
     """The replicated map plus the applied index it reflects."""
 
-    __slots__ = ("values", "seen", "applied")
+    __slots__ = ("applied", "seen", "values")
 
     def __init__(self) -> None:
         self.values: dict[str, int] = {}

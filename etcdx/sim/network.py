@@ -10,8 +10,8 @@ so a message in flight when a partition starts is lost with it.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 
 @dataclass(slots=True, frozen=True)
@@ -90,4 +90,7 @@ class Network:
         if f.drop and rng.random() < f.drop:
             return []
         copies = 2 if f.duplicate and rng.random() < f.duplicate else 1
-        return [f.delay + (rng.randint(0, f.jitter) if f.jitter else 0) for _ in range(copies)]
+        return [
+            f.delay + (rng.randint(0, f.jitter) if f.jitter else 0)
+            for _ in range(copies)
+        ]

@@ -47,7 +47,12 @@ PROFILES: dict[str, Profile] = {
             heal=0.2,
         ),
         Profile(
-            "partitions", LinkFaults(delay=1, jitter=4), nemesis_every=20, idle=0.6, partition=1.0, heal=0.6
+            "partitions",
+            LinkFaults(delay=1, jitter=4),
+            nemesis_every=20,
+            idle=0.6,
+            partition=1.0,
+            heal=0.6,
         ),
         Profile(
             "pauses",

@@ -22,7 +22,9 @@ def combo(seed: int, sizes: Sequence[int], profiles: Sequence[str]) -> tuple[int
     return sizes[seed % len(sizes)], profiles[(seed // len(sizes)) % len(profiles)]
 
 
-def run_seed(seed: int, nodes: int, profile: str, options: Options | None = None) -> RunResult:
+def run_seed(
+    seed: int, nodes: int, profile: str, options: Options | None = None
+) -> RunResult:
     return Simulation(seed, nodes, PROFILES[profile], options).run()
 
 

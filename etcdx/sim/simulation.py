@@ -33,10 +33,10 @@ from etcdx.raft import (
     ConfState,
     Entry,
     EntryType,
+    MemoryStorage,
     Message,
     MessageType,
     ProposalDropped,
-    MemoryStorage,
     RaftError,
     RawNode,
     Ready,
@@ -44,7 +44,13 @@ from etcdx.raft import (
 )
 from etcdx.raft.codec import decode_conf_change
 from etcdx.sim.history import History
-from etcdx.sim.invariants import LINEARIZABILITY, LIVENESS, RAFT_PANIC, SafetyMonitor, Violation
+from etcdx.sim.invariants import (
+    LINEARIZABILITY,
+    LIVENESS,
+    RAFT_PANIC,
+    SafetyMonitor,
+    Violation,
+)
 from etcdx.sim.kv import Put
 from etcdx.sim.network import LinkFaults, Network
 from etcdx.sim.node import CrashPoint, ReadWait, SimNode
@@ -108,7 +114,9 @@ class Options:
 class Simulation:
     """One seeded run: the cluster, its network, clients and nemesis, and the monitor watching."""
 
-    def __init__(self, seed: int, nodes: int, profile: Profile, options: Options | None = None) -> None:
+    def __init__(
+        self, seed: int, nodes: int, profile: Profile, options: Options | None = None
+    ) -> None:
         self.seed = seed
         self.size = nodes
         self.profile = profile
@@ -138,7 +146,12 @@ class Simulation:
             disk = MemoryStorage()
             RawNode.bootstrap(disk, list(range(1, nodes + 1)))
             self._add_node(SimNode(nid, disk))
-        self._record("start", f"{nodes} nodes", f"profile={profile.name}", f"pre_vote={self.pre_vote}")
+        self._record(
+            "start",
+            f"{nodes} nodes",
+            f"profile={profile.name}",
+            f"pre_vote={self.pre_vote}",
+        )
         self.clients = [_Client(c) for c in range(CLIENTS)]
         for c in self.clients:
             self._push(self.rng.randint(1, 5 * TICK), _CLIENT, c, None)
@@ -211,7 +224,9 @@ class Simulation:
     def _add_node(self, node: SimNode) -> None:
         self.nodes[node.id] = node
         self._start(node)
-        self._push(self.rng.randint(1, TICK), _TICK, node, TICK + self.rng.choice((-1, 0, 1)))
+        self._push(
+            self.rng.randint(1, TICK), _TICK, node, TICK + self.rng.choice((-1, 0, 1))
+        )
 
     def _start(self, node: SimNode) -> None:
         raw = node.start(self.rng, ELECTION_TICK, self.pre_vote)
@@ -222,7 +237,11 @@ class Simulation:
     def _on_tick(self, node: SimNode, period: int) -> None:
         if node.removed:
             return
-        if node.raw is not None and node.paused_until <= self.now and node.clock_stalled_until <= self.now:
+        if (
+            node.raw is not None
+            and node.paused_until <= self.now
+            and node.clock_stalled_until <= self.now
+        ):
             node.raw.tick()
             self._drain(node)
         self._push(period, _TICK, node, period)
@@ -279,18 +298,26 @@ class Simulation:
 
         if rd.snapshot is not None and not rd.snapshot.is_empty():
             disk.apply_snapshot(rd.snapshot)
-        self.monitor.entries_persisting(node.id, disk, disk.hard_state.commit, rd.entries)
+        self.monitor.entries_persisting(
+            node.id, disk, disk.hard_state.commit, rd.entries
+        )
         if rd.entries:
             disk.append(rd.entries)
         if rd.hard_state is not None:
             old = disk.hard_state.commit
             if rd.hard_state.commit != old:
-                self.monitor.commit_advanced(node.id, rd.hard_state.term, old, rd.hard_state.commit, disk)
+                self.monitor.commit_advanced(
+                    node.id, rd.hard_state.term, old, rd.hard_state.commit, disk
+                )
             disk.set_hard_state(rd.hard_state)
         if crash_at is CrashPoint.BEFORE_SEND:
             return self._crash(node, crash_at)
 
-        cut = self.rng.randrange(len(rd.messages) + 1) if crash_at is CrashPoint.MID_SEND else -1
+        cut = (
+            self.rng.randrange(len(rd.messages) + 1)
+            if crash_at is CrashPoint.MID_SEND
+            else -1
+        )
         for i, m in enumerate(rd.messages):
             if i == cut:
                 return self._crash(node, crash_at)
@@ -326,11 +353,19 @@ class Simulation:
     def _observe_role(self, node: SimNode, role: StateType, lead: int) -> None:
         was_leader = node.role == StateType.LEADER
         if role != node.role or lead != node.lead:
-            self._record("role", f"n{node.id}", role.name.lower(), f"term={node.term}", f"lead={lead}")
+            self._record(
+                "role",
+                f"n{node.id}",
+                role.name.lower(),
+                f"term={node.term}",
+                f"lead={lead}",
+            )
         node.role, node.lead = role, lead
         if role == StateType.LEADER and not was_leader:
             cs = node.conf_state
-            self.monitor.leader_elected(node.id, node.term, node.disk, [cs.voters, cs.voters_outgoing])
+            self.monitor.leader_elected(
+                node.id, node.term, node.disk, [cs.voters, cs.voters_outgoing]
+            )
         elif role != StateType.LEADER and was_leader:
             self.monitor.stepped_down(node.id)
 
@@ -357,9 +392,13 @@ class Simulation:
         cc = decode_conf_change(e)
         before = node.conf_state
         node.conf_state = raw.apply_conf_change(cc)
-        self._record("conf", f"n{node.id}", f"index={e.index}", _show_conf(node.conf_state))
+        self._record(
+            "conf", f"n{node.id}", f"index={e.index}", _show_conf(node.conf_state)
+        )
         gone = set(before.voters + before.learners + before.voters_outgoing) - set(
-            node.conf_state.voters + node.conf_state.learners + node.conf_state.voters_outgoing
+            node.conf_state.voters
+            + node.conf_state.learners
+            + node.conf_state.voters_outgoing
         )
         for nid in sorted(gone):
             self._remove_member(nid)
@@ -379,7 +418,10 @@ class Simulation:
         waiting = []
         for r in node.reads:
             if r.index <= node.kv.applied:
-                if self.history.is_open(r.op_id) and self._op_node.get(r.op_id) == node.id:
+                if (
+                    self.history.is_open(r.op_id)
+                    and self._op_node.get(r.op_id) == node.id
+                ):
                     self._complete(r.op_id, node.kv.get(r.key))
             else:
                 waiting.append(r)
@@ -497,7 +539,19 @@ class Simulation:
 
     def _nemesis_active(self) -> bool:
         p = self.profile
-        return any((p.partition, p.heal, p.slow_link, p.pause, p.clock_stall, p.crash, p.restart, p.membership, p.transfer))
+        return any(
+            (
+                p.partition,
+                p.heal,
+                p.slow_link,
+                p.pause,
+                p.clock_stall,
+                p.crash,
+                p.restart,
+                p.membership,
+                p.transfer,
+            )
+        )
 
     def _on_nemesis(self) -> None:
         if self.healing:
@@ -533,7 +587,10 @@ class Simulation:
         leader = self._leader()
         if shape < 0.3 and leader is not None:
             others = [i for i in ids if i != leader.id]
-            minority = [leader.id, *others[: self.rng.randint(0, max(0, (len(ids) - 1) // 2 - 1))]]
+            minority = [
+                leader.id,
+                *others[: self.rng.randint(0, max(0, (len(ids) - 1) // 2 - 1))],
+            ]
             rest = [i for i in ids if i not in minority]
             self.net.partition([minority, rest])
             self._record("isolate", sorted(minority), "|", sorted(rest))
@@ -551,7 +608,9 @@ class Simulation:
             bridge, rest = ids[0], ids[1:]
             cut = self.rng.randint(0, len(rest))
             self.net.bridge(rest[:cut], rest[cut:], bridge)
-            self._record("bridge", sorted(rest[:cut]), f"<n{bridge}>", sorted(rest[cut:]))
+            self._record(
+                "bridge", sorted(rest[:cut]), f"<n{bridge}>", sorted(rest[cut:])
+            )
 
     def _heal_network(self) -> None:
         self._record("heal")
@@ -563,7 +622,9 @@ class Simulation:
         base = self.profile.faults
         # Slow enough, at times, for a message to outlive an election timeout or two.
         delay = self.rng.randint(1, 3 * ELECTION_TICK) * TICK
-        faults = LinkFaults(base.drop, base.duplicate, base.delay + delay, base.jitter + delay)
+        faults = LinkFaults(
+            base.drop, base.duplicate, base.delay + delay, base.jitter + delay
+        )
         self.net.set_link(src, dst, faults)
         self._record("slow-link", f"n{src}->n{dst}")
 
@@ -584,8 +645,16 @@ class Simulation:
 
         At most a minority is paused at once, so the rest can elect a leader meanwhile.
         """
-        live = [n for n in self.nodes.values() if n.raw is not None and n.paused_until <= self.now]
-        paused = sum(1 for n in self.nodes.values() if n.raw is not None and n.paused_until > self.now)
+        live = [
+            n
+            for n in self.nodes.values()
+            if n.raw is not None and n.paused_until <= self.now
+        ]
+        paused = sum(
+            1
+            for n in self.nodes.values()
+            if n.raw is not None and n.paused_until > self.now
+        )
         if live and paused < (len(self._members()) - 1) // 2:
             node = self.rng.choice(live)
             node.paused_until = self.now + self.rng.randint(5, 4 * ELECTION_TICK) * TICK
@@ -599,9 +668,17 @@ class Simulation:
             if not live:
                 return
             leader = self._leader()
-            node = leader if leader is not None and self.rng.random() < 0.5 else self.rng.choice(live)
-        node.clock_stalled_until = self.now + self.rng.randint(ELECTION_TICK, 4 * ELECTION_TICK) * TICK
-        self._record("stall-clock", f"n{node.id}", f"until t={node.clock_stalled_until}")
+            node = (
+                leader
+                if leader is not None and self.rng.random() < 0.5
+                else self.rng.choice(live)
+            )
+        node.clock_stalled_until = (
+            self.now + self.rng.randint(ELECTION_TICK, 4 * ELECTION_TICK) * TICK
+        )
+        self._record(
+            "stall-clock", f"n{node.id}", f"until t={node.clock_stalled_until}"
+        )
 
     def _resume_delay(self, node: SimNode) -> int:
         """When a paused member gets to a waiting input: soon after resuming, in no set order."""
@@ -616,7 +693,9 @@ class Simulation:
         leaders = [
             n
             for n in self.nodes.values()
-            if n.raw is not None and n.role == StateType.LEADER and n.paused_until <= self.now
+            if n.raw is not None
+            and n.role == StateType.LEADER
+            and n.paused_until <= self.now
         ]
         return max(leaders, key=lambda n: n.term) if leaders else None
 
@@ -643,7 +722,9 @@ class Simulation:
         learners = list(cs.learners)
         choices: list[tuple[str, ConfChange | ConfChangeV2]] = []
         new_id = self._next_id
-        choices.append(("add-learner", ConfChange(ConfChangeType.ADD_LEARNER_NODE, new_id)))
+        choices.append(
+            ("add-learner", ConfChange(ConfChangeType.ADD_LEARNER_NODE, new_id))
+        )
         if learners and len(cs.voters) < self._max_voters:
             lid = self.rng.choice(learners)
             choices.append(("promote", _v2(ConfChangeType.ADD_NODE, lid)))
@@ -665,7 +746,12 @@ class Simulation:
                 )
             )
         if learners:
-            choices.append(("remove-learner", ConfChange(ConfChangeType.REMOVE_NODE, self.rng.choice(learners))))
+            choices.append(
+                (
+                    "remove-learner",
+                    ConfChange(ConfChangeType.REMOVE_NODE, self.rng.choice(learners)),
+                )
+            )
         name, cc = self.rng.choice(choices)
         if name == "add-learner":
             if len(self._members()) >= self._max_voters + 2:
@@ -687,7 +773,9 @@ class Simulation:
         self.healing = True
         self._record("heal-all")
         self.net.heal()
-        self.net.faults = LinkFaults(delay=self.profile.faults.delay, jitter=self.profile.faults.jitter)
+        self.net.faults = LinkFaults(
+            delay=self.profile.faults.delay, jitter=self.profile.faults.jitter
+        )
         for node in self.nodes.values():
             node.crash_at = None
             node.paused_until = min(node.paused_until, self.now)
@@ -729,7 +817,9 @@ class Simulation:
         if self._probe not in leader.kv.seen:
             if self.now >= self._probe_retry_at:
                 try:
-                    leader.raw.propose(Put(self._probe, PROBE_KEY, self._probe).encode())
+                    leader.raw.propose(
+                        Put(self._probe, PROBE_KEY, self._probe).encode()
+                    )
                 except ProposalDropped:
                     return False
                 self._probe_retry_at = self.now + PROBE_RETRY
@@ -739,7 +829,8 @@ class Simulation:
         cs = leader.conf_state
         voters = set(cs.voters) | set(cs.voters_outgoing)
         return all(
-            self.nodes[v].raw is not None and self._probe in self.nodes[v].kv.seen for v in sorted(voters)
+            self.nodes[v].raw is not None and self._probe in self.nodes[v].kv.seen
+            for v in sorted(voters)
         )
 
     def _check_history(self) -> None:
@@ -757,7 +848,9 @@ def _over_the_wire(m: Message) -> Message:
     Without it a duplicated delivery would hand the same Entry objects to the core
     twice, and the leader stamps the term and index of proposed entries in place.
     """
-    entries = [Entry(e.term, e.index, e.type, e.data) for e in m.entries] if m.entries else []
+    entries = (
+        [Entry(e.term, e.index, e.type, e.data) for e in m.entries] if m.entries else []
+    )
     return dataclasses.replace(m, entries=entries)
 
 

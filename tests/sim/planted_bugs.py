@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from etcdx.raft import HardState, MessageType, RawNode, ReadState
+from etcdx.raft import HardState, MessageType, RawNode
 
 
 def count_stale_term_votes(node: RawNode) -> None:
@@ -56,7 +56,9 @@ def skip_persisting_the_vote(node: RawNode) -> None:
     def buggy_ready():
         rd = ready()
         if rd.hard_state is not None:
-            rd.hard_state = HardState(term=rd.hard_state.term, commit=rd.hard_state.commit)
+            rd.hard_state = HardState(
+                term=rd.hard_state.term, commit=rd.hard_state.commit
+            )
         return rd
 
     node.ready = buggy_ready
@@ -103,7 +105,6 @@ def grant_votes_to_stale_logs(node: RawNode) -> None:
     raft.step = buggy_step
 
 
-
 def apply_one_entry_past_commit(node: RawNode) -> None:
     """An off-by-one hands the host the entry after the commit index for applying."""
     raft = node.raft
@@ -113,7 +114,11 @@ def apply_one_entry_past_commit(node: RawNode) -> None:
         rd = ready()
         log = raft.log
         nxt = log.committed + 1
-        if rd.committed_entries and nxt <= log.last_index() and rd.committed_entries[-1].index == nxt - 1:
+        if (
+            rd.committed_entries
+            and nxt <= log.last_index()
+            and rd.committed_entries[-1].index == nxt - 1
+        ):
             rd.committed_entries = [*rd.committed_entries, *log.slice(nxt, nxt + 1)]
             log.applying_to(nxt)
         return rd

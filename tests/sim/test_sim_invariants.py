@@ -15,10 +15,15 @@ from etcdx.sim.invariants import (
 
 
 def _log(*terms: int, data: bytes = b"x") -> list[Entry]:
-    return [Entry(term=t, index=i, data=data + bytes([i])) for i, t in enumerate(terms, start=1)]
+    return [
+        Entry(term=t, index=i, data=data + bytes([i]))
+        for i, t in enumerate(terms, start=1)
+    ]
 
 
-def _persist(mon: SafetyMonitor, node: int, disk: MemoryStorage, entries: list[Entry]) -> None:
+def _persist(
+    mon: SafetyMonitor, node: int, disk: MemoryStorage, entries: list[Entry]
+) -> None:
     mon.entries_persisting(node, disk, disk.hard_state.commit, entries)
     disk.append(entries)
 
@@ -26,7 +31,9 @@ def _persist(mon: SafetyMonitor, node: int, disk: MemoryStorage, entries: list[E
 def test_two_leaders_in_one_term_break_election_safety():
     mon = SafetyMonitor()
     mon.leader_elected(1, 3, MemoryStorage(), [[1]])
-    mon.leader_elected(1, 3, MemoryStorage(), [[1]])  # the same leader seen twice is fine
+    mon.leader_elected(
+        1, 3, MemoryStorage(), [[1]]
+    )  # the same leader seen twice is fine
     with pytest.raises(Violation) as v:
         mon.leader_elected(2, 3, MemoryStorage(), [[2]])
     assert v.value.kind == ELECTION_SAFETY
@@ -36,7 +43,12 @@ def test_same_index_and_term_with_different_data_breaks_log_matching():
     mon = SafetyMonitor()
     _persist(mon, 1, MemoryStorage(), _log(1, 1, 2))
     with pytest.raises(Violation) as v:
-        _persist(mon, 2, MemoryStorage(), _log(1, 1) + [Entry(term=2, index=3, data=b"other")])
+        _persist(
+            mon,
+            2,
+            MemoryStorage(),
+            _log(1, 1) + [Entry(term=2, index=3, data=b"other")],
+        )
     assert v.value.kind == LOG_MATCHING
 
 

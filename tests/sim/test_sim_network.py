@@ -1,5 +1,6 @@
 """The simulated network loses, duplicates and cuts messages exactly as configured."""
 
+import itertools
 import random
 
 from etcdx.sim.network import LinkFaults, Network
@@ -19,7 +20,7 @@ def test_reliable_link_delivers_one_copy_within_delay_and_jitter():
 def test_jitter_lets_later_messages_overtake_earlier_ones():
     net = _net(delay=1, jitter=10)
     delays = [net.transmit(1, 2)[0] for _ in range(50)]
-    assert any(later < earlier for earlier, later in zip(delays, delays[1:]))
+    assert any(later < earlier for earlier, later in itertools.pairwise(delays))
 
 
 def test_symmetric_partition_drops_both_ways_and_only_across_groups():

@@ -4,9 +4,9 @@ Each test runs seeds until the first violation (printing it) and checks that it
 is the expected kind; a bug must be caught within a bounded number of seeds.
 """
 
+import planted_bugs
 import pytest
 
-import planted_bugs
 from etcdx.sim.invariants import (
     ELECTION_SAFETY,
     LEADER_COMPLETENESS,
@@ -21,12 +21,18 @@ from etcdx.sim.simulation import Options, RunResult, Simulation
 STEPS = 6000
 
 
-def _first_violation(bug, profiles: list[str], seeds: int, sizes=(3, 5, 7)) -> RunResult:
+def _first_violation(
+    bug, profiles: list[str], seeds: int, sizes=(3, 5, 7)
+) -> RunResult:
     for seed in range(seeds):
         nodes, profile = combo(seed, sizes, profiles)
-        result = Simulation(seed, nodes, PROFILES[profile], Options(steps=STEPS, on_raw_node=bug)).run()
+        result = Simulation(
+            seed, nodes, PROFILES[profile], Options(steps=STEPS, on_raw_node=bug)
+        ).run()
         if not result.ok:
-            print(f"{bug.__name__}: seed {seed} ({nodes} nodes, {profile}): {result.violation}")
+            print(
+                f"{bug.__name__}: seed {seed} ({nodes} nodes, {profile}): {result.violation}"
+            )
             return result
     pytest.fail(f"{bug.__name__} went unnoticed in {seeds} seeds of {profiles}")
 
@@ -34,13 +40,38 @@ def _first_violation(bug, profiles: list[str], seeds: int, sizes=(3, 5, 7)) -> R
 @pytest.mark.parametrize(
     "bug, kind, profiles, seeds",
     [
-        (planted_bugs.vote_twice_in_one_term, ELECTION_SAFETY, ["lossy", "elections", "chaos"], 40),
+        (
+            planted_bugs.vote_twice_in_one_term,
+            ELECTION_SAFETY,
+            ["lossy", "elections", "chaos"],
+            40,
+        ),
         (planted_bugs.skip_persisting_the_vote, ELECTION_SAFETY, ["elections"], 100),
-        (planted_bugs.count_stale_term_votes, ELECTION_SAFETY, ["lossy", "elections"], 150),
-        (planted_bugs.accept_appends_without_matching_previous_entry, LOG_MATCHING, ["membership", "partitions", "chaos"], 60),
-        (planted_bugs.grant_votes_to_stale_logs, LEADER_COMPLETENESS, ["lossy", "partitions", "chaos"], 40),
+        (
+            planted_bugs.count_stale_term_votes,
+            ELECTION_SAFETY,
+            ["lossy", "elections"],
+            150,
+        ),
+        (
+            planted_bugs.accept_appends_without_matching_previous_entry,
+            LOG_MATCHING,
+            ["membership", "partitions", "chaos"],
+            60,
+        ),
+        (
+            planted_bugs.grant_votes_to_stale_logs,
+            LEADER_COMPLETENESS,
+            ["lossy", "partitions", "chaos"],
+            40,
+        ),
         (planted_bugs.apply_one_entry_past_commit, STATE_MACHINE_SAFETY, ["calm"], 5),
-        (planted_bugs.read_index_without_quorum_round, LINEARIZABILITY, ["pauses", "chaos"], 100),
+        (
+            planted_bugs.read_index_without_quorum_round,
+            LINEARIZABILITY,
+            ["pauses", "chaos"],
+            100,
+        ),
     ],
     ids=lambda v: getattr(v, "__name__", None),
 )
