@@ -25,7 +25,10 @@ store returns at that point. A multi-key read (a range) is the same as one read
 per key at the same header revision, so it is split into per-key reads of every
 key the history mentions under the prefix.
 
-Writes whose revision is unknown (indeterminate ones, lease revocations, whose
+Lost responses are narrowed down first (``resolve_lost_writes``): a lost put
+that a read saw gets its revision and a finite return time, lost reads and, when
+every revision is accounted for, unseen lost writes are dropped. Writes whose
+revision stays unknown (the remaining lost ones, lease revocations, whose
 deletions carry no revision in the response) only get a lower bound on their
 revision, bound later by a read that returns their mod_revision. For those the
 check is looser than exact: the per-key position is checked, the global revision
@@ -36,120 +39,33 @@ A fresh etcd store is at revision 1, so the first write creates revision 2.
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
+from etcdx.check.etcd_ops import (
+    FRESH_STORE_REVISION,
+    Change,
+    Compare,
+    Delete,
+    DeleteResult,
+    Get,
+    GetResult,
+    KeyValue,
+    LeaseRevoke,
+    Put,
+    PutResult,
+    Range,
+    Revision,
+    Txn,
+    TxnResult,
+    Unknown,
+    describe_etcd,
+    describe_result,
+)
+from etcdx.check.etcd_revisions import narrow_to_revision_order, resolve_lost_writes, revision_violations
 from etcdx.check.linearizability import Operation
-
-FRESH_STORE_REVISION = 1
-
-
-@dataclass(frozen=True, slots=True)
-class Unknown:
-    """A revision not known yet, other than that it is above ``after``."""
-
-    after: int
-
-    def __repr__(self) -> str:
-        return f">{self.after}"
-
-
-Revision = int | Unknown
-
-
-@dataclass(frozen=True, slots=True)
-class KeyValue:
-    value: Hashable
-    create_revision: Revision
-    mod_revision: Revision
-    version: int
-    lease: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Put:
-    key: str
-    value: Hashable
-    lease: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Get:
-    key: str
-
-
-@dataclass(frozen=True, slots=True)
-class Delete:
-    key: str
-
-
-@dataclass(frozen=True, slots=True)
-class Range:
-    """Read every key that starts with ``prefix``."""
-
-    prefix: str
-
-
-@dataclass(frozen=True, slots=True)
-class Compare:
-    """etcd's Compare on one key; ``target`` is value, version, create or mod."""
-
-    key: str
-    target: str
-    result: str  # "=", "!=", "<" or ">"
-    operand: Hashable
-
-
-@dataclass(frozen=True, slots=True)
-class Txn:
-    """A single-key transaction: every branch op must be on ``compare.key``."""
-
-    compare: Compare
-    success: Put | Delete | Get | None
-    failure: Put | Delete | Get | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class LeaseRevoke:
-    """Revoking a lease deletes the keys attached to it."""
-
-    lease: int
-
-
-@dataclass(frozen=True, slots=True)
-class PutResult:
-    revision: int
-
-
-@dataclass(frozen=True, slots=True)
-class GetResult:
-    kv: KeyValue | None
-    revision: int
-
-
-@dataclass(frozen=True, slots=True)
-class DeleteResult:
-    deleted: int
-    revision: int
-
-
-@dataclass(frozen=True, slots=True)
-class RangeResult:
-    kvs: Mapping[str, KeyValue]
-    revision: int
-
-
-@dataclass(frozen=True, slots=True)
-class TxnResult:
-    """``kv`` answers a Get branch, ``deleted`` a Delete branch."""
-
-    succeeded: bool
-    revision: int
-    kv: KeyValue | None = None
-    deleted: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,10 +88,30 @@ class _KeyState(NamedTuple):
 
 
 class EtcdModel:
-    def __init__(self, initial_revision: int = FRESH_STORE_REVISION) -> None:
+    """etcd's KV API on one store that starts at ``initial_revision``.
+
+    ``changes``, every change of every revision a watch over all keys
+    reported (``watch.revision_log``), pins down exactly which lost writes took
+    effect and where; without it, only reads do.
+    """
+
+    def __init__(
+        self,
+        initial_revision: int = FRESH_STORE_REVISION,
+        changes: Mapping[int, Sequence[Change]] | None = None,
+    ) -> None:
         self.initial_revision = initial_revision
+        self.changes = changes
+        self._real_times: dict[int, tuple[float, float]] = {}
 
     def partition(self, history: list[Operation]) -> list[list[Operation]]:
+        resolved = resolve_lost_writes(history, self.initial_revision, self.changes)
+        history = narrow_to_revision_order(resolved)
+        self._real_times = {
+            id(new): (old.call, old.return_time)
+            for new, old in zip(history, resolved)
+            if (new.call, new.return_time) != (old.call, old.return_time)
+        }
         keys = {_key_of(op.input) for op in history if not isinstance(op.input, (Range, LeaseRevoke))}
         leased: dict[int, set[str]] = defaultdict(set)
         for op in history:
@@ -199,84 +135,30 @@ class EtcdModel:
         return list(by_key.values())
 
     def history_violations(self, history: list[Operation]) -> list[str]:
-        return revision_violations(history, self.initial_revision)
+        resolved = resolve_lost_writes(history, self.initial_revision, self.changes)
+        return revision_violations(resolved, self.initial_revision)
 
     def init(self) -> Hashable:
         return _KeyState(None, self.initial_revision)
 
     def step(self, state: _KeyState, input: Any, output: Any) -> tuple[bool, Hashable]:
-        if isinstance(input, Get):
-            return _read(state, output)
-        if isinstance(input, Put):
-            return _put(state, input, output)
-        if isinstance(input, Delete):
-            return _delete(state, output)
-        if isinstance(input, Txn):
-            return _txn(state, input, output)
-        if isinstance(input, _RangeSlice):
-            return _read(state, output)
-        if isinstance(input, _RevokeSlice):
-            if state.kv is not None and state.kv.lease == input.lease:
-                return True, _KeyState(None, state.floor + 1)
-            return True, state
-        raise TypeError(f"not an etcd operation: {input!r}")
+        step = _STEPS.get(type(input))
+        if step is None:
+            raise TypeError(f"not an etcd operation: {input!r}")
+        return step(state, input, output)
 
     def describe(self, op: Operation) -> str:
-        return describe_etcd(op.input, op.output)
-
-
-def describe_etcd(input: Any, output: Any) -> str:
-    """A one-line rendering of an operation in etcd terms."""
-    if isinstance(input, Put):
-        lease = f", lease={input.lease:x}" if input.lease else ""
-        return f"put({input.key!r}, {input.value!r}{lease}) -> {_result(output)}"
-    if isinstance(input, Get):
-        return f"get({input.key!r}) -> {_result(output)}"
-    if isinstance(input, Delete):
-        return f"delete({input.key!r}) -> {_result(output)}"
-    if isinstance(input, _RangeSlice):
-        return f"range({input.whole.prefix!r}) at key {input.key!r} -> {_result(output)}"
-    if isinstance(input, Range):
-        return f"range({input.prefix!r}) -> {_result(output)}"
-    if isinstance(input, Txn):
-        c = input.compare
-        return (
-            f"txn(if {c.target}({c.key!r}) {c.result} {c.operand!r} then {input.success} "
-            f"else {input.failure}) -> {_result(output)}"
-        )
-    if isinstance(input, (LeaseRevoke, _RevokeSlice)):
-        return f"lease revoke {input.lease:x}"
-    return f"{input!r} -> {output!r}"
-
-
-def _result(output: Any) -> str:
-    if output is None:
-        return "?"
-    if isinstance(output, PutResult):
-        return f"rev {output.revision}"
-    if isinstance(output, GetResult):
-        return f"{_kv(output.kv)} @ rev {output.revision}"
-    if isinstance(output, DeleteResult):
-        return f"deleted {output.deleted} @ rev {output.revision}"
-    if isinstance(output, RangeResult):
-        kvs = ", ".join(f"{k!r}: {_kv(v)}" for k, v in sorted(output.kvs.items()))
-        return f"{{{kvs}}} @ rev {output.revision}"
-    if isinstance(output, TxnResult):
-        outcome = "succeeded" if output.succeeded else "failed"
-        read = f" {_kv(output.kv)}" if output.kv is not None else ""
-        deleted = f" deleted {output.deleted}" if output.deleted else ""
-        return f"{outcome}{read}{deleted} @ rev {output.revision}"
-    return repr(output)
-
-
-def _kv(kv: KeyValue | None) -> str:
-    if kv is None:
-        return "absent"
-    lease = f" lease {kv.lease:x}" if kv.lease else ""
-    return (
-        f"{kv.value!r} (create {kv.create_revision!r}, mod {kv.mod_revision!r}, "
-        f"version {kv.version}{lease})"
-    )
+        input = op.input
+        if isinstance(input, _RangeSlice):
+            text = f"range({input.whole.prefix!r}) at key {input.key!r} -> {describe_result(op.output)}"
+        elif isinstance(input, _RevokeSlice):
+            text = f"lease revoke {input.lease:x} at key {input.key!r}"
+        else:
+            text = describe_etcd(input, op.output)
+        real = self._real_times.get(id(op))
+        if real is not None:
+            text += f"  (interval narrowed by revision order; real [{real[0]:g}, {real[1]:g}])"
+        return text
 
 
 def _key_of(input: Any) -> str:
@@ -423,110 +305,17 @@ def _bind_compare(state: _KeyState, compare: Compare) -> _KeyState | None:
     return state
 
 
-def _footprint(input: Any, output: Any) -> tuple[str, int] | None:
-    """("write", revision) or ("read", header revision) for a response, or None if unknown."""
-    if output is None or isinstance(input, LeaseRevoke):
-        return None
-    if isinstance(input, Put):
-        return "write", output.revision
-    if isinstance(input, Delete):
-        return ("write" if output.deleted else "read"), output.revision
-    if isinstance(input, Txn):
-        branch = input.success if output.succeeded else input.failure
-        writes = isinstance(branch, Put) or (isinstance(branch, Delete) and output.deleted)
-        return ("write" if writes else "read"), output.revision
-    return "read", output.revision
+def _revoke(state: _KeyState, input: _RevokeSlice, output: Any) -> tuple[bool, _KeyState]:
+    if state.kv is not None and state.kv.lease == input.lease:
+        return True, _KeyState(None, state.floor + 1)
+    return True, state
 
 
-def _may_write(input: Any) -> bool:
-    if isinstance(input, Txn):
-        return any(isinstance(b, (Put, Delete)) for b in (input.success, input.failure))
-    return isinstance(input, (Put, Delete, LeaseRevoke))
-
-
-def revision_violations(history: list[Operation], initial_revision: int = FRESH_STORE_REVISION) -> list[str]:
-    """The whole-history revision checks, one line per violation.
-
-    Runs in O(n log n): unique write revisions, no unexplained gaps, and
-    revisions non-decreasing along real time (strictly increasing into a write).
-    """
-    problems: list[str] = []
-    known = [(op, *fp) for op in history if (fp := _footprint(op.input, op.output))]
-    writer: dict[int, Operation] = {}
-    for op, kind, revision in known:
-        if revision < initial_revision or (kind == "write" and revision == initial_revision):
-            problems.append(f"revision {revision} is at or before the initial revision: {_brief(op)}")
-        if kind != "write":
-            continue
-        if revision in writer:
-            problems.append(f"revision {revision} created twice: by {_brief(writer[revision])} and by {_brief(op)}")
-        writer[revision] = op
-    problems += _unexplained_gaps(history, known, writer, initial_revision)
-    problems += _real_time_inversions(known)
-    return problems
-
-
-def _unexplained_gaps(
-    history: list[Operation],
-    known: list[tuple[Operation, str, int]],
-    writer: dict[int, Operation],
-    initial_revision: int,
-) -> list[str]:
-    """Every revision up to the highest seen was created by some write.
-
-    A revision without an acknowledged write must be taken by a write of
-    unknown outcome that was called before the first response showing that
-    revision returned. Deadlines only grow with the revision, so handing the
-    earliest-called candidates to the lowest gaps is an optimal matching.
-    """
-    if not known:
-        return []
-    by_revision = sorted(known, key=lambda k: k[2])
-    earliest_return_from = [math.inf] * (len(by_revision) + 1)
-    for i in range(len(by_revision) - 1, -1, -1):
-        earliest_return_from[i] = min(earliest_return_from[i + 1], by_revision[i][0].return_time)
-    candidates = sorted(
-        (op.call for op in history if _may_write(op.input) and _footprint(op.input, op.output) is None)
-    )
-    used = 0
-    cursor = 0
-    for gap in range(initial_revision + 1, by_revision[-1][2] + 1):
-        if gap in writer:
-            continue
-        while by_revision[cursor][2] < gap:
-            cursor += 1
-        deadline = earliest_return_from[cursor]
-        if used < len(candidates) and candidates[used] <= deadline:
-            used += 1
-            continue
-        witness = by_revision[cursor][0]
-        return [f"revision {gap} was created by no write that could have taken it, yet {_brief(witness)} saw it"]
-    return []
-
-
-def _real_time_inversions(known: list[tuple[Operation, str, int]]) -> list[str]:
-    """If A returned before B was called then rev(A) <= rev(B), strictly if B writes."""
-    events = sorted(
-        [(op.call, 0, n) for n, (op, _, _) in enumerate(known)]
-        + [(op.return_time, 1, n) for n, (op, _, _) in enumerate(known) if op.return_time < math.inf]
-    )
-    highest: int | None = None
-    highest_op: Operation | None = None
-    for _, is_return, n in events:
-        op, kind, revision = known[n]
-        if is_return:
-            if highest is None or revision > highest:
-                highest, highest_op = revision, op
-            continue
-        if highest is None or highest_op is None:
-            continue
-        if revision < highest or (kind == "write" and revision == highest):
-            return [
-                f"revision went backwards in real time: {_brief(highest_op)} returned "
-                f"at {highest_op.return_time:g} before {_brief(op)} was called at {op.call:g}"
-            ]
-    return []
-
-
-def _brief(op: Operation) -> str:
-    return f"client {op.client_id} {describe_etcd(op.input, op.output)}"
+_STEPS: dict[type, Callable[[_KeyState, Any, Any], tuple[bool, _KeyState]]] = {
+    Get: lambda state, input, output: _read(state, output),
+    _RangeSlice: lambda state, input, output: _read(state, output),
+    Put: _put,
+    Delete: lambda state, input, output: _delete(state, output),
+    Txn: _txn,
+    _RevokeSlice: _revoke,
+}

@@ -152,8 +152,12 @@ def _search(model: Model, ops: list[Operation], deadline: float) -> str | None:
     state: Hashable = model.init()
     bits = 0
     seen: set[tuple[int, Hashable]] = {(bits, state)}
-    stack: list[tuple[int, Hashable]] = []
-    best: tuple[list[int], Hashable, int | None] | None = None
+    # The stack of linearized calls is a persistent linked list of
+    # (call entry, state before it, rest), so remembering the deepest one
+    # reached, for the explanation, costs nothing.
+    stack: tuple | None = None
+    depth = 0
+    best: tuple[tuple | None, int, Hashable, int | None] | None = None
     iterations = 0
     entry = nxt[0]
     while required_left:
@@ -162,12 +166,17 @@ def _search(model: Model, ops: list[Operation], deadline: float) -> str | None:
             raise _Timeout
         if entry == -1 or not (is_call[entry] or optional[op_of[entry]]):
             # Stuck: an operation returned without being linearized.
-            if best is None or len(stack) > len(best[0]):
-                stuck = None if entry == -1 else op_of[entry]
-                best = ([op_of[e] for e, _ in stack], state, stuck)
-            if not stack:
-                return _explain(model, ops, *best)
-            entry, state = stack.pop()
+            if best is None or depth > best[1]:
+                best = (stack, depth, state, None if entry == -1 else op_of[entry])
+            if stack is None:
+                deepest, _, best_state, stuck = best
+                prefix = []
+                while deepest is not None:
+                    prefix.append(op_of[deepest[0]])
+                    deepest = deepest[2]
+                return _explain(model, ops, prefix[::-1], best_state, stuck)
+            entry, state, stack = stack
+            depth -= 1
             i = op_of[entry]
             bits ^= 1 << i
             ret = return_entry[i]
@@ -186,7 +195,8 @@ def _search(model: Model, ops: list[Operation], deadline: float) -> str | None:
                 key = (new_bits, new_state)
                 if key not in seen:
                     seen.add(key)
-                    stack.append((entry, state))
+                    stack = (entry, state, stack)
+                    depth += 1
                     state = new_state
                     bits = new_bits
                     # Unlink the call, then its return (the call is never last).

@@ -1,4 +1,4 @@
-"""Valid concurrent etcd histories, made to test and measure the checkers.
+"""Valid concurrent etcd (and toy KV) histories, made to test and measure the checkers.
 
 Clients issue requests one after another; each request takes effect at one
 instant inside its interval, and a sequential etcd store executed in the order
@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from etcdx.check.etcd_model import (
+from etcdx.check.etcd_ops import (
     FRESH_STORE_REVISION,
+    Change,
     Compare,
     Delete,
     DeleteResult,
@@ -30,8 +32,9 @@ from etcdx.check.etcd_model import (
     Txn,
     TxnResult,
 )
+from etcdx.check.kv_model import KvCas, KvGet, KvInput, KvPut
 from etcdx.check.linearizability import Operation
-from etcdx.check.watch import DELETE, NODELETE, NOPUT, PUT, Change, Event, WatchRequest, WatchResponse
+from etcdx.check.watch import DELETE, NODELETE, NOPUT, PUT, Event, WatchRequest, WatchResponse
 
 
 @dataclass(slots=True)
@@ -167,8 +170,62 @@ def random_etcd_history(
     """A linearizable history of ``operations`` requests from ``clients`` clients.
 
     Keys are ``k/<group>/<n>`` in groups of ten so ranges read one group.
+    Values are unique, as a test harness makes them.
+    """
+    store = SequentialEtcd()
+    lease_ids = [0, 0, 0, 7, 8] if leases else [0]
+    history = _run(
+        rng, operations, clients, indeterminate,
+        lambda number: _random_input(rng, number, keys, lease_ids), store.apply,
+    )
+    return SyntheticHistory(history, store)
+
+
+def random_kv_history(
+    rng: random.Random, operations: int, keys: int = 100, clients: int = 8, indeterminate: float = 0.0
+) -> list[Operation]:
+    """The same kind of history for the toy ``KvModel``: puts, gets and compare-and-swaps."""
+    store: dict[str, Any] = {}
+
+    def make(number: int) -> KvInput:
+        key = f"k{rng.randrange(keys)}"
+        kind = rng.random()
+        if kind < 0.4:
+            return KvPut(key, number)
+        if kind < 0.8:
+            return KvGet(key)
+        expected = store.get(key) if rng.random() < 0.5 else number - 1
+        return KvCas(key, expected, number)
+
+    def apply(input: KvInput) -> Any:
+        if isinstance(input, KvPut):
+            store[input.key] = input.value
+            return None
+        if isinstance(input, KvGet):
+            return store.get(input.key)
+        swapped = store.get(input.key) == input.expected
+        if swapped:
+            store[input.key] = input.new
+        return swapped
+
+    return _run(rng, operations, clients, indeterminate, make, apply)
+
+
+def _run(
+    rng: random.Random,
+    operations: int,
+    clients: int,
+    indeterminate: float,
+    make: Callable[[int], Any],
+    apply: Callable[[Any], Any],
+) -> list[Operation]:
+    """Schedule requests per client, then execute them in the order of the
+    instants at which they take effect.
+
+    Each client waits for a response (exponential latency, mean 1) and thinks
+    (mean 1/4) before its next request, so about ``clients`` requests overlap.
     With probability ``indeterminate`` a request loses its response; half of
-    those still take effect. Values are unique, as a test harness makes them.
+    those still take effect.
     """
     planned: list[tuple[float, int, float, float, bool]] = []
     clock = [rng.uniform(0, 1) for _ in range(clients)]
@@ -176,22 +233,17 @@ def random_etcd_history(
         client = n % clients
         call = clock[client]
         latency = rng.expovariate(1.0)
-        lost = rng.random() < indeterminate
-        effect = call + rng.uniform(0, latency)
-        planned.append((effect, client, call, call + latency, lost))
+        planned.append((call + rng.uniform(0, latency), client, call, call + latency, rng.random() < indeterminate))
         clock[client] = call + latency + rng.expovariate(4.0)
-    store = SequentialEtcd()
     history = []
-    lease_ids = [0, 0, 0, 7, 8]  if leases else [0]
-    for number, (effect, client, call, ret, lost) in enumerate(sorted(planned)):
-        input = _random_input(rng, number, keys, lease_ids)
-        takes_effect = not lost or rng.random() < 0.5
-        output = store.apply(input) if takes_effect else None
+    for number, (_, client, call, ret, lost) in enumerate(sorted(planned)):
+        input = make(number)
+        output = apply(input) if not lost or rng.random() < 0.5 else None
         if lost:
             output, ret = None, math.inf
         history.append(Operation(client, input, call, output, ret))
     history.sort(key=lambda op: op.call)
-    return SyntheticHistory(history, store)
+    return history
 
 
 def _random_input(rng: random.Random, number: int, keys: int, lease_ids: list[int]) -> Any:

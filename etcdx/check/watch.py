@@ -23,21 +23,12 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from etcdx.check.etcd_model import FRESH_STORE_REVISION, KeyValue
+from etcdx.check.etcd_ops import FRESH_STORE_REVISION, Change, KeyValue
 
 PUT = "PUT"
 DELETE = "DELETE"
 NOPUT = "NOPUT"
 NODELETE = "NODELETE"
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """What one write did to one key; ``value`` None means the key was deleted."""
-
-    key: str
-    value: Hashable | None
-    lease: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +135,21 @@ def check_watches(
         name = watcher.name or f"watcher {number}"
         violations += [f"{name}: {v}" for v in _check_watcher(watcher, history)]
     return violations
+
+
+def revision_log(writes: Mapping[int, Sequence[Change]], watchers: Sequence[Watcher]) -> dict[int, list[Change]]:
+    """``writes`` with the revisions only watchers saw filled in from their events.
+
+    Complete for every revision it lists when some watcher watched every key
+    without filters, which is what ``EtcdModel(changes=...)`` needs; check the
+    streams with ``check_watches`` first.
+    """
+    log = {revision: list(changes) for revision, changes in writes.items()}
+    observed, _ = _observed(watchers)
+    for revision, events in observed.items():
+        if revision not in log:
+            log[revision] = [Change(e.key, e.value if e.type == PUT else None, e.lease) for e in events.values()]
+    return dict(sorted(log.items()))
 
 
 def _observed(

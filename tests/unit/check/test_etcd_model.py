@@ -8,11 +8,11 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from etcdx.check.etcd_model import (
+from etcdx.check.etcd_model import EtcdModel
+from etcdx.check.etcd_ops import (
     Compare,
     Delete,
     DeleteResult,
-    EtcdModel,
     Get,
     GetResult,
     KeyValue,

@@ -8,7 +8,7 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from etcdx.check.etcd_model import Delete, LeaseRevoke, Put
+from etcdx.check.etcd_ops import LeaseRevoke, Put
 from etcdx.check.synthetic import SequentialEtcd, random_etcd_history
 from etcdx.check.watch import (
     DELETE,
