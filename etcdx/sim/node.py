@@ -63,7 +63,9 @@ class SimNode:
     def alive(self) -> bool:
         return self.raw is not None
 
-    def start(self, rng: random.Random, election_tick: int, pre_vote: bool) -> RawNode:
+    def start(
+        self, rng: random.Random, election_tick: int, pre_vote: bool, max_msg_size: int
+    ) -> RawNode:
         """Boot the process from what is on disk."""
         snap = self.disk.snapshot()
         hs, cs = self.disk.initial_state()
@@ -81,6 +83,7 @@ class SimNode:
                 heartbeat_tick=1,
                 applied=snap.metadata.index,
                 pre_vote=pre_vote,
+                max_size_per_msg=max_msg_size,
                 rand=random.Random(rng.getrandbits(64)),
             )
         )

@@ -108,6 +108,11 @@ class Options:
     trace_keep: int = 200
     digest: bool = False
     check_timeout: float = 10.0
+    clients: int = CLIENTS
+    pre_vote: bool | None = None  # None: decided by the seed
+    max_msg_size: int = (
+        1 << 20
+    )  # entry bytes per append; tiny values send one entry at a time
     on_raw_node: Callable[[RawNode], None] | None = field(default=None)
 
 
@@ -126,6 +131,8 @@ class Simulation:
         # Pre-vote is on by default in etcd but can be turned off; without it elections
         # collide far more often, which is where vote-handling bugs show.
         self.pre_vote = self.rng.random() < PRE_VOTE_SHARE
+        if self.options.pre_vote is not None:
+            self.pre_vote = self.options.pre_vote
         self.trace = Trace(self.options.trace_keep, self.options.digest)
         self.monitor = SafetyMonitor()
         self.history = History()
@@ -152,7 +159,7 @@ class Simulation:
             f"profile={profile.name}",
             f"pre_vote={self.pre_vote}",
         )
-        self.clients = [_Client(c) for c in range(CLIENTS)]
+        self.clients = [_Client(c) for c in range(self.options.clients)]
         for c in self.clients:
             self._push(self.rng.randint(1, 5 * TICK), _CLIENT, c, None)
         if self._nemesis_active():
@@ -219,6 +226,36 @@ class Simulation:
     def _record(self, kind: str, *fields: object) -> None:
         self.trace.record(self.step_no, self.now, kind, *fields)
 
+    # ---- scripted scenarios -----------------------------------------------------------------
+
+    def step_until(self, done: Callable[[], bool], max_steps: int = 20_000) -> None:
+        """Step until ``done()`` holds; a scenario that does not get there fails loudly."""
+        for _ in range(max_steps):
+            if done():
+                return
+            self.step()
+        raise AssertionError(
+            f"condition not reached in {max_steps} steps:\n{self.trace.render(40)}"
+        )
+
+    def propose(self, node_id: int, data: bytes) -> None:
+        node = self.nodes[node_id]
+        assert node.raw is not None
+        node.raw.propose(data)
+        self._drain(node)
+
+    def campaign(self, node_id: int) -> None:
+        node = self.nodes[node_id]
+        assert node.raw is not None
+        node.raw.campaign()
+        self._drain(node)
+
+    def crash(self, node_id: int) -> None:
+        self._crash(self.nodes[node_id], None)
+
+    def restart(self, node_id: int) -> None:
+        self._restart(self.nodes[node_id])
+
     # ---- nodes and the host loop ---------------------------------------------------------
 
     def _add_node(self, node: SimNode) -> None:
@@ -229,7 +266,9 @@ class Simulation:
         )
 
     def _start(self, node: SimNode) -> None:
-        raw = node.start(self.rng, ELECTION_TICK, self.pre_vote)
+        raw = node.start(
+            self.rng, ELECTION_TICK, self.pre_vote, self.options.max_msg_size
+        )
         if self.options.on_raw_node is not None:
             self.options.on_raw_node(raw)
         self.monitor.restored(node.id, node.kv.applied)
