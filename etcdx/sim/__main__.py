@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"FAILED seeds: {' '.join(str(r.seed) for r in summary.failures)}")
         return 1
     print(
-        f"all {summary.runs} seeds passed in {summary.seconds:.1f}s ({summary.cpu_seconds:.1f}s of CPU)"
+        f"all {summary.runs} seeds passed in {summary.seconds:.1f}s ({summary.cpu_seconds:.1f}s of CPU); "
+        f"slowest recovery after healing: {summary.max_recovery_ticks} ticks"
     )
     return 0
 

@@ -35,6 +35,7 @@ class Summary:
     ticks: int = 0
     operations: int = 0
     undecided: int = 0
+    max_recovery_ticks: int = 0
     failures: list[RunResult] = field(default_factory=list)
     seconds: float = 0.0
     cpu_seconds: float = 0.0
@@ -57,6 +58,9 @@ def run_seeds(
         summary.ticks += result.ticks
         summary.operations += result.operations
         summary.undecided += result.linearizability_undecided
+        summary.max_recovery_ticks = max(
+            summary.max_recovery_ticks, result.recovery_ticks
+        )
         if not result.ok:
             summary.failures.append(result)
         summary.seconds = time.monotonic() - started

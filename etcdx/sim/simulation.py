@@ -85,6 +85,7 @@ class RunResult:
     violation: Violation | None
     trace: str
     linearizability_undecided: bool = False
+    recovery_ticks: int = 0  # from healing to the probe applied on every voter
 
     @property
     def ok(self) -> bool:
@@ -149,6 +150,7 @@ class Simulation:
         self._probe: int | None = None
         self._probe_retry_at = 0
         self._undecided = False
+        self.recovery_ticks = 0
         for nid in range(1, nodes + 1):
             disk = MemoryStorage()
             RawNode.bootstrap(disk, list(range(1, nodes + 1)))
@@ -194,6 +196,7 @@ class Simulation:
             violation,
             self.trace.render(),
             self._undecided,
+            self.recovery_ticks,
         )
 
     def step(self) -> None:
@@ -824,13 +827,19 @@ class Simulation:
 
     def _await_liveness(self) -> None:
         """A leader must emerge and commit a fresh write on every live voter in time."""
+        healed = self.now
         deadline = self.now + self.options.liveness_ticks * TICK
         next_probe = self.now
         while self.now < deadline:
             if self.now >= next_probe:
                 next_probe = self.now + TICK
                 if self._liveness_reached():
-                    self._record("live", f"probe={self._probe}")
+                    self.recovery_ticks = (self.now - healed) // TICK
+                    self._record(
+                        "live",
+                        f"probe={self._probe}",
+                        f"after {self.recovery_ticks} ticks",
+                    )
                     return
             self.step()
         leader = self._leader()

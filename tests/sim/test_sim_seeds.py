@@ -13,7 +13,8 @@ def test_every_seed_keeps_raft_safe_live_and_linearizable(capsys):
     with capsys.disabled():
         print(
             f"\nsim: {summary.runs} seeds x {STEPS} steps, {summary.ticks} ticks, "
-            f"{summary.operations} client ops in {summary.seconds:.1f}s ({summary.cpu_seconds:.1f}s of CPU)"
+            f"{summary.operations} client ops in {summary.seconds:.1f}s ({summary.cpu_seconds:.1f}s of CPU), "
+            f"slowest recovery {summary.max_recovery_ticks} ticks"
         )
         for failure in summary.failures:
             report_failure(failure, STEPS)
