@@ -284,6 +284,7 @@ class Simulation:
             and node.paused_until <= self.now
             and node.clock_stalled_until <= self.now
         ):
+            self._record("tick", f"n{node.id}")
             node.raw.tick()
             self._drain(node)
         self._push(period, _TICK, node, period)
