@@ -64,12 +64,30 @@ def main() -> None:
         store.range(b"/registry/bench/%012d" % i)
     get_s = time.process_time() - cpu_started
 
+    # Overwrite some keys, then compact away their old revisions.
+    rewrites = min(args.keys, 100_000)
+    for first in range(0, rewrites, args.batch):
+        with backend.write() as txn:
+            for i in range(first, min(first + args.batch, rewrites)):
+                w = store.write(txn)
+                w.put(b"/registry/bench/%012d" % i, value)
+                w.end()
+    cpu_started = time.process_time()
+    with backend.write() as txn:
+        store.compact(store.current_revision, txn)
+    done = False
+    while not done:
+        with backend.write() as txn:
+            done = store.compact_step(txn, 1000)
+    compact_s = time.process_time() - cpu_started
+
     print(f"puts            {args.keys} x {args.value_size} B, {args.batch} per backend txn")
     print(f"put rate        {args.keys / elapsed:,.0f} puts/s wall ({elapsed:.1f} s), "
           f"{args.keys / cpu:,.0f} puts per CPU-second")
     print(f"count range     {count} keys in {count_s:.2f} CPU-s")
     print(f"range limit     {len(sample.kvs)} kvs (and the count) in {range_s:.2f} CPU-s")
     print(f"single gets     {gets / get_s:,.0f} per CPU-second")
+    print(f"compaction      of {rewrites} superseded revisions in {compact_s:.2f} CPU-s")
     print(f"db size         {backend.size() / 2**20:,.0f} MiB "
           f"({backend.size_in_use() / 2**20:,.0f} MiB in use)")
     print(f"rss             {rss_mib():,.0f} MiB now ({rss_mib('RssAnon'):,.0f} MiB anonymous, "
