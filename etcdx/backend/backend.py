@@ -48,6 +48,7 @@ class Backend:
         )
         self._dbs = {name: self._env.open_db(name, create=not self._readonly)
                      for name in buckets.ALL}
+        self._inode = os.stat(os.path.join(self._path, _DATA_FILE)).st_ino
 
     @property
     def path(self) -> str:
@@ -113,6 +114,16 @@ class Backend:
     def _scratch_dir(self, purpose: str) -> str:
         parent, name = os.path.split(os.path.abspath(self._path))
         return tempfile.mkdtemp(prefix=f"{name}.{purpose}.", dir=parent)
+
+    def reopen_if_replaced(self) -> bool:
+        """Reopen when another process swapped the database file (defragment or
+        snapshot restore); True if it did. For read-only openers, which keep
+        reading the old file otherwise; no transaction may be open."""
+        if os.stat(os.path.join(self._path, _DATA_FILE)).st_ino == self._inode:
+            return False
+        self._env.close()
+        self._open()
+        return True
 
     def sync(self) -> None:
         """Flush committed transactions to stable storage (fsync)."""

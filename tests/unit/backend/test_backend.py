@@ -158,3 +158,27 @@ def test_kill_9_keeps_every_committed_txn_and_none_of_the_open_one(tmp_path):
         keys = [k for k, _ in txn.scan(buckets.KEY, b"")]
     assert keys == [i.to_bytes(4, "big") for i in range(200)]
     b.close()
+
+
+def test_a_reader_process_follows_a_defragment_by_reopening(backend):
+    with backend.write() as txn:
+        txn.put(buckets.META, b"x", b"before")
+    reader = textwrap.dedent(f"""
+        import sys
+        from etcdx.backend import Backend
+        b = Backend({backend.path!r}, map_size=1 << 30, readonly=True)
+        print(b.reopen_if_replaced(), flush=True)
+        sys.stdin.readline()
+        print(b.reopen_if_replaced(), flush=True)
+        with b.read() as txn:
+            print(txn.get(b"meta", b"x").decode())
+    """)
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    proc = subprocess.Popen([sys.executable, "-c", reader], env=env, text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdout.readline().strip() == "False"
+    backend.defragment()
+    with backend.write() as txn:
+        txn.put(buckets.META, b"x", b"after")
+    out, _ = proc.communicate("go\n", timeout=60)
+    assert out.split() == ["True", "after"]
