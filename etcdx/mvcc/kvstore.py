@@ -222,8 +222,9 @@ class TxnWrite:
 
     @property
     def revision(self) -> int:
-        """The store revision as this transaction sees it."""
-        return self._rev if self._events else self._begin
+        """The store revision as this transaction sees it (its own once it
+        has changed something, before and after ``end``)."""
+        return self._rev if self._ctx.revision == self._rev else self._begin
 
     def range(self, key: bytes, range_end: bytes = b"", *, revision: int = 0,
               limit: int = 0, count_only: bool = False,

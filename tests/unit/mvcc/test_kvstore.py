@@ -161,3 +161,17 @@ def test_store_keeps_working_across_defragment(backend, store):
     backend.defragment()
     txn(backend, store, ("put", b"b", b"2"))
     assert (store.range(b"a", b"\x00").count, store.current_revision) == (2, 3)
+
+
+def test_txn_revision_is_its_own_once_it_changed_something_even_after_end(backend, store):
+    with backend.write() as t:
+        w = store.write(t)
+        assert w.revision == 1
+        w.delete_range(b"missing")
+        assert w.revision == 1
+        w.put(b"a", b"1")
+        w.end()
+        assert w.revision == 2
+        unchanged = store.write(t)
+        unchanged.end()
+        assert unchanged.revision == 2
