@@ -218,13 +218,14 @@ class TxnWrite:
         self._values = ctx.values
         self._begin = ctx.revision
         self._rev = self._begin + 1
+        self._changed = False
         self._events: list[kv_pb2.Event] = []
 
     @property
     def revision(self) -> int:
         """The store revision as this transaction sees it (its own once it
         has changed something, before and after ``end``)."""
-        return self._rev if self._ctx.revision == self._rev else self._begin
+        return self._rev if self._changed else self._begin
 
     def range(self, key: bytes, range_end: bytes = b"", *, revision: int = 0,
               limit: int = 0, count_only: bool = False,
@@ -250,6 +251,7 @@ class TxnWrite:
             version=prev.version + 1 if prev else 1,
         )
         sub = len(self._events)
+        self._changed = True
         self._ctx.revision = self._rev
         self._txn.append(buckets.KEY, rev.encode(self._rev, sub), kv.SerializeToString())
         self._index.add(ref, self._rev, sub, False)
@@ -271,6 +273,7 @@ class TxnWrite:
             if prev is None:
                 continue
             sub = len(self._events)
+            self._changed = True
             self._ctx.revision = self._rev
             tomb = kv_pb2.KeyValue(key=prev.key)
             self._txn.append(buckets.KEY, rev.encode(self._rev, sub, True),
