@@ -83,7 +83,13 @@ def range_at(txn: ReadTxn, index: KeyIndex, key: bytes, range_end: bytes, *,
 
 
 class KVStore:
-    """etcd's MVCC key-value store over a ``Backend``."""
+    """etcd's MVCC key-value store over a ``Backend``.
+
+    Threads: ``range`` and the properties may be called from any thread (each
+    call reads in its own LMDB read transaction unless given one); ``write``,
+    ``compact`` and ``compact_step`` belong to the one applier thread that
+    owns the backend write transaction.
+    """
 
     def __init__(self, backend: Backend) -> None:
         self._backend = backend
