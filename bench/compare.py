@@ -231,53 +231,84 @@ class Runner:
 
     # ------------------------------------------------------------------------- per system
 
-    def run_system(self, label: str, template: str, workdir: Path) -> dict:
-        out: dict = {"label": label, "template": template, "workloads": {}, "failures": {}}
-        srv = Server(label, template, workdir)
-        out["command"] = shlex.join(srv.command())
+    def run_all(self, systems: dict[str, str], workdir: Path) -> list[dict]:
+        """Runs every scenario on every system, interleaved.
+
+        The machine is shared, so background load drifts over minutes: each online
+        workload runs on one system right after the other (order alternating between
+        repetitions), so a pair of figures is measured under the same conditions.
+        The bulk scenario needs a fresh server each and runs system after system.
+        """
+        outs = {label: {"label": label, "template": t, "workloads": {}, "runs": {}, "failures": {}}
+                for label, t in systems.items()}
+        servers = {label: Server(label, t, workdir) for label, t in systems.items()}
+        for label, srv in servers.items():
+            outs[label]["command"] = shlex.join(srv.command())
         online = [s for s in self.args.scenarios if s != "bulk"]
         try:
             if online:
-                srv.start(fresh=True)
-                out["start_s"] = srv.wait_ready(self.args.start_timeout)
-                out["idle_memory_kib"] = srv.memory()
-                for name in online:
-                    if not srv.running():
-                        self.log(f"  {label} is not running; restarting it for {name}")
-                        srv.start()
-                        srv.wait_ready(self.args.start_timeout)
-                    self.log(f"{label}: {name}")
+                for label, srv in servers.items():  # one at a time: start time is a figure too
                     try:
-                        results = getattr(self, f"scenario_{name}")(srv)
-                    except Exception as exc:  # a scenario that breaks must not stop the others
-                        out["failures"][name] = f"{type(exc).__name__}: {exc}"
-                        self.log(f"  {name} failed: {exc}")
-                        continue
-                    for wid, r in results.items():
-                        self._print_line(label, wid, r)
-                    out["workloads"].update(results)
-                srv.stop(signal.SIGTERM, timeout=30)
+                        srv.start(fresh=True)
+                        outs[label]["start_s"] = srv.wait_ready(self.args.start_timeout)
+                        outs[label]["idle_memory_kib"] = srv.memory()
+                    except ServerStartError as exc:
+                        outs[label]["failures"]["start"] = str(exc)
+                        self.log(f"  {label} failed to start: {exc}")
+                        srv.stop(signal.SIGKILL, timeout=10)
+                for name in online:
+                    for rep in range(self.args.repeat):
+                        order = list(servers) if rep % 2 == 0 else list(reversed(servers))
+                        for label in order:
+                            self._run_scenario(name, rep, servers[label], outs[label])
+                for out in outs.values():
+                    for wid, runs in out["runs"].items():
+                        out["workloads"][wid] = representative(wid, runs)
+                for srv in servers.values():
+                    srv.stop(signal.SIGTERM, timeout=30)
             if "bulk" in self.args.scenarios:
-                self.log(f"{label}: bulk")
-                bulk_srv = Server(label + "-bulk", template, workdir)
-                try:
-                    out["bulk"] = self.scenario_bulk(bulk_srv)
-                    self._print_bulk(label, out["bulk"])
-                except Exception as exc:
-                    out["failures"]["bulk"] = f"{type(exc).__name__}: {exc}"
-                    self.log(f"  bulk failed: {exc}")
-                finally:
-                    bulk_srv.stop(signal.SIGKILL, timeout=10)
-                    if not self.args.keep_data:
-                        shutil.rmtree(bulk_srv.data_dir, ignore_errors=True)
-        except ServerStartError as exc:
-            out["failures"]["start"] = str(exc)
-            self.log(f"  {label} failed to start: {exc}")
+                for label, template in systems.items():
+                    self._run_bulk(label, template, workdir, outs[label])
         finally:
-            srv.stop(signal.SIGKILL, timeout=10)
+            for srv in servers.values():
+                srv.stop(signal.SIGKILL, timeout=10)
+                if not self.args.keep_data:
+                    shutil.rmtree(srv.data_dir, ignore_errors=True)
+        return list(outs.values())
+
+    def _run_scenario(self, name: str, rep: int, srv: Server, out: dict) -> None:
+        label = srv.label
+        if "start" in out["failures"]:
+            return
+        try:
+            if not srv.running():
+                self.log(f"  {label} is not running (exit code {srv.proc.returncode}); restarting it for {name}")
+                out["failures"].setdefault("crashed", f"before {name}: {srv.log_tail()}")
+                srv.start()
+                srv.wait_ready(self.args.start_timeout)
+            self.log(f"{label}: {name}" + (f" (repetition {rep + 1}/{self.args.repeat})" if self.args.repeat > 1 else ""))
+            results = getattr(self, f"scenario_{name}")(srv)
+        except Exception as exc:  # a scenario that breaks must not stop the others
+            out["failures"][name] = f"{type(exc).__name__}: {exc}"
+            self.log(f"  {name} failed: {exc}")
+            return
+        for wid, r in results.items():
+            self._print_line(label, wid, r)
+            out["runs"].setdefault(wid, []).append(r)
+
+    def _run_bulk(self, label: str, template: str, workdir: Path, out: dict) -> None:
+        self.log(f"{label}: bulk")
+        bulk_srv = Server(label + "-bulk", template, workdir)
+        try:
+            out["bulk"] = self.scenario_bulk(bulk_srv)
+            self._print_bulk(label, out["bulk"])
+        except Exception as exc:
+            out["failures"]["bulk"] = f"{type(exc).__name__}: {exc}"
+            self.log(f"  bulk failed: {exc}")
+        finally:
+            bulk_srv.stop(signal.SIGKILL, timeout=10)
             if not self.args.keep_data:
-                shutil.rmtree(srv.data_dir, ignore_errors=True)
-        return out
+                shutil.rmtree(bulk_srv.data_dir, ignore_errors=True)
 
     def _print_line(self, label: str, wid: str, r: dict) -> None:
         if "failure" in r:
@@ -298,6 +329,25 @@ class Runner:
 
 
 # ----------------------------------------------------------------------------- report
+
+def representative(wid: str, runs: list[dict]) -> dict:
+    """The median run of a workload's repetitions, ranked by its main figure.
+
+    With two runs this is the better one.  Failed runs rank last.  Main figure:
+    delivery p50 for the fixed-rate watch, throughput for everything else.
+    """
+    def goodness(r: dict) -> float:
+        if "failure" in r:
+            return float("-inf")
+        if wid == "watch_latency":
+            return -(_get(r, "delivery_after_send.p50_ms") or float("inf"))
+        return r.get("throughput", 0.0)
+
+    ranked = sorted(runs, key=goodness, reverse=True)
+    chosen = dict(ranked[(len(ranked) - 1) // 2])
+    chosen["repetitions"] = len(runs)
+    return chosen
+
 
 def _get(d: dict, path: str):
     for part in path.split("."):
@@ -415,6 +465,9 @@ def main(argv=None) -> int:
     p.add_argument("--systems", default="etcd,etcdx", help="which servers, in order (default etcd,etcdx)")
     p.add_argument("--tool", choices=["auto", "go", "py"], default="auto",
                    help="put/range load: etcd's Go tool (bench/out/benchmark) or loadgen.py (default: go if built)")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="run each put/range/watch workload N times per system, alternating the order; "
+                        "the table shows the median run (the better one for N=2)")
     p.add_argument("--start-timeout", type=float, default=300.0, help="seconds to wait for the first Range")
     p.add_argument("--workload-timeout", type=float, default=600.0, help="seconds per put/range/watch run")
     p.add_argument("--bulk-timeout", type=float, default=1800.0, help="seconds for the bulk load")
@@ -450,11 +503,9 @@ def main(argv=None) -> int:
             raise SystemExit(f"{args.baseline} has no etcd results")
         runner.log(f"etcd figures from {args.baseline}")
     try:
-        for label in systems:
-            if label in baseline:
-                results.append(baseline[label])
-                continue
-            results.append(runner.run_system(label, templates[label], workdir))
+        fresh = runner.run_all({label: templates[label] for label in systems if label not in baseline}, workdir)
+        by_label = {r["label"]: r for r in fresh}
+        results = [baseline.get(label) or by_label[label] for label in systems]
     except KeyboardInterrupt:
         runner.log("interrupted; servers stopped")
         raise
@@ -469,7 +520,7 @@ def main(argv=None) -> int:
             print(f"\n{r['label']} {name} FAILED: {why if len(why) < 2000 else '...' + why[-2000:]}")
     path = OUT_DIR / f"results-{stamp}.json"
     with open(path, "w") as f:
-        json.dump({"started": stamp, "quick": args.quick, "scenarios": args.scenarios, "sizes": runner.sizes,
+        json.dump({"started": stamp, "quick": args.quick, "repeat": args.repeat, "scenarios": args.scenarios, "sizes": runner.sizes,
                    "load_tool": "go" if runner.use_go else "loadgen", "machine": {"cpus": os.cpu_count(),
                    "load_avg": os.getloadavg()}, "systems": results, "table": rows}, f, indent=1)
     print(f"\nresults: {path}")
