@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""Runs the same workloads against the real etcd and against etcdx, one after the other,
-and prints each figure side by side with the ratio etcdx/etcd.
+"""Runs the same workloads against the real etcd and against etcdx and prints each figure
+side by side with the ratio etcdx/etcd.  Both servers are up during the put/range/watch
+scenarios and each workload runs on one right after the other (the machine is shared and
+its load drifts); the bulk scenario runs on a fresh server per system, one after the other.
 
 Scenarios (--scenarios, comma-separated; default put,range,watch,bulk):
   put      Put throughput and latency with 1, 64 and 256 clients (etcd's Go benchmark tool).
