@@ -119,7 +119,12 @@ class KVStoreMachine(RuleBasedStateMachine):
         expected = len(self.model.states[c]) + sum(self.model.changes[c + 1:])
         with self.backend.read() as txn:
             stored = sum(1 for _ in txn.scan(buckets.KEY, b""))
+            index = [*txn.scan(buckets.INDEX, b""), *txn.scan(buckets.INDEX_TREE, b"")]
+            pointed = {v for _, v in index if len(v) == 16}
+            nodes = {k[:16] for k, _ in txn.scan(buckets.INDEX_TREE, b"")}
         assert stored == expected
+        assert sum(1 for _, v in index if len(v) == 1) == stored  # one entry per revision
+        assert pointed == nodes  # no dangling trie pointer, no unreachable node
 
     @invariant()
     def revisions_agree(self):
