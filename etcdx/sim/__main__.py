@@ -32,6 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--trace", type=int, default=60, help="trace lines shown for a failing seed"
     )
+    parser.add_argument(
+        "--copy-messages",
+        action="store_true",
+        help="deliver plain copies instead of encoding each message with the protobuf codec (faster)",
+    )
     args = parser.parse_args(argv)
 
     sizes = [int(n) for n in args.nodes.split(",")]
@@ -40,7 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown profile(s): {', '.join(unknown)}")
     options = Options(
-        steps=args.steps, liveness_ticks=args.liveness_ticks, trace_keep=args.trace
+        steps=args.steps,
+        liveness_ticks=args.liveness_ticks,
+        trace_keep=args.trace,
+        wire_codec=not args.copy_messages,
     )
     tty = sys.stdout.isatty()
 

@@ -42,7 +42,7 @@ from etcdx.raft import (
     Ready,
     StateType,
 )
-from etcdx.raft.codec import decode_conf_change
+from etcdx.raft.codec import decode_conf_change, decode_message, encode_message
 from etcdx.sim.history import History
 from etcdx.sim.invariants import (
     LINEARIZABILITY,
@@ -68,7 +68,17 @@ PROBE_KEY = "probe"
 PROBE_RETRY = 5 * TICK
 PRE_VOTE_SHARE = 0.7  # of seeds that run with pre-vote on
 
-_TICK, _DELIVER, _SNAP_STATUS, _CLIENT, _CALL, _OP_TIMEOUT, _NEMESIS, _REBOOT = range(8)
+(
+    _TICK,
+    _DELIVER,
+    _SNAP_STATUS,
+    _UNREACHABLE,
+    _CLIENT,
+    _CALL,
+    _OP_TIMEOUT,
+    _NEMESIS,
+    _REBOOT,
+) = range(9)
 
 
 @dataclass(slots=True)
@@ -102,7 +112,7 @@ class _Client:
 
 @dataclass(slots=True)
 class Options:
-    """What a run does besides the profile; tests use the hooks to plant bugs."""
+    """What a run does besides the profile; tests use the hooks to plant bugs and script."""
 
     steps: int = 4000
     liveness_ticks: int = 200
@@ -110,10 +120,12 @@ class Options:
     digest: bool = False
     check_timeout: float = 10.0
     clients: int = CLIENTS
-    pre_vote: bool | None = None  # None: decided by the seed
-    max_msg_size: int = (
-        1 << 20
-    )  # entry bytes per append; tiny values send one entry at a time
+    # None: the seed decides.
+    pre_vote: bool | None = None
+    # Entry bytes per append; a tiny value sends one entry per message.
+    max_msg_size: int = 1 << 20
+    # Deliver messages through etcdx.raft.codec, as the real transport will (False: plain copies).
+    wire_codec: bool = True
     on_raw_node: Callable[[RawNode], None] | None = field(default=None)
 
 
@@ -210,6 +222,8 @@ class Simulation:
             self._on_deliver(a)
         elif kind == _SNAP_STATUS:
             self._on_snap_status(a, b)
+        elif kind == _UNREACHABLE:
+            self._on_unreachable(a)
         elif kind == _CLIENT:
             self._on_client(a)
         elif kind == _CALL:
@@ -300,16 +314,34 @@ class Simulation:
             self._push(self._resume_delay(node), _DELIVER, m, None)
             return
         self._record("deliver", _show_msg(m))
-        node.raw.step(_over_the_wire(m))
+        node.raw.step(
+            decode_message(encode_message(m)) if self.options.wire_codec else _copied(m)
+        )
         self._drain(node)
         if m.type == MessageType.SNAP:
             self._push(1, _SNAP_STATUS, m, False)
 
     def _on_snap_status(self, m: Message, failed: bool) -> None:
+        """The transport tells the sender how sending a snapshot went."""
         sender = self.nodes[m.from_]
-        if sender.raw is not None:
-            sender.raw.report_snapshot(m.to, failed)
-            self._drain(sender)
+        if sender.raw is None:
+            return
+        if sender.paused_until > self.now:
+            self._push(self._resume_delay(sender), _SNAP_STATUS, m, failed)
+            return
+        sender.raw.report_snapshot(m.to, failed)
+        self._drain(sender)
+
+    def _on_unreachable(self, m: Message) -> None:
+        """The transport tells the sender it could not reach the peer."""
+        sender = self.nodes[m.from_]
+        if sender.raw is None:
+            return
+        if sender.paused_until > self.now:
+            self._push(self._resume_delay(sender), _UNREACHABLE, m, None)
+            return
+        sender.raw.report_unreachable(m.to)
+        self._drain(sender)
 
     def _send(self, m: Message) -> None:
         delays = self.net.transmit(m.from_, m.to)
@@ -317,6 +349,10 @@ class Simulation:
             self._record("drop", _show_msg(m))
             if m.type == MessageType.SNAP:
                 self._push(1, _SNAP_STATUS, m, True)
+            elif not self.net.connected(m.from_, m.to):
+                self._push(
+                    1, _UNREACHABLE, m, None
+                )  # a cut link fails loudly, as TCP would
             return
         if len(delays) > 1:
             self._record("duplicate", _show_msg(m))
@@ -891,8 +927,8 @@ class Simulation:
             raise Violation(LINEARIZABILITY, result.explanation)
 
 
-def _over_the_wire(m: Message) -> Message:
-    """The receiver's own copy of a message, as a real transport would decode it.
+def _copied(m: Message) -> Message:
+    """The receiver's own copy of a message, as a real transport would decode it (but cheaper).
 
     Without it a duplicated delivery would hand the same Entry objects to the core
     twice, and the leader stamps the term and index of proposed entries in place.

@@ -7,6 +7,10 @@ wins a later term and copies the old index 3 to Y, one entry per message, while 
 own term's entry never reaches Y. Counting replicas, the old entry is on a majority
 (A, B, Y) — but X can still win an election with Y and W and overwrite it. So the
 commit rule only counts entries of the leader's current term.
+
+Every step is the simulator's own (seeded delays, election timeouts); the script only
+partitions, crashes, restarts and waits for conditions, naming nodes by the role they
+end up playing.
 """
 
 from collections.abc import Callable
@@ -69,7 +73,7 @@ def _figure_8(bug: Callable[[RawNode], None] | None) -> Violation | None:
             sim.step()
         sim.crash(leader)
 
-        isolate([leader], [i for i in n if i != leader])
+        isolate([a], [b], [x, y, w])
         sim.restart(x)
         sim.step_until(lambda: leader_among([x]) is not None)
     except Violation as v:
