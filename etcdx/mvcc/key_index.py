@@ -181,6 +181,42 @@ class KeyIndex:
             frame[2] = tail + _AFTER_KEY
             yield KeyRef(encoded, bool(prefix), prefix + tail), _entry(db_key, value)
 
+    def count(self, start: bytes, end: bytes | None, at_main: int) -> int:
+        """How many keys in [start, end) are live at ``at_main``: ``walk``'s
+        answer, in a tight loop over the root node for the common case."""
+        start_encoded = encode_key(start)
+        if len(start_encoded) > CHUNK:
+            return self._count_walk(start, end, at_main)
+        end_encoded = encode_key(end) if end is not None else None
+        newer = _INV.pack(_MAX - at_main, 0)[:8]  # inverted mains below this are > at_main
+        cursor = self._txn.cursor(buckets.INDEX)
+        if not cursor.set_range(start_encoded):
+            return 0
+        live = 0
+        stem = b""
+        for db_key, value in cursor:
+            if stem and db_key.startswith(stem):
+                continue  # an older revision of the key just counted
+            if len(value) == _NODE_ID_LEN:  # a long key's trie: finish the slow way
+                resume = decode_key(stem) + b"\x00" if stem else start
+                return live + self._count_walk(resume, end, at_main)
+            stem = db_key[:-_INV_LEN]
+            if end_encoded is not None and stem >= end_encoded:
+                break
+            if db_key[-_INV_LEN:-8] < newer:
+                entry = self.latest(KeyRef(stem, False, stem), at_main)
+                live += entry is not None and not entry.tombstone
+            else:
+                live += value == _LIVE
+        return live
+
+    def _count_walk(self, start: bytes, end: bytes | None, at_main: int) -> int:
+        live = 0
+        for ref, entry in self.walk(start, end):
+            latest = entry if entry.main <= at_main else self.latest(ref, at_main)
+            live += latest is not None and not latest.tombstone
+        return live
+
     def _walk_root(self, frame: list[bytes], end_encoded: bytes | None,
                    ) -> Generator[tuple[KeyRef, IndexEntry], None, list[bytes] | None]:
         """The hot path of ``walk``: step through the root node with ``next``,

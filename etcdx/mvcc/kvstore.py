@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import lmdb
+
 from etcdx.backend import Backend, ReadTxn, WriteTxn, buckets
 from etcdx.mvcc import revision as rev
 from etcdx.mvcc.errors import CompactedError, FutureRevisionError
 from etcdx.mvcc.hash import hash_all, hash_kv
-from etcdx.mvcc.key_index import KeyIndex, KeyRef
+from etcdx.mvcc.key_index import IndexEntry, KeyIndex, KeyRef, decode_key
 from etcdx.mvcc.meta import (
     META_COMPACT_CURSOR,
     META_FINISHED_COMPACT,
@@ -43,6 +45,13 @@ def _parse(raw: bytes) -> kv_pb2.KeyValue:
     return kv
 
 
+def _read(values: lmdb.Cursor, entry: IndexEntry, keys_only: bool) -> kv_pb2.KeyValue:
+    kv = _parse(values.get(rev.encode(entry.main, entry.sub)))
+    if keys_only:
+        kv.value = b""
+    return kv
+
+
 def _end(range_end: bytes) -> bytes | None:
     """The exclusive end of a range request's [key, end) interval; None: unbounded."""
     return None if range_end == ALL_KEYS else range_end
@@ -58,27 +67,30 @@ def range_at(txn: ReadTxn, index: KeyIndex, key: bytes, range_end: bytes, *,
         raise FutureRevisionError(current)
     if at < compacted:
         raise CompactedError(compacted)
-    kvs: list[kv_pb2.KeyValue] = []
-    want = not count_only
     values = txn.cursor(buckets.KEY)
-    count = 0
     if not range_end:
         ref = index.ref(key)
-        found = [(ref, index.latest(ref, at))] if ref is not None else []
-    else:
-        end = _end(range_end)
-        found = index.walk(key, end) if end is None or end > key else []
-    for ref, entry in found:
-        if entry is not None and entry.main > at:
-            entry = index.latest(ref, at)
+        entry = index.latest(ref, at) if ref is not None else None
+        if entry is None or entry.tombstone:
+            return RangeResult([], 0, current)
+        kvs = [] if count_only else [_read(values, entry, keys_only)]
+        return RangeResult(kvs, 1, current)
+    end = _end(range_end)
+    if end is not None and end <= key:
+        return RangeResult([], 0, current)
+    if count_only:
+        return RangeResult([], index.count(key, end, at), current)
+    kvs: list[kv_pb2.KeyValue] = []
+    count = 0
+    for ref, newest in index.walk(key, end):
+        entry = newest if newest.main <= at else index.latest(ref, at)
         if entry is None or entry.tombstone:
             continue
         count += 1
-        if want and (limit <= 0 or len(kvs) < limit):
-            kv = _parse(values.get(rev.encode(entry.main, entry.sub)))
-            if keys_only:
-                kv.value = b""
-            kvs.append(kv)
+        kvs.append(_read(values, entry, keys_only))
+        if len(kvs) == limit:  # count the rest without reading them
+            count += index.count(decode_key(ref.encoded) + b"\x00", end, at)
+            break
     return RangeResult(kvs, count, current)
 
 

@@ -53,6 +53,9 @@ def test_many_long_keys_sharing_a_600_byte_prefix_sort_as_bytes(store):
     end = sorted(keys)[200]
     assert [x.key for x in kv.range(middle, end).kvs] == sorted(keys)[100:200]
     assert [x.key for x in kv.range(middle, end, limit=5).kvs] == sorted(keys)[100:105]
+    assert kv.range(b"\x00", b"\x00", count_only=True).count == len(keys)
+    assert kv.range(b"\x00", b"\x00", limit=1).count == len(keys)
+    assert kv.range(middle, end, limit=5).count == 100
 
 
 def test_compaction_prunes_the_trie_of_deleted_long_keys(store):

@@ -66,18 +66,19 @@ class KVStoreMachine(RuleBasedStateMachine):
             for batch in batches:
                 self._apply(txn, batch)
 
-    @rule(key=keys, end=range_ends, back=st.integers(0, 10), limit=st.integers(0, 3))
-    def range(self, key, end, back, limit):
+    @rule(key=keys, end=range_ends, back=st.integers(0, 10), limit=st.integers(0, 3),
+          count_only=st.booleans())
+    def range(self, key, end, back, limit, count_only):
         at = max(self.model.revision - back, 0)
         if 0 < at < self.model.compact_revision:
             with pytest.raises(CompactedError):
                 self.store.range(key, end, revision=at)
             return
-        got = self.store.range(key, end, revision=at, limit=limit)
+        got = self.store.range(key, end, revision=at, limit=limit, count_only=count_only)
         want = self.model.range(key, end, at or self.model.revision)
         assert got.count == len(want)
-        assert [view(kv) for kv in got.kvs] == [
-            model_view(m) for m in (want[:limit] if limit else want)]
+        expected = [] if count_only else want[:limit] if limit else want
+        assert [view(kv) for kv in got.kvs] == [model_view(m) for m in expected]
         assert got.revision == self.model.revision
 
     @rule(key=keys, end=range_ends)
