@@ -2,8 +2,9 @@
 
 A profile fixes how links behave by default and how often the nemesis, which
 wakes every few ticks, partitions the network (a new partition replaces the
-last one), crashes or restarts a node, changes the membership or moves
-leadership. The weights are relative.
+last one), slows a link, pauses a process or stalls its clock, crashes or
+restarts a node, changes the membership or moves leadership. The weights are
+relative; ``idle`` is the weight of doing nothing.
 """
 
 from __future__ import annotations

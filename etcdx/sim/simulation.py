@@ -48,6 +48,7 @@ from etcdx.sim.invariants import (
     LINEARIZABILITY,
     LIVENESS,
     RAFT_PANIC,
+    STATE_MACHINE_SAFETY,
     SafetyMonitor,
     Violation,
 )
@@ -913,10 +914,19 @@ class Simulation:
             return False
         cs = leader.conf_state
         voters = set(cs.voters) | set(cs.voters_outgoing)
-        return all(
+        if not all(
             self.nodes[v].raw is not None and self._probe in self.nodes[v].kv.seen
             for v in sorted(voters)
-        )
+        ):
+            return False
+        if leader.kv.applied < self.monitor.max_commit:
+            # The probe lands after every entry the leader holds, and it must hold all committed ones.
+            raise Violation(
+                STATE_MACHINE_SAFETY,
+                f"leader {leader.id} applied the probe at {leader.kv.applied} "
+                f"but index {self.monitor.max_commit} was committed before",
+            )
+        return True
 
     def _check_history(self) -> None:
         ops = self.history.close()
