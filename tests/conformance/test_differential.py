@@ -257,11 +257,29 @@ def _crash_report(member: procs.Member) -> str:
     return f"\n{member} is not running; log tail:\n{member.log_tail()}"
 
 
+PUT_CHECK_ERRORS = {"etcdserver: requested lease not found", "etcdserver: key not found"}
+RANGE_CHECK_ERRORS = {"etcdserver: mvcc: required revision is a future revision", compare.COMPACTED_TEXT}
+
+
+def _tolerated_txn_check_order(op: Op, a: compare.Outcome, b: compare.Outcome) -> bool:
+    """Exactly the known etcdx#txn-check-order swap: etcd reports the put check's error,
+    etcdx the range's. Both reject the whole txn, so the stores stay in step."""
+    return (
+        "txn-check-order" in compare.TOLERATED_ETCDX_BUGS
+        and op.kind == "txn"
+        and a.details in PUT_CHECK_ERRORS
+        and b.details in RANGE_CHECK_ERRORS
+    )
+
+
 def check_same_sequence(ref: procs.Member, cand: procs.Member, sequence: list[Op]) -> None:
     """Send each op to both servers; the outcomes must be identical, then so must watch replays."""
     for i, op in enumerate(sequence):
         a, b = run_op(ref, op), run_op(cand, op)
         event(f"{op.kind}: {a.details if a.code else 'ok'}")  # --hypothesis-show-statistics
+        if a != b and _tolerated_txn_check_order(op, a, b):
+            event("tolerated known bug: txn-check-order")
+            continue
         if a != b:
             history = "\n".join(f"  {j:2d}: {o!r}" for j, o in enumerate(sequence[: i + 1]))
             raise AssertionError(
@@ -336,10 +354,11 @@ def check_same_watch_history(ref: procs.Member, cand: procs.Member) -> None:
 class PairFactory:
     """Fresh (reference etcd, candidate) pairs, one spare always booting in the background."""
 
-    def __init__(self, candidate_kind: str) -> None:
+    def __init__(self, candidate_kind: str, candidate_args: tuple[str, ...] = ()) -> None:
         root = procs.fast_tmp_root() or pathlib.Path(tempfile.gettempdir())
         self.dir = pathlib.Path(tempfile.mkdtemp(prefix="etcdx-diff-", dir=root))
         self.candidate_kind = candidate_kind
+        self.candidate_args = list(candidate_args)
         self.count = 0
         self.current: list[procs.Member] = []
         self.spare: list[procs.Member] | None = None
@@ -347,7 +366,10 @@ class PairFactory:
     def _spawn(self) -> list[procs.Member]:
         self.count += 1
         base = self.dir / f"pair{self.count}"
-        pair = [procs.Member("etcd", base, name="ref"), procs.Member(self.candidate_kind, base, name="cand")]
+        pair = [
+            procs.Member("etcd", base, name="ref"),
+            procs.Member(self.candidate_kind, base, name="cand", extra_args=self.candidate_args),
+        ]
         for m in pair:
             m.start(wait=False)
         return pair
@@ -423,19 +445,33 @@ COMMON = dict(
     phases=[Phase.explicit, Phase.generate, Phase.shrink],
 )
 sequences = st.lists(ops, min_size=15, max_size=40)
-_BUDGETS = {"etcdx": ShrinkBudget(40), "etcd": ShrinkBudget(10)}
+_BUDGETS = {"etcdx": ShrinkBudget(40), "workers": ShrinkBudget(20), "etcd": ShrinkBudget(10)}
 
 
-@pytest.fixture(scope="module")
-def etcdx_pairs():
+def _etcdx_factory(*args: str):
     procs.require("etcd")
     procs.require("etcdx")
-    factory = PairFactory("etcdx")
+    factory = PairFactory("etcdx", args)
     try:
         factory.next_pair()  # fail once, clearly, if etcdx cannot start at all
     except procs.MemberStartError as e:
         factory.close()
         pytest.fail(f"etcdx does not start:\n{e}", pytrace=False)
+    return factory
+
+
+@pytest.fixture(scope="module")
+def etcdx_pairs():
+    factory = _etcdx_factory()
+    yield factory
+    factory.close()
+
+
+@pytest.fixture(scope="module")
+def etcdx_worker_pairs():
+    """etcdx with API worker processes: serializable reads are served by the workers from
+    LMDB, everything else relayed to the core — a second path to the same answers."""
+    factory = _etcdx_factory("--experimental-api-workers", "2")
     yield factory
     factory.close()
 
@@ -452,6 +488,12 @@ def etcd_pairs():
 @given(sequence=sequences)
 def test_etcdx_matches_etcd_on_random_sequences(etcdx_pairs, sequence):
     _differential(etcdx_pairs, _BUDGETS["etcdx"], sequence)
+
+
+@settings(max_examples=max(3, EXAMPLES // 3), **COMMON)
+@given(sequence=sequences)
+def test_etcdx_with_api_workers_matches_etcd(etcdx_worker_pairs, sequence):
+    _differential(etcdx_worker_pairs, _BUDGETS["workers"], sequence)
 
 
 @settings(max_examples=max(3, EXAMPLES // 6), **COMMON)

@@ -181,6 +181,24 @@ CASES = {
             lambda: m.kv.DeleteRange(p.DeleteRangeRequest(key=b"d1")),
         ],
         ["TxnResponse{responses { response_put { } }}", "DeleteRangeResponse{deleted: 1}"]),
+    # etcd checks every put of the txn path (lease exists, key exists for ignore_*) before
+    # any range (revision compacted/future), whatever their order in the request
+    "txn_put_checks_precede_range_checks_lease": (
+        lambda m: [lambda: m.kv.Txn(txn(success=[range_op(b"k0", revision=1000), put_op(b"a", lease=999)]))],
+        [E_LEASE_NOT_FOUND]),
+    "txn_put_checks_precede_range_checks_ignore_value": (
+        lambda m: [lambda: m.kv.Txn(txn(success=[range_op(b"k0", revision=2), put_op(b"nokey", ignore_value=True)]))],
+        [E_KEY_NOT_FOUND]),
+    "txn_put_checks_precede_range_checks_nested": (
+        lambda m: [lambda: m.kv.Txn(txn(success=[
+            p.RequestOp(request_txn=txn(success=[range_op(b"k0", revision=1000)])),
+            p.RequestOp(request_txn=txn(success=[put_op(b"a", lease=999)])),
+        ]))],
+        [E_LEASE_NOT_FOUND]),
+    "txn_range_checks_only_on_the_taken_branch": (
+        lambda m: [lambda: m.kv.Txn(txn(compare=[p.Compare(key=b"nokey", target=p.Compare.VERSION, version=5)],
+                                        success=[put_op(b"a", lease=999)], failure=[range_op(b"k0", revision=1000)]))],
+        [E_FUTURE]),
     # lease TTL and IDs
     "lease_ttl_too_large": (
         lambda m: [lambda: m.lease.LeaseGrant(p.LeaseGrantRequest(ID=50, TTL=9_000_000_001))],

@@ -196,17 +196,26 @@ def replay_watch(
 
 COMPACTED_TEXT = "etcdserver: mvcc: required revision has been compacted"
 
+# Known etcdx bugs (keys of tests/conformance/conftest.py's registry) that the broad
+# comparisons tolerate, each pinned by a narrow test that is marked xfail instead, so
+# one known difference does not hide every other one. Filled by that conftest unless
+# ETCDX_STRICT_CONFORMANCE is set.
+TOLERATED_ETCDX_BUGS: set[str] = set()
+
 
 def allow_newer_etcd_watch_fields(replay: WatchReplay) -> None:
     """Forgive what etcd ≥ 3.5 adds over the 3.4 reference, in place.
 
     etcd 3.6 sets cancel_reason to the ErrCompacted text when it cancels a
     watcher whose start revision was compacted; 3.4 leaves it empty. Both are
-    etcd behaviour, so that one field is cleared before comparing.
+    etcd behaviour, so that one field is cleared before comparing. Also drops
+    that response's header revision while "watch-cancel-header" is tolerated.
     """
     for r in replay.control:
         if r.canceled and r.compact_revision and r.cancel_reason == COMPACTED_TEXT:
             r.cancel_reason = ""
+        if r.canceled and r.compact_revision and "watch-cancel-header" in TOLERATED_ETCDX_BUGS and r.HasField("header"):
+            r.header.revision = 0
 
 
 def current_revision(kv_stub) -> int:
