@@ -29,6 +29,9 @@ STATE_MACHINE_SAFETY = "state-machine-safety"
 LINEARIZABILITY = "linearizability"
 LIVENESS = "liveness"
 RAFT_PANIC = "raft-panic"  # the core raised on an internal invariant of its own
+UNEXPECTED_ERROR = (
+    "unexpected-error"  # any other exception, in the core or the simulator
+)
 
 
 class Violation(Exception):

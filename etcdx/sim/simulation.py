@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import random
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -49,6 +50,7 @@ from etcdx.sim.invariants import (
     LIVENESS,
     RAFT_PANIC,
     STATE_MACHINE_SAFETY,
+    UNEXPECTED_ERROR,
     SafetyMonitor,
     Violation,
 )
@@ -194,6 +196,10 @@ class Simulation:
             violation = v
         except RaftError as e:
             violation = Violation(RAFT_PANIC, f"{type(e).__name__}: {e}")
+        # Any other crash is a finding too, reported with its seed rather than ending the sweep.
+        except Exception as e:  # noqa: BLE001
+            where = "".join(traceback.format_exception(e)[-4:])
+            violation = Violation(UNEXPECTED_ERROR, where)
         if violation is not None:
             self._record("VIOLATION", violation)
         return RunResult(
