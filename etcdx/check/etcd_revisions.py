@@ -158,10 +158,12 @@ def resolve_lost_writes(
       remaining lost puts and deletes took effect after every response seen,
       if at all, so no response can depend on them and they are dropped.
 
-    A lease revocation's deletions carry no revision, so a lost revocation
-    stays optional, and a deletion of a key that ever had a lease cannot be
-    told apart from one by a revocation: lost deletes of such keys stay
-    optional too.
+    A lease revocation's deletions carry no revision. With a watch log, a lost
+    revocation of a lease the log never shows revoked is dropped, and the only
+    revocation of a lease the log shows revoked once must have happened then;
+    other lost revocations stay optional. A deletion of a key that had a lease
+    (per the log, or ever, without one) cannot be told apart from one by a
+    revocation, so lost deletes of such keys stay optional too.
 
     ``changes``, when given, is every change of every revision it lists, as a
     watch over all keys reports them (``watch.revision_log``).
@@ -183,24 +185,63 @@ def resolve_lost_writes(
     for op in history:
         for put in _puts(op.input):
             writers[put.key, put.value] += 1
-    leased = {put.key for op in history for put in _puts(op.input) if put.lease}
     put_seen_at = _observed_mod_revisions(history)
     deletes_at: dict[str, list[int]] = defaultdict(list)
-    for revision, revision_changes in sorted((changes or {}).items()):
-        for change in revision_changes:
-            if change.value is None:
-                if change.key not in leased:
+    # lease -> revisions that surely are (may be) its revocation
+    revoked_at: dict[int, list[int]] = defaultdict(list)
+    maybe_revoked_at: dict[int, list[int]] = defaultdict(list)
+    lost_deletes = {d.key for op in history if op.indeterminate for d in _deletes(op.input)}
+    if changes is None:
+        leased = {put.key for op in history for put in _puts(op.input) if put.lease}
+    else:
+        leased = set()
+        lease_of: dict[str, int] = {}
+        attached: dict[int, set[str]] = defaultdict(set)
+        for revision, revision_changes in sorted(changes.items()):
+            deleted = {c.key for c in revision_changes if c.value is None}
+            leases = {lease_of.get(key, 0) for key in deleted}
+            if len(leases) == 1 and len(deleted) == len(revision_changes) and 0 not in leases:
+                lease = leases.pop()
+                maybe_revoked_at[lease].append(revision)
+                # A revocation deletes every attached key; a lone deletion
+                # could also be a delete request whose response was lost.
+                if deleted == attached[lease] and revision not in claimed and not (
+                    len(deleted) == 1 and deleted <= lost_deletes
+                ):
+                    revoked_at[lease].append(revision)
+            for change in revision_changes:
+                old = lease_of.pop(change.key, 0)
+                attached[old].discard(change.key)
+                if change.value is not None:
+                    put_seen_at.setdefault((change.key, change.value), revision)
+                    lease_of[change.key] = change.lease
+                    attached[change.lease].add(change.key)
+                elif old:
+                    leased.add(change.key)  # maybe a revocation's deletion
+                else:
                     deletes_at[change.key].append(revision)
-            else:
-                put_seen_at.setdefault((change.key, change.value), revision)
+    revokes = defaultdict(int)
+    for op in history:
+        if isinstance(op.input, LeaseRevoke):
+            revokes[op.input.lease] += 1
 
     kept: list[Operation] = []
     unresolved: list[Operation] = []
     for op in sorted(history, key=lambda op: op.call):
         if not op.indeterminate or op.output is not None:
             kept.append(op)
+        elif isinstance(op.input, LeaseRevoke) and changes is not None:
+            # A revocation either deleted its keys in one revision of the log,
+            # or changed nothing anyone can see. The only revocation of a
+            # lease that the log shows revoked did it there.
+            seen = revoked_at.get(op.input.lease, [])
+            maybe = maybe_revoked_at.get(op.input.lease, [])
+            if len(seen) == 1 and len(maybe) == 1 and revokes[op.input.lease] == 1:
+                kept.append(Operation(op.client_id, op.input, op.call, None, max(op.call, deadline(seen[0]))))
+            elif maybe:
+                unresolved.append(op)
         elif may_write(op.input):
-            output = _resolve(op.input, put_seen_at, writers, deletes_at, claimed, op.call, deadline)
+            output = _resolve(op.input, put_seen_at, writers, deletes_at, leased, claimed, op.call, deadline)
             if output is None:
                 unresolved.append(op)
             else:
@@ -224,6 +265,7 @@ def _resolve(
     put_seen_at: dict[tuple[str, Hashable], int],
     writers: dict[tuple[str, Hashable], int],
     deletes_at: dict[str, list[int]],
+    leased: set[str],
     claimed: set[int],
     call: float,
     deadline: Callable[[int], float],
@@ -235,13 +277,14 @@ def _resolve(
             if isinstance(input, Txn):
                 return TxnResult(input.success == put, revision)
             return PutResult(revision)
-    for delete in _deletes(input):
+    if isinstance(input, Delete) and input.key not in leased:
         # Deletes carry no value: take the first unclaimed deletion of the key
         # this request could have made (called before anyone saw that revision).
-        for revision in deletes_at.get(delete.key, ()):
+        # Plain deletes of one key are interchangeable, so matching the
+        # earliest-called to the earliest deletion loses nothing; a txn's
+        # delete is never matched, as its compare would then have to hold.
+        for revision in deletes_at.get(input.key, ()):
             if revision not in claimed and call <= deadline(revision):
-                if isinstance(input, Txn):
-                    return TxnResult(input.success == delete, revision, deleted=1)
                 return DeleteResult(1, revision)
     return None
 

@@ -262,6 +262,10 @@ def _random_input(rng: random.Random, number: int, keys: int, lease_ids: list[in
         failure = rng.choice([None, Get(key)])
         return Txn(Compare(key, target, rng.choice(["=", "!=", "<", ">"]) if target != "value" else "=", operand),
                    Put(key, value), failure)
-    if kind < 0.97 or len(lease_ids) == 1:
+    if kind < 0.98 or len(lease_ids) == 1:
         return Range(f"k/{rng.randrange(max(1, keys // 10))}/")
-    return LeaseRevoke(rng.choice(lease_ids[3:]))
+    # A revoked lease is gone: later puts attach to a newly granted one.
+    slot = rng.randrange(3, len(lease_ids))
+    revoked = lease_ids[slot]
+    lease_ids[slot] = max(lease_ids) + 1
+    return LeaseRevoke(revoked)
