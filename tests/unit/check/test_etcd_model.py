@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from etcdx.check.etcd_model import EtcdModel
 from etcdx.check.etcd_ops import (
+    Change,
     Compare,
     Delete,
     DeleteResult,
@@ -24,6 +25,7 @@ from etcdx.check.etcd_ops import (
     Txn,
     TxnResult,
 )
+from etcdx.check.etcd_revisions import narrow_to_revision_order, resolve_lost_writes
 from etcdx.check.linearizability import CheckResult, Operation, check_operations
 from etcdx.check.synthetic import random_etcd_history
 
@@ -272,3 +274,114 @@ def test_changing_the_value_a_get_returned_is_caught(seed: int, size: int):
 
 def _fields(value: KeyValue):
     return (value.value, value.create_revision, value.mod_revision, value.version, value.lease)
+
+
+def test_lost_put_seen_by_a_read_is_pinned_to_its_revision():
+    history = [
+        op(0, Put("a", "1"), 0, INF),
+        op(1, Get("a"), 5, 6, GetResult(kv("1", 2, 2, 1), 2)),
+    ]
+    (pinned, _) = resolve_lost_writes(history)
+    assert (pinned.output, pinned.return_time) == (PutResult(2), 6)
+
+
+def test_lost_put_seen_before_it_was_called_is_caught():
+    history = [
+        op(1, Put("b", "1"), 0, 1, PutResult(3)),
+        op(0, Put("a", "1"), 5, INF),
+        op(1, Get("a"), 2, 3, GetResult(kv("1", 2, 2, 1), 3)),
+    ]
+    assert check(history).ok is False
+
+
+def test_lost_reads_are_dropped():
+    history = [op(0, Get("a"), 0, INF), op(1, Range("p/"), 0, INF)]
+    assert resolve_lost_writes(history) == []
+
+
+def test_unseen_lost_writes_are_dropped_once_every_revision_is_accounted_for():
+    history = [
+        op(0, Put("a", "1"), 0, 1, PutResult(2)),
+        op(1, Put("a", "2"), 0, INF),
+        op(2, Delete("a"), 0, INF),
+        op(3, Get("a"), 2, 3, GetResult(kv("1", 2, 2, 1), 2)),
+    ]
+    assert [o.input for o in resolve_lost_writes(history)] == [Put("a", "1"), Get("a")]
+
+
+def test_unseen_lost_writes_stay_optional_while_a_revision_is_unexplained():
+    history = [
+        op(0, Put("a", "1"), 0, INF),
+        op(1, Put("b", "1"), 0, INF),
+        op(2, Get("c"), 2, 3, GetResult(None, 2)),
+    ]
+    assert len(resolve_lost_writes(history)) == 3
+    assert check(history).ok is True
+
+
+def test_watch_log_pins_a_lost_delete_and_drops_a_lost_put_that_never_happened():
+    changes = {2: [Change("a", "1")], 3: [Change("a", None)]}
+    history = [
+        op(0, Put("a", "1"), 0, 1, PutResult(2)),
+        op(1, Delete("a"), 2, INF),
+        op(2, Put("a", "never"), 2, INF),
+        op(3, Get("b"), 4, 5, GetResult(None, 3)),
+    ]
+    resolved = {o.client_id: o for o in resolve_lost_writes(history, changes=changes)}
+    assert 2 not in resolved
+    assert (resolved[1].output, resolved[1].return_time) == (DeleteResult(1, 3), 5)
+    assert check_operations(EtcdModel(changes=changes), history).ok is True
+
+
+def test_watch_log_pins_the_only_revocation_of_a_lease():
+    changes = {2: [Change("a", "1", lease=7)], 3: [Change("a", None)]}
+    history = [
+        op(0, Put("a", "1", lease=7), 0, 1, PutResult(2)),
+        op(1, LeaseRevoke(7), 2, INF),
+        op(2, Get("a"), 4, 5, GetResult(None, 3)),
+    ]
+    revoke = next(o for o in resolve_lost_writes(history, changes=changes) if o.client_id == 1)
+    assert revoke.return_time == 5
+    assert check_operations(EtcdModel(changes=changes), history).ok is True
+
+
+def test_deletion_of_a_leased_key_is_not_taken_for_a_revocation_when_a_lost_delete_could_have_made_it():
+    changes = {2: [Change("a", "1", lease=7)], 3: [Change("a", None)]}
+    history = [
+        op(0, Put("a", "1", lease=7), 0, 1, PutResult(2)),
+        op(1, LeaseRevoke(7), 2, INF),
+        op(2, Delete("a"), 2, INF),
+        op(3, Get("a"), 4, 5, GetResult(None, 3)),
+    ]
+    assert all(o.indeterminate for o in resolve_lost_writes(history, changes=changes) if o.client_id in (1, 2))
+    assert check_operations(EtcdModel(changes=changes), history).ok is True
+
+
+def test_intervals_are_narrowed_to_the_revision_order():
+    history = [
+        op(0, Put("a", "1"), 0, 10, PutResult(2)),
+        op(1, Put("b", "1"), 4, 6, PutResult(3)),
+    ]
+    first, second = narrow_to_revision_order(history)
+    assert (first.call, first.return_time) == (0, 6)
+    assert (second.call, second.return_time) == (4, 6)
+
+
+def test_explanation_shows_real_times_of_narrowed_operations():
+    history = [
+        op(0, Put("a", "1"), 0, 10, PutResult(2)),
+        op(1, Put("b", "1"), 4, 6, PutResult(3)),
+        op(2, Get("a"), 7, 8, GetResult(kv("9", 2, 2, 1), 3)),
+    ]
+    explanation = check(history).explanation
+    assert "real [0, 10]" in explanation
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), size=st.integers(1, 150), lost=st.sampled_from([0.05, 0.3]))
+def test_histories_with_a_watch_log_are_linearizable(seed: int, size: int, lost: float):
+    print(f"seed={seed}")
+    synthetic = random_etcd_history(random.Random(seed), size, keys=20, clients=6, indeterminate=lost, leases=True)
+    model = EtcdModel(changes=synthetic.store.changes())
+    result = check_operations(model, synthetic.operations, timeout=30)
+    assert result.ok is True, result.explanation

@@ -21,6 +21,7 @@ from etcdx.check.watch import (
     Watcher,
     check_watches,
     prefix_range_end,
+    revision_log,
 )
 
 EVERYTHING = WatchRequest("", "\0", start_revision=2, prev_kv=True)
@@ -260,3 +261,11 @@ def test_dropping_any_event_is_caught(seed: int, size: int):
     victim.responses.insert(index + 1, WatchResponse(header_revision=etcd.revision))
     del victim.responses[index]
     assert check_watches(etcd.changes(), watchers) != []
+
+
+def test_revision_log_fills_in_revisions_only_watchers_saw():
+    etcd = store()
+    changes = etcd.changes()
+    del changes[3]
+    log = revision_log(changes, [Watcher(EVERYTHING, stream())])
+    assert log == etcd.changes()
