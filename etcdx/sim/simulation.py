@@ -447,6 +447,10 @@ class Simulation:
                 f"lead={lead}",
             )
         node.role, node.lead = role, lead
+        if role == StateType.CANDIDATE:
+            self.monitor.vote_cast(
+                node.id, node.id, node.term
+            )  # a candidate votes for itself
         if role == StateType.LEADER and not was_leader:
             cs = node.conf_state
             self.monitor.leader_elected(
