@@ -25,9 +25,14 @@ store returns at that point. A multi-key read (a range) is the same as one read
 per key at the same header revision, so it is split into per-key reads of every
 key the history mentions under the prefix.
 
-Lost responses are narrowed down first (``resolve_lost_writes``): a lost put
-that a read saw gets its revision and a finite return time, lost reads and, when
-every revision is accounted for, unseen lost writes are dropped. Writes whose
+Before the search, two more whole-history passes keep it fast. Lost responses
+are narrowed down (``resolve_lost_writes``): a lost write that a read or the
+watch log (``changes``) saw gets its revision and a finite return time; lost
+reads and, once every revision is accounted for, unseen lost writes are
+dropped. Then every interval is shrunk to what the revision order allows
+(``narrow_to_revision_order``), so the search rarely tries an order the
+revisions already rule out. Both only remove linearizations that could not be
+valid, so neither can turn a linearizable history into a violation. Writes whose
 revision stays unknown (the remaining lost ones, lease revocations, whose
 deletions carry no revision in the response) only get a lower bound on their
 revision, bound later by a read that returns their mod_revision. For those the

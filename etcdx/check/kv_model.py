@@ -46,14 +46,17 @@ class KvModel:
     """Each key is a register that starts out absent (None).
 
     A get whose output is None reads an absent key; a get whose response was
-    lost must be recorded as indeterminate (``return_time=math.inf``), which
-    makes it optional, so its None output is never mistaken for a read.
+    lost must be recorded as indeterminate (``return_time=math.inf``), so its
+    None output is never mistaken for a read.
     """
 
     def partition(self, history: list[Operation]) -> list[list[Operation]]:
         by_key: dict[Hashable, list[Operation]] = defaultdict(list)
         for op in history:
-            by_key[op.input.key].append(op)
+            # A get whose response was lost tells nothing; leaving it out
+            # spares the search an optional operation.
+            if not (op.indeterminate and isinstance(op.input, KvGet)):
+                by_key[op.input.key].append(op)
         return list(by_key.values())
 
     def init(self) -> Hashable:
