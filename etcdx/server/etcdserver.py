@@ -125,6 +125,11 @@ class EtcdServer:
         if tail:
             log.info("replaying WAL tail", extra={"fields": {"from": tail[0].index, "to": tail[-1].index}})
             self._apply_entries(tail, replay=True)
+        # A compaction interrupted by a crash is finished before serving.
+        while True:
+            with self.backend.write() as btx:
+                if self.kv.compact_step(btx, 10000):
+                    break
         last_index = entries[-1].index if entries else max(ci, self._snapshot_index)
         self.node = SoloNode(self.member_id, hard_state, last_index, self.applied_index)
         self.lessor.promote(time.monotonic())
