@@ -28,6 +28,7 @@ from etcdx.check.etcd_ops import (
 )
 from etcdx.check.linearizability import Operation
 
+
 def footprint(input: Any, output: Any) -> tuple[str, int] | None:
     """("write", revision) or ("read", header revision) for a response, or None if unknown."""
     if output is None or isinstance(input, LeaseRevoke):
@@ -44,6 +45,7 @@ def footprint(input: Any, output: Any) -> tuple[str, int] | None:
 
 
 def may_write(input: Any) -> bool:
+    """Whether the request could create a revision."""
     if isinstance(input, Txn):
         return any(isinstance(b, (Put, Delete)) for b in (input.success, input.failure))
     return isinstance(input, (Put, Delete, LeaseRevoke))

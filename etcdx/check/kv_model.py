@@ -7,6 +7,7 @@ and each key is searched as one register.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Hashable
 from dataclasses import dataclass
@@ -53,11 +54,8 @@ class KvModel:
     def partition(self, history: list[Operation]) -> list[list[Operation]]:
         by_key: dict[Hashable, list[Operation]] = defaultdict(list)
         for op in history:
-            # A get whose response was lost tells nothing; leaving it out
-            # spares the search an optional operation.
-            if not (op.indeterminate and isinstance(op.input, KvGet)):
-                by_key[op.input.key].append(op)
-        return list(by_key.values())
+            by_key[op.input.key].append(op)
+        return [_narrow_lost(ops) for ops in by_key.values()]
 
     def init(self) -> Hashable:
         return None
@@ -80,3 +78,45 @@ class KvModel:
         if isinstance(input, KvGet):
             return f"get({input.key!r}) -> {result}"
         return f"cas({input.key!r}, {input.expected!r} -> {input.new!r}) -> {result}"
+
+
+def _narrow_lost(ops: list[Operation]) -> list[Operation]:
+    """One key's operations with what the others reveal about lost ones.
+
+    Every lost operation is optional to the search, and many of them make a
+    failing search exponential, so, soundly:
+
+    * a lost get tells nothing and is left out;
+    * a lost put of a value nobody read, compared against, or could have
+      made a compare-and-swap fail, changes nothing anyone saw (the next
+      operation after it could only be another put) and is left out;
+    * a lost put whose value, written by no other put, was read must have
+      taken effect before the first such read returned: that becomes its
+      return time and it is no longer optional.
+    """
+    observed_by: dict[Hashable, float] = {}
+    writers: dict[Hashable, int] = defaultdict(int)
+    cas_may_fail = False
+    for op in ops:
+        input = op.input
+        if isinstance(input, KvGet) and not op.indeterminate:
+            observed_by[op.output] = min(observed_by.get(op.output, math.inf), op.return_time)
+        elif isinstance(input, KvCas):
+            observed_by.setdefault(input.expected, math.inf)
+            cas_may_fail = cas_may_fail or op.output is not True
+            writers[input.new] += 1
+        elif isinstance(input, KvPut):
+            writers[input.value] += 1
+    kept = []
+    for op in ops:
+        input = op.input
+        if op.indeterminate and isinstance(input, KvGet):
+            continue
+        if op.indeterminate and isinstance(input, KvPut):
+            seen = observed_by.get(input.value)
+            if seen is None and not cas_may_fail:
+                continue
+            if seen is not None and seen < math.inf and writers[input.value] == 1:
+                op = Operation(op.client_id, input, op.call, op.output, max(op.call, seen))
+        kept.append(op)
+    return kept

@@ -107,13 +107,17 @@ def check_operations(
         problems = history_violations(history)
         if problems:
             return CheckResult(False, "\n".join(problems))
-    partitions = [p for p in model.partition(history) if p]
+    # Smallest first: a violation in a small partition is found before a
+    # large one can use up the time.
+    partitions = sorted((p for p in model.partition(history) if p), key=len)
     for number, ops in enumerate(partitions):
         try:
             failure = _search(model, ops, deadline)
         except _Timeout:
             return CheckResult(
-                None, f"timed out after {timeout}s in partition {number + 1} of {len(partitions)}"
+                None,
+                f"timed out after {timeout}s in partition {number + 1} of {len(partitions)} "
+                f"({len(ops)} operations); the smaller ones are linearizable",
             )
         if failure is not None:
             header = f"partition {number + 1} of {len(partitions)} ({len(ops)} operations) is not linearizable\n"

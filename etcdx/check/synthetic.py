@@ -182,17 +182,23 @@ def random_etcd_history(
 
 
 def random_kv_history(
-    rng: random.Random, operations: int, keys: int = 100, clients: int = 8, indeterminate: float = 0.0
+    rng: random.Random,
+    operations: int,
+    keys: int = 100,
+    clients: int = 8,
+    indeterminate: float = 0.0,
+    swaps: float = 0.2,
 ) -> list[Operation]:
-    """The same kind of history for the toy ``KvModel``: puts, gets and compare-and-swaps."""
+    """The same kind of history for the toy ``KvModel``: puts, gets and a
+    fraction ``swaps`` of compare-and-swaps."""
     store: dict[str, Any] = {}
 
     def make(number: int) -> KvInput:
         key = f"k{rng.randrange(keys)}"
         kind = rng.random()
-        if kind < 0.4:
+        if kind < (1 - swaps) / 2:
             return KvPut(key, number)
-        if kind < 0.8:
+        if kind < 1 - swaps:
             return KvGet(key)
         expected = store.get(key) if rng.random() < 0.5 else number - 1
         return KvCas(key, expected, number)

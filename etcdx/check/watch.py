@@ -78,7 +78,8 @@ class WatchResponse:
     With events, ``header_revision`` is ignored. Without events and neither
     created nor canceled it is a progress notification bookmarking
     ``header_revision``. A cancel carries ``compact_revision`` when the
-    revision the watcher needed was compacted.
+    revision the watcher needed was compacted. The recorder merges the
+    fragments of a fragmented response into one.
     """
 
     events: tuple[Event, ...] = ()

@@ -171,3 +171,34 @@ def test_changing_a_read_to_a_value_never_written_is_caught(seed: int, size: int
         return
     rng.choice(reads).output = -7
     assert check(history).ok is False
+
+
+def test_lost_put_nobody_saw_is_left_out_of_the_search():
+    history = [op(0, KvPut("x", 1), 0, INF), op(1, KvGet("x"), 2, 3, None)]
+    (partition,) = KvModel().partition(history)
+    assert [o.input for o in partition] == [KvGet("x")]
+
+
+def test_lost_put_that_was_read_must_take_effect_before_the_read_returned():
+    history = [op(0, KvPut("x", 1), 0, INF), op(1, KvGet("x"), 2, 3, 1)]
+    (partition,) = KvModel().partition(history)
+    assert partition[0].return_time == 3
+
+
+def test_lost_put_stays_optional_when_it_could_explain_a_failed_swap():
+    history = [
+        op(0, KvPut("x", 0), 0, 1),
+        op(1, KvPut("x", 5), 2, INF),
+        op(2, KvCas("x", 0, 1), 3, 4, False),
+    ]
+    assert len(KvModel().partition(history)[0]) == 3
+    assert check(history).ok is True
+
+
+def test_failing_history_with_many_lost_puts_is_decided_quickly():
+    rng = random.Random(11)
+    history = random_kv_history(rng, 3000, keys=1, clients=8, indeterminate=0.05, swaps=0.0)
+    assert check(history, timeout=30).ok is True
+    reads = [o for o in history if isinstance(o.input, KvGet) and not o.indeterminate]
+    rng.choice(reads).output = -7
+    assert check(history, timeout=30).ok is False
