@@ -262,14 +262,13 @@ RANGE_CHECK_ERRORS = {"etcdserver: mvcc: required revision is a future revision"
 
 
 def _tolerated_txn_check_order(op: Op, a: compare.Outcome, b: compare.Outcome) -> bool:
-    """Exactly the known etcdx#txn-check-order swap: etcd reports the put check's error,
-    etcdx the range's. Both reject the whole txn, so the stores stay in step."""
-    return (
-        "txn-check-order" in compare.TOLERATED_ETCDX_BUGS
-        and op.kind == "txn"
-        and a.details in PUT_CHECK_ERRORS
-        and b.details in RANGE_CHECK_ERRORS
+    """Exactly the known etcdx#txn-check-order swaps: etcd reports a put check's error where
+    etcdx reports a range's, or "key not found" where etcdx reports "lease not found". Both
+    reject the whole txn, so the stores stay in step."""
+    swapped = (a.details in PUT_CHECK_ERRORS and b.details in RANGE_CHECK_ERRORS) or (
+        a.details == "etcdserver: key not found" and b.details == "etcdserver: requested lease not found"
     )
+    return "txn-check-order" in compare.TOLERATED_ETCDX_BUGS and op.kind == "txn" and swapped
 
 
 def check_same_sequence(ref: procs.Member, cand: procs.Member, sequence: list[Op]) -> None:

@@ -195,6 +195,14 @@ CASES = {
             p.RequestOp(request_txn=txn(success=[put_op(b"a", lease=999)])),
         ]))],
         [E_LEASE_NOT_FOUND]),
+    # ...and within one txn put, the key check (ignore_*) before the lease check; a plain Put
+    # checks the other way round
+    "txn_put_key_check_precedes_lease_check": (
+        lambda m: [lambda: m.kv.Txn(txn(success=[put_op(b"nokey", lease=999, ignore_value=True)]))],
+        [E_KEY_NOT_FOUND]),
+    "put_lease_check_precedes_key_check": (
+        lambda m: [lambda: m.kv.Put(p.PutRequest(key=b"nokey", lease=999, ignore_value=True))],
+        [E_LEASE_NOT_FOUND]),
     "txn_range_checks_only_on_the_taken_branch": (
         lambda m: [lambda: m.kv.Txn(txn(compare=[p.Compare(key=b"nokey", target=p.Compare.VERSION, version=5)],
                                         success=[put_op(b"a", lease=999)], failure=[range_op(b"k0", revision=1000)]))],
