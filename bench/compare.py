@@ -270,6 +270,8 @@ class Runner:
                     srv.stop(signal.SIGTERM, timeout=30)
             if "bulk" in self.args.scenarios:
                 for label, template in systems.items():
+                    if label not in self.args.bulk_systems:
+                        continue
                     self._run_bulk(label, template, workdir, outs[label])
         finally:
             for srv in servers.values():
@@ -424,13 +426,12 @@ def table_rows(systems: list[dict]) -> list[dict]:
             vals.append(v)
         if all(v is None for v in vals):
             continue
-        ratio = None
-        if len(vals) == 2 and vals[0] and vals[1] is not None:
-            ratio = vals[1] / vals[0]
-        rows.append({"metric": label, "values": vals, "ratio": ratio})
+        ratios = [v / vals[0] if vals[0] and v is not None else None for v in vals[1:]]
+        rows.append({"metric": label, "values": vals, "ratios": ratios})
     loads = [mean_load(s) for s in systems]
     if any(v is not None for v in loads):
-        rows.append({"metric": "machine load avg 1m during runs", "values": loads, "ratio": None})
+        rows.append({"metric": "machine load avg 1m during runs", "values": loads,
+                     "ratios": [None] * (len(loads) - 1)})
     return rows
 
 
@@ -447,9 +448,8 @@ def _fmt(v) -> str:
 
 
 def format_table(rows: list[dict], labels: list[str]) -> str:
-    head = ["metric", *labels] + (["ratio " + f"{labels[1]}/{labels[0]}"] if len(labels) == 2 else [])
-    body = [[r["metric"], *(_fmt(v) for v in r["values"])] + ([_fmt(r["ratio"])] if len(labels) == 2 else [])
-            for r in rows]
+    head = ["metric", *labels] + [f"ratio {other}/{labels[0]}" for other in labels[1:]]
+    body = [[r["metric"], *(_fmt(v) for v in r["values"]), *(_fmt(x) for x in r["ratios"])] for r in rows]
     widths = [max(len(x[i]) for x in [head, *body]) for i in range(len(head))]
     lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(head, widths)))]
     lines.append("  ".join("-" * w for w in widths))
@@ -464,7 +464,10 @@ def main(argv=None) -> int:
     p.add_argument("--scenarios", default="put,range,watch,bulk",
                    help="comma-separated: put,range,watch,loadgen,bulk (default put,range,watch,bulk)")
     p.add_argument("--keys", type=int, help="keys for the bulk scenario (default 1,000,000; --quick 20,000)")
-    p.add_argument("--systems", default="etcd,etcdx", help="which servers, in order (default etcd,etcdx)")
+    p.add_argument("--systems", default="etcd,etcdx",
+                   help="which servers, in order; ratios are against the first (default etcd,etcdx). "
+                        "etcdx-wN is etcdx with --experimental-api-workers N")
+    p.add_argument("--bulk-systems", help="run the bulk scenario on these systems only (default: all)")
     p.add_argument("--tool", choices=["auto", "go", "py"], default="auto",
                    help="put/range load: etcd's Go tool (bench/out/benchmark) or loadgen.py (default: go if built)")
     p.add_argument("--repeat", type=int, default=1,
@@ -486,8 +489,13 @@ def main(argv=None) -> int:
         raise SystemExit(f"unknown scenarios {sorted(set(args.scenarios) - known)}; known: {sorted(known)}")
     systems = [s for s in args.systems.split(",") if s]
     templates = {"etcd": args.etcd_cmd, "etcdx": args.etcdx_cmd}
+    for label in systems:
+        m = re.fullmatch(r"etcdx-w(\d+)", label)
+        if m:
+            templates[label] = args.etcdx_cmd + f" --experimental-api-workers {m.group(1)}"
     if set(systems) - set(templates):
-        raise SystemExit("--systems takes etcd and/or etcdx")
+        raise SystemExit("--systems takes etcd, etcdx and etcdx-wN")
+    args.bulk_systems = set(args.bulk_systems.split(",")) if args.bulk_systems else set(systems)
 
     runner = Runner(args)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
