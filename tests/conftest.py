@@ -21,7 +21,7 @@ import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from support import procs  # noqa: E402
+from support import procs
 
 
 @pytest.fixture

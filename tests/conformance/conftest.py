@@ -16,36 +16,50 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from support import compare, procs
 
-WATCH_CANCEL_HEADER = ("etcdx#watch-cancel-header: the WatchResponse canceling a watcher whose start revision was "
-                       "compacted has header.revision 0 on etcd, the current revision on etcdx")
-NONKV_HEADER = ("etcdx#nonkv-header: MemberList, Alarm and Defragment responses have header.revision 0 on etcd 3.4, "
-                "the current revision on etcdx")
-TXN_CHECK_ORDER = ("etcdx#txn-check-order: etcd validates every put on the txn's taken path (lease exists; key "
-                   "exists for ignore_value/ignore_lease) before any range's revision, so a txn holding both a bad "
-                   "put and a future/compacted range gets 'requested lease not found'/'key not found' on etcd but "
-                   "'required revision is a future revision'/'has been compacted' on etcdx; and within one txn "
-                   "put etcd checks the key (ignore_value/ignore_lease) before the lease, etcdx the lease first "
-                   "(a plain Put checks the lease first on both)")
+WATCH_CANCEL_HEADER = (
+    "etcdx#watch-cancel-header: the WatchResponse canceling a watcher whose start revision was "
+    "compacted has header.revision 0 on etcd, the current revision on etcdx"
+)
+NONKV_HEADER = (
+    "etcdx#nonkv-header: MemberList, Alarm and Defragment responses have header.revision 0 on etcd 3.4, "
+    "the current revision on etcdx"
+)
+TXN_CHECK_ORDER = (
+    "etcdx#txn-check-order: etcd validates every put on the txn's taken path (lease exists; key "
+    "exists for ignore_value/ignore_lease) before any range's revision, so a txn holding both a bad "
+    "put and a future/compacted range gets 'requested lease not found'/'key not found' on etcd but "
+    "'required revision is a future revision'/'has been compacted' on etcdx; and within one txn "
+    "put etcd checks the key (ignore_value/ignore_lease) before the lease, etcdx the lease first "
+    "(a plain Put checks the lease first on both)"
+)
 
 # registry key (also the key in compare.TOLERATED_ETCDX_BUGS) -> (text, tests pinning it)
 KNOWN_ETCDX_BUGS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "watch-cancel-header": (WATCH_CANCEL_HEADER, (
-        "test_headers.py::test_compaction_cancel_response_has_no_header_revision[etcdx]",
-    )),
-    "txn-check-order": (TXN_CHECK_ORDER, (
-        "test_errors.py::test_bad_input_gets_etcds_answer[etcdx-txn_put_checks_precede_range_checks_lease]",
-        "test_errors.py::test_bad_input_gets_etcds_answer[etcdx-txn_put_checks_precede_range_checks_ignore_value]",
-        "test_errors.py::test_bad_input_gets_etcds_answer[etcdx-txn_put_checks_precede_range_checks_nested]",
-        "test_errors.py::test_bad_input_gets_etcds_answer[etcdx-txn_put_key_check_precedes_lease_check]",
-    )),
-    "nonkv-header": (NONKV_HEADER, (
-        "test_headers.py::test_header_revision[etcdx-MemberList]",
-        "test_headers.py::test_header_revision[etcdx-AlarmGet]",
-        "test_headers.py::test_header_revision[etcdx-Defragment]",
-    )),
+    "watch-cancel-header": (
+        WATCH_CANCEL_HEADER,
+        (
+            "test_headers.py::test_compaction_cancel_response_has_no_header_revision[etcdx]",
+        ),
+    ),
+    "txn-check-order": (
+        TXN_CHECK_ORDER,
+        (
+            "test_errors.py::test_bad_input_gets_etcds_answer[etcdx-txn_put_checks_precede_range_checks_lease]",
+            "test_errors.py::test_bad_input_gets_etcds_answer[etcdx-txn_put_checks_precede_range_checks_ignore_value]",
+            "test_errors.py::test_bad_input_gets_etcds_answer[etcdx-txn_put_checks_precede_range_checks_nested]",
+            "test_errors.py::test_bad_input_gets_etcds_answer[etcdx-txn_put_key_check_precedes_lease_check]",
+        ),
+    ),
+    "nonkv-header": (
+        NONKV_HEADER,
+        (
+            "test_headers.py::test_header_revision[etcdx-MemberList]",
+            "test_headers.py::test_header_revision[etcdx-AlarmGet]",
+            "test_headers.py::test_header_revision[etcdx-Defragment]",
+        ),
+    ),
 }
 
 # Fixed since first found (kept for the record; their tests now pass strictly):

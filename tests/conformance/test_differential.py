@@ -20,16 +20,14 @@ import os
 import pathlib
 import shutil
 import tempfile
-import time
 
-import grpc
 import pytest
 from hypothesis import HealthCheck, Phase, event, given, reject, settings
 from hypothesis import strategies as st
 from hypothesis.control import current_build_context
+from support import compare, procs
 
 from etcdx.pb import rpc_pb2
-from support import compare, procs
 
 pytestmark = [pytest.mark.etcd, pytest.mark.timeout(300)]
 
@@ -40,10 +38,10 @@ VALUES = [b"", b"v1", b"v2", b"zz"]
 LEASE_IDS = [100, 200, 300]
 MAX_REV = 45  # sequences are ≤ 40 ops on a fresh store, so this reaches past the head
 
-RANGE_OPTS = dict(  # sort targets / orders by enum value
-    sort_order=[0, 1, 2],
-    sort_target=[0, 1, 2, 3, 4],
-)
+RANGE_OPTS = {  # sort orders / targets by enum value
+    "sort_order": [0, 1, 2],
+    "sort_target": [0, 1, 2, 3, 4],
+}
 
 
 def prefix_end(key: bytes) -> bytes:
@@ -94,7 +92,9 @@ small_revs = st.integers(0, 25)
 @st.composite
 def key_ranges(draw, allow_empty_key: bool = True, singles: int = 2):
     """(key, range_end): single key, prefix, from-key, all keys, explicit interval."""
-    shape = draw(st.sampled_from(["single"] * singles + ["prefix", "fromkey", "all", "interval"]))
+    shape = draw(
+        st.sampled_from(["single"] * singles + ["prefix", "fromkey", "all", "interval"])
+    )
     key = draw(keys)
     if shape == "single":
         if allow_empty_key and draw(sometimes(25)):
@@ -120,7 +120,9 @@ def range_requests(draw):
     if draw(sometimes(2)):
         req.sort_order = draw(st.sampled_from(RANGE_OPTS["sort_order"]))
         req.sort_target = draw(st.sampled_from(RANGE_OPTS["sort_target"]))
-    flag = draw(st.sampled_from(["", "", "", "keys_only", "count_only", "serializable"]))
+    flag = draw(
+        st.sampled_from(["", "", "", "keys_only", "count_only", "serializable"])
+    )
     if flag:
         setattr(req, flag, True)
     if draw(sometimes(5)):
@@ -154,7 +156,9 @@ def put_requests(draw):
 @st.composite
 def delete_requests(draw):
     key, end = draw(key_ranges(allow_empty_key=False, singles=10))
-    return rpc_pb2.DeleteRangeRequest(key=key, range_end=end, prev_kv=draw(st.booleans()))
+    return rpc_pb2.DeleteRangeRequest(
+        key=key, range_end=end, prev_kv=draw(st.booleans())
+    )
 
 
 @st.composite
@@ -210,13 +214,25 @@ ops = st.one_of(
     range_requests().map(as_op("range")),
     delete_requests().map(as_op("delete")),
     txn_requests().map(as_op("txn")),
-    st.builds(rpc_pb2.CompactionRequest, revision=st.integers(0, 8), physical=st.booleans()).map(as_op("compact")),
     st.builds(
-        rpc_pb2.LeaseGrantRequest, ID=st.sampled_from(LEASE_IDS), TTL=st.sampled_from([600, 60, 600, 600, 9_000_000_001]),
+        rpc_pb2.CompactionRequest, revision=st.integers(0, 8), physical=st.booleans()
+    ).map(as_op("compact")),
+    st.builds(
+        rpc_pb2.LeaseGrantRequest,
+        ID=st.sampled_from(LEASE_IDS),
+        TTL=st.sampled_from([600, 60, 600, 600, 9_000_000_001]),
     ).map(as_op("lease_grant")),
-    st.builds(rpc_pb2.LeaseRevokeRequest, ID=st.sampled_from(LEASE_IDS)).map(as_op("lease_revoke")),
-    st.builds(rpc_pb2.LeaseTimeToLiveRequest, ID=st.sampled_from(LEASE_IDS), keys=st.booleans()).map(as_op("lease_ttl")),
-    st.builds(rpc_pb2.LeaseKeepAliveRequest, ID=st.sampled_from(LEASE_IDS)).map(as_op("lease_keepalive")),
+    st.builds(rpc_pb2.LeaseRevokeRequest, ID=st.sampled_from(LEASE_IDS)).map(
+        as_op("lease_revoke")
+    ),
+    st.builds(
+        rpc_pb2.LeaseTimeToLiveRequest,
+        ID=st.sampled_from(LEASE_IDS),
+        keys=st.booleans(),
+    ).map(as_op("lease_ttl")),
+    st.builds(rpc_pb2.LeaseKeepAliveRequest, ID=st.sampled_from(LEASE_IDS)).map(
+        as_op("lease_keepalive")
+    ),
     st.builds(rpc_pb2.LeaseLeasesRequest).map(as_op("lease_leases")),
 )
 
@@ -247,7 +263,9 @@ def run_op(member: procs.Member, op: Op) -> compare.Outcome:
         "lease_keepalive": lambda: _keepalive_once(member, op.req),
         "lease_leases": lambda: lease.LeaseLeases(op.req, timeout=t),
     }[op.kind]
-    normalise = compare.normalise_ttl if op.kind in ("lease_ttl", "lease_keepalive") else None
+    normalise = (
+        compare.normalise_ttl if op.kind in ("lease_ttl", "lease_keepalive") else None
+    )
     return compare.outcome_of(rpc, normalise)
 
 
@@ -257,8 +275,14 @@ def _crash_report(member: procs.Member) -> str:
     return f"\n{member} is not running; log tail:\n{member.log_tail()}"
 
 
-PUT_CHECK_ERRORS = {"etcdserver: requested lease not found", "etcdserver: key not found"}
-RANGE_CHECK_ERRORS = {"etcdserver: mvcc: required revision is a future revision", compare.COMPACTED_TEXT}
+PUT_CHECK_ERRORS = {
+    "etcdserver: requested lease not found",
+    "etcdserver: key not found",
+}
+RANGE_CHECK_ERRORS = {
+    "etcdserver: mvcc: required revision is a future revision",
+    compare.COMPACTED_TEXT,
+}
 
 
 def _tolerated_txn_check_order(op: Op, a: compare.Outcome, b: compare.Outcome) -> bool:
@@ -266,21 +290,32 @@ def _tolerated_txn_check_order(op: Op, a: compare.Outcome, b: compare.Outcome) -
     etcdx reports a range's, or "key not found" where etcdx reports "lease not found". Both
     reject the whole txn, so the stores stay in step."""
     swapped = (a.details in PUT_CHECK_ERRORS and b.details in RANGE_CHECK_ERRORS) or (
-        a.details == "etcdserver: key not found" and b.details == "etcdserver: requested lease not found"
+        a.details == "etcdserver: key not found"
+        and b.details == "etcdserver: requested lease not found"
     )
-    return "txn-check-order" in compare.TOLERATED_ETCDX_BUGS and op.kind == "txn" and swapped
+    return (
+        "txn-check-order" in compare.TOLERATED_ETCDX_BUGS
+        and op.kind == "txn"
+        and swapped
+    )
 
 
-def check_same_sequence(ref: procs.Member, cand: procs.Member, sequence: list[Op]) -> None:
+def check_same_sequence(
+    ref: procs.Member, cand: procs.Member, sequence: list[Op]
+) -> None:
     """Send each op to both servers; the outcomes must be identical, then so must watch replays."""
     for i, op in enumerate(sequence):
         a, b = run_op(ref, op), run_op(cand, op)
-        event(f"{op.kind}: {a.details if a.code else 'ok'}")  # --hypothesis-show-statistics
+        event(
+            f"{op.kind}: {a.details if a.code else 'ok'}"
+        )  # --hypothesis-show-statistics
         if a != b and _tolerated_txn_check_order(op, a, b):
             event("tolerated known bug: txn-check-order")
             continue
         if a != b:
-            history = "\n".join(f"  {j:2d}: {o!r}" for j, o in enumerate(sequence[: i + 1]))
+            history = "\n".join(
+                f"  {j:2d}: {o!r}" for j, o in enumerate(sequence[: i + 1])
+            )
             raise AssertionError(
                 f"step {i}: {op!r}\n  {ref.kind}: {a}\n  {cand.kind}: {b}\nsequence so far:\n{history}"
                 + _crash_report(cand)
@@ -290,11 +325,15 @@ def check_same_sequence(ref: procs.Member, cand: procs.Member, sequence: list[Op
 
 WATCHES = [
     # everything, with prev_kv
-    dict(key=b"\x00", range_end=b"\x00", prev_kv=True),
+    {"key": b"\x00", "range_end": b"\x00", "prev_kv": True},
     # a prefix, deletes filtered out
-    dict(key=b"a", range_end=prefix_end(b"a"), filters=[rpc_pb2.WatchCreateRequest.NODELETE]),
+    {
+        "key": b"a",
+        "range_end": prefix_end(b"a"),
+        "filters": [rpc_pb2.WatchCreateRequest.NODELETE],
+    },
     # one key, puts filtered out
-    dict(key=b"b", filters=[rpc_pb2.WatchCreateRequest.NOPUT], prev_kv=True),
+    {"key": b"b", "filters": [rpc_pb2.WatchCreateRequest.NOPUT], "prev_kv": True},
 ]
 
 
@@ -315,12 +354,16 @@ def _expected_last_revision(events, spec) -> int:
     return last
 
 
-def _replay(member: procs.Member, spec: dict, start: int, until: int | None) -> compare.WatchReplay:
+def _replay(
+    member: procs.Member, spec: dict, start: int, until: int | None
+) -> compare.WatchReplay:
     create = rpc_pb2.WatchCreateRequest(start_revision=start, **spec)
     if until is None:
         until = compare.current_revision(member.kv)
     if until < max(start, 2):
-        until = 0  # no event to wait for (revision 1 is the empty store): stop at "created"
+        until = (
+            0  # no event to wait for (revision 1 is the empty store): stop at "created"
+        )
     replay = compare.replay_watch(member.watch, create, until)
     compare.allow_newer_etcd_watch_fields(replay)
     return replay
@@ -341,10 +384,14 @@ def check_same_watch_history(ref: procs.Member, cand: procs.Member) -> None:
             full.control[:0] = first.control
         runs = [full]
         for spec in WATCHES[1:]:
-            runs.append(_replay(m, spec, start, _expected_last_revision(full.events, spec)))
+            runs.append(
+                _replay(m, spec, start, _expected_last_revision(full.events, spec))
+            )
         histories[m] = [line for r in runs for line in ["-- watcher"] + r.lines()]
     a, b = histories[ref], histories[cand]
-    assert a == b, "watch replay differs:\n" + compare.diff_lines(a, b, ref.kind, cand.kind)
+    assert a == b, "watch replay differs:\n" + compare.diff_lines(
+        a, b, ref.kind, cand.kind
+    )
 
 
 # -- server pairs --------------------------------------------------------------------
@@ -353,7 +400,9 @@ def check_same_watch_history(ref: procs.Member, cand: procs.Member) -> None:
 class PairFactory:
     """Fresh (reference etcd, candidate) pairs, one spare always booting in the background."""
 
-    def __init__(self, candidate_kind: str, candidate_args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, candidate_kind: str, candidate_args: tuple[str, ...] = ()
+    ) -> None:
         root = procs.fast_tmp_root() or pathlib.Path(tempfile.gettempdir())
         self.dir = pathlib.Path(tempfile.mkdtemp(prefix="etcdx-diff-", dir=root))
         self.candidate_kind = candidate_kind
@@ -367,7 +416,9 @@ class PairFactory:
         base = self.dir / f"pair{self.count}"
         pair = [
             procs.Member("etcd", base, name="ref"),
-            procs.Member(self.candidate_kind, base, name="cand", extra_args=self.candidate_args),
+            procs.Member(
+                self.candidate_kind, base, name="cand", extra_args=self.candidate_args
+            ),
         ]
         for m in pair:
             m.start(wait=False)
@@ -383,7 +434,9 @@ class PairFactory:
         except procs.MemberStartError:
             # a port may have been taken while booting in the background: one retry on fresh ports
             self._retire(pair)
-            pair = self.current = self._spawn()  # owned now: close() stops it whatever happens
+            pair = self.current = (
+                self._spawn()
+            )  # owned now: close() stops it whatever happens
             for m in pair:
                 m.wait_ready()
         self.current = pair
@@ -421,12 +474,17 @@ class ShrinkBudget:
             reject()
 
 
-def _differential(factory: PairFactory, budget: ShrinkBudget, sequence: list[Op]) -> None:
+def _differential(
+    factory: PairFactory, budget: ShrinkBudget, sequence: list[Op]
+) -> None:
     budget.check()
     try:
         ref, cand = factory.next_pair()
     except procs.MemberStartError:
-        budget.failed, budget.after_failure = True, budget.limit  # shrinking cannot help
+        budget.failed, budget.after_failure = (
+            True,
+            budget.limit,
+        )  # shrinking cannot help
         raise
     try:
         check_same_sequence(ref, cand, sequence)
@@ -436,15 +494,23 @@ def _differential(factory: PairFactory, budget: ShrinkBudget, sequence: list[Op]
 
 
 EXAMPLES = int(os.environ.get("ETCDX_DIFF_EXAMPLES", "30"))
-COMMON = dict(
-    deadline=None,
-    database=None,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
-    phases=[Phase.explicit, Phase.generate, Phase.shrink],
-)
+COMMON = {
+    "deadline": None,
+    "database": None,
+    "print_blob": True,
+    "suppress_health_check": [
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.large_base_example,
+    ],
+    "phases": [Phase.explicit, Phase.generate, Phase.shrink],
+}
 sequences = st.lists(ops, min_size=15, max_size=40)
-_BUDGETS = {"etcdx": ShrinkBudget(40), "workers": ShrinkBudget(20), "etcd": ShrinkBudget(10)}
+_BUDGETS = {
+    "etcdx": ShrinkBudget(40),
+    "workers": ShrinkBudget(20),
+    "etcd": ShrinkBudget(10),
+}
 
 
 def _etcdx_factory(*args: str):
@@ -521,17 +587,32 @@ def test_live_watch_sees_the_same_events(etcdx_pairs):
     sessions = {}
     for m in (ref, cand):
         s = compare.WatchSession(m.watch, timeout=15)
-        s.send(rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=b"a", range_end=b"b", prev_kv=True)))
+        s.send(
+            rpc_pb2.WatchRequest(
+                create_request=rpc_pb2.WatchCreateRequest(
+                    key=b"a", range_end=b"b", prev_kv=True
+                )
+            )
+        )
         sessions[m] = (s, iter(s))
     created = {m: compare.one_line(next(it)) for m, (s, it) in sessions.items()}
     writes = [
         Op("put", rpc_pb2.PutRequest(key=b"a", value=b"1")),
         Op("put", rpc_pb2.PutRequest(key=b"a/1", value=b"2")),
         Op("put", rpc_pb2.PutRequest(key=b"c", value=b"out of range")),
-        Op("txn", rpc_pb2.TxnRequest(success=[
-            rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=b"a", value=b"3")),
-            rpc_pb2.RequestOp(request_delete_range=rpc_pb2.DeleteRangeRequest(key=b"a/1")),
-        ])),
+        Op(
+            "txn",
+            rpc_pb2.TxnRequest(
+                success=[
+                    rpc_pb2.RequestOp(
+                        request_put=rpc_pb2.PutRequest(key=b"a", value=b"3")
+                    ),
+                    rpc_pb2.RequestOp(
+                        request_delete_range=rpc_pb2.DeleteRangeRequest(key=b"a/1")
+                    ),
+                ]
+            ),
+        ),
         Op("delete", rpc_pb2.DeleteRangeRequest(key=b"a", range_end=b"b")),
     ]
     for op in writes:

@@ -22,9 +22,9 @@ import subprocess
 import time
 
 import pytest
+from support import compare, procs
 
 from etcdx.pb import rpc_pb2
-from support import compare, procs
 
 pytestmark = [pytest.mark.etcd, pytest.mark.timeout(120)]
 
@@ -59,31 +59,62 @@ class Ctl:
         self.transcript: list[str] = []
 
     def raw(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-        cmd = [procs.ETCDCTL_BIN, f"--endpoints={self.member.endpoint}", "--dial-timeout=5s",
-               "--command-timeout=15s", *args]
-        return subprocess.run(cmd, input=stdin, capture_output=True, text=True, env=ctl_env(),
-                              timeout=CTL_TIMEOUT, cwd=self.workdir)
+        cmd = [
+            procs.ETCDCTL_BIN,
+            f"--endpoints={self.member.endpoint}",
+            "--dial-timeout=5s",
+            "--command-timeout=15s",
+            *args,
+        ]
+        return subprocess.run(
+            cmd,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=ctl_env(),
+            check=False,
+            timeout=CTL_TIMEOUT,
+            cwd=self.workdir,
+        )
 
-    def __call__(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    def __call__(
+        self, *args: str, stdin: str | None = None
+    ) -> subprocess.CompletedProcess:
         r = self.raw(*args, stdin=stdin)
-        self.transcript.append(self.normalise(f"$ etcdctl {' '.join(args)}" + (f" <<< {stdin!r}" if stdin else "")))
+        self.transcript.append(
+            self.normalise(
+                f"$ etcdctl {' '.join(args)}" + (f" <<< {stdin!r}" if stdin else "")
+            )
+        )
         self.transcript.append(f"exit {r.returncode}")
         stdout = r.stdout
-        if args[:2] == ("member", "list") and "-w" in args and "nonkv-header" in compare.TOLERATED_ETCDX_BUGS:
+        if (
+            args[:2] == ("member", "list")
+            and "-w" in args
+            and "nonkv-header" in compare.TOLERATED_ETCDX_BUGS
+        ):
             stdout = re.sub(r',"revision":\d+', "", stdout, count=1)
-        self.transcript.extend("out| " + line for line in self.normalise(stdout).splitlines())
-        self.transcript.extend("err| " + line for line in self.normalise(r.stderr).splitlines())
+        self.transcript.extend(
+            "out| " + line for line in self.normalise(stdout).splitlines()
+        )
+        self.transcript.extend(
+            "err| " + line for line in self.normalise(r.stderr).splitlines()
+        )
         return r
 
     def normalise(self, text: str) -> str:
         m = self.member
         text = text.replace(str(self.workdir), "<dir>")
-        text = text.replace(m.client_url, "<client-url>").replace(m.peer_url, "<peer-url>")
+        text = text.replace(m.client_url, "<client-url>").replace(
+            m.peer_url, "<peer-url>"
+        )
         text = text.replace(m.endpoint, "<endpoint>")
         stripped = text.strip()
         if stripped[:1] in "{[":
             try:
-                return json.dumps(mask_json(json.loads(stripped)), sort_keys=True, indent=1)
+                return json.dumps(
+                    mask_json(json.loads(stripped)), sort_keys=True, indent=1
+                )
             except ValueError:
                 pass
         text = "\n".join(self._log_line(line) for line in text.splitlines())
@@ -92,7 +123,6 @@ class Ctl:
         text = re.sub(r"took = [0-9.]+[µnm]?s", "took = <t>", text)
         text = re.sub(r"remaining\(-?\d+s\)", "remaining(<ttl>s)", text)
         return text
-
 
     @staticmethod
     def _log_line(line: str) -> str:
@@ -108,9 +138,25 @@ class Ctl:
 
 # Fields whose values legitimately differ between two clusters (or two servers' storage).
 MASKED = {
-    "cluster_id", "member_id", "raft_term", "ID", "id", "leader", "raftTerm", "raftIndex",
-    "raftAppliedIndex", "dbSize", "dbSizeInUse", "version", "Endpoint", "name", "peerURLs",
-    "clientURLs", "hash", "remaining-ttl", "took",
+    "cluster_id",
+    "member_id",
+    "raft_term",
+    "ID",
+    "id",
+    "leader",
+    "raftTerm",
+    "raftIndex",
+    "raftAppliedIndex",
+    "dbSize",
+    "dbSizeInUse",
+    "version",
+    "Endpoint",
+    "name",
+    "peerURLs",
+    "clientURLs",
+    "hash",
+    "remaining-ttl",
+    "took",
 }
 
 
@@ -122,7 +168,9 @@ def _masked(key: str, value) -> bool:
 
 def mask_json(value):
     if isinstance(value, dict):
-        return {k: ("<masked>" if _masked(k, v) else mask_json(v)) for k, v in value.items()}
+        return {
+            k: ("<masked>" if _masked(k, v) else mask_json(v)) for k, v in value.items()
+        }
     if isinstance(value, list):
         return [mask_json(v) for v in value]
     return value
@@ -138,7 +186,9 @@ def run_both(pair, tmp_path: pathlib.Path, script) -> tuple[Ctl, Ctl]:
         script(ctl)
         ctls.append(ctl)
     a, b = ctls
-    assert a.transcript == b.transcript, "etcdctl transcripts differ:\n" + compare.diff_lines(a.transcript, b.transcript)
+    assert a.transcript == b.transcript, (
+        "etcdctl transcripts differ:\n" + compare.diff_lines(a.transcript, b.transcript)
+    )
     return a, b
 
 
@@ -214,7 +264,9 @@ def test_txn_interactive(pair, tmp_path):
         ctl("put", "c", "5")
         ctl("txn", "-i", stdin=TXN_SUCCESS)
         ctl("txn", "-i", stdin=TXN_FAILURE)
-        ctl("txn", stdin=TXN_FAILURE)  # non-interactive form reads the same stdin, no prompts
+        ctl(
+            "txn", stdin=TXN_FAILURE
+        )  # non-interactive form reads the same stdin, no prompts
         ctl("txn", "-w", "json", stdin=TXN_SUCCESS)
         ctl("get", "", "--from-key")
 
@@ -236,22 +288,32 @@ def test_compaction(pair, tmp_path):
     run_both(pair, tmp_path, script)
 
 
-def _watch_until(ctl: Ctl, args: list[str], writes, marker: str, timeout: float = 15.0) -> None:
+def _watch_until(
+    ctl: Ctl, args: list[str], writes, marker: str, timeout: float = 15.0
+) -> None:
     """Run `etcdctl watch ARGS` in the background, do `writes()`, wait for `marker`, stop it."""
     out = ctl.workdir / f"watch-{len(ctl.transcript)}.out"
     cmd = [procs.ETCDCTL_BIN, f"--endpoints={ctl.member.endpoint}", "watch", *args]
     with open(out, "w") as f:
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=ctl_env(), cwd=ctl.workdir)
+        proc = subprocess.Popen(
+            cmd, stdout=f, stderr=subprocess.STDOUT, env=ctl_env(), cwd=ctl.workdir
+        )
     try:
         writes()
         deadline = time.monotonic() + timeout
-        while marker not in out.read_text() and time.monotonic() < deadline and proc.poll() is None:
+        while (
+            marker not in out.read_text()
+            and time.monotonic() < deadline
+            and proc.poll() is None
+        ):
             time.sleep(0.05)
     finally:
         proc.terminate()
         proc.wait(10)
     ctl.transcript.append(f"$ etcdctl watch {' '.join(args)}")
-    ctl.transcript.extend("out| " + line for line in ctl.normalise(out.read_text()).splitlines())
+    ctl.transcript.extend(
+        "out| " + line for line in ctl.normalise(out.read_text()).splitlines()
+    )
 
 
 def test_watch(pair, tmp_path):
@@ -262,13 +324,15 @@ def test_watch(pair, tmp_path):
         ctl("put", "b", "3")
         ctl("put", "a/end", "END1")
         # history from revision 1, prefix, with previous values
-        _watch_until(ctl, ["--prefix", "a", "--prev-kv", "--rev=1"], lambda: None, "END1")
+        _watch_until(
+            ctl, ["--prefix", "a", "--prev-kv", "--rev=1"], lambda: None, "END1"
+        )
 
         # live: start at the next revision so no event can be missed, then write
         def writes():
             ctl("put", "w", "x")
             ctl("put", "w", "y")
-            ctl("txn", stdin='\nput w z\ndel a/b\n\n\n')
+            ctl("txn", stdin="\nput w z\ndel a/b\n\n\n")
             ctl("put", "w", "END2")
 
         _watch_until(ctl, ["w", "--prev-kv", "--rev=7"], writes, "END2")
@@ -309,7 +373,9 @@ def test_endpoint_member_alarm_defrag(pair, tmp_path):
         ctl.transcript.append(f"status table header: {header}")
         ctl("endpoint", "hashkv", "-w", "json")
         r = ctl.raw("endpoint", "hashkv")
-        ctl.transcript.append("hashkv: " + re.sub(r"\d+$", "<hash>", ctl.normalise(r.stdout.strip())))
+        ctl.transcript.append(
+            "hashkv: " + re.sub(r"\d+$", "<hash>", ctl.normalise(r.stdout.strip()))
+        )
         ctl("member", "list")
         ctl("member", "list", "-w", "json")
         ctl("alarm", "list")
@@ -331,7 +397,11 @@ def test_hashkv_agrees_with_etcd_for_the_same_history(pair, tmp_path):
         m.kv.DeleteRange(rpc_pb2.DeleteRangeRequest(key=b"h1"))
         hashes.append(m.maintenance.HashKV(rpc_pb2.HashKVRequest(revision=0)))
     a, b = hashes
-    assert (a.hash, a.compact_revision, a.header.revision) == (b.hash, b.compact_revision, b.header.revision)
+    assert (a.hash, a.compact_revision, a.header.revision) == (
+        b.hash,
+        b.compact_revision,
+        b.header.revision,
+    )
 
 
 def test_snapshot_save(pair, tmp_path):
@@ -347,7 +417,9 @@ def test_snapshot_save(pair, tmp_path):
     # etcdx snapshots are LMDB files: `etcdctl snapshot status` (bbolt) cannot read them.
     # Not asserted; the outcome is shown with -rA for the record.
     r = etcdx_ctl.raw("snapshot", "status", "snap.db", "-w", "json")
-    print(f"etcdctl snapshot status on an etcdx snapshot: exit {r.returncode}: {r.stdout.strip()} {r.stderr.strip()}")
+    print(
+        f"etcdctl snapshot status on an etcdx snapshot: exit {r.returncode}: {r.stdout.strip()} {r.stderr.strip()}"
+    )
 
 
 class Background:
@@ -359,7 +431,9 @@ class Background:
         self.out = ctl.workdir / f"bg-{len(ctl.transcript)}-{args[0]}.out"
         cmd = [procs.ETCDCTL_BIN, f"--endpoints={ctl.member.endpoint}", *args]
         with open(self.out, "w") as f:
-            self.proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=ctl_env(), cwd=ctl.workdir)
+            self.proc = subprocess.Popen(
+                cmd, stdout=f, stderr=subprocess.STDOUT, env=ctl_env(), cwd=ctl.workdir
+            )
 
     def text(self) -> str:
         return self.out.read_text()
@@ -374,7 +448,9 @@ class Background:
 
     def record(self, label: str) -> None:
         self.ctl.transcript.append(f"[{label}] $ etcdctl {' '.join(self.args)}")
-        self.ctl.transcript.extend("out| " + line for line in self.ctl.normalise(self.text()).splitlines())
+        self.ctl.transcript.extend(
+            "out| " + line for line in self.ctl.normalise(self.text()).splitlines()
+        )
 
 
 def test_lock_and_elect(pair, tmp_path):
@@ -389,9 +465,13 @@ def test_lock_and_elect(pair, tmp_path):
             waiter = Background(ctl, "lock", "mylock", "echo", "acquired after release")
             try:
                 time.sleep(1.0)  # the waiter must still be blocked behind the holder
-                ctl.transcript.append(f"waiter done while held: {waiter.proc.poll() is not None}")
+                ctl.transcript.append(
+                    f"waiter done while held: {waiter.proc.poll() is not None}"
+                )
                 holder.stop()
-                ctl.transcript.append(f"waiter acquired: {waiter.wait_for('acquired after release')}")
+                ctl.transcript.append(
+                    f"waiter acquired: {waiter.wait_for('acquired after release')}"
+                )
             finally:
                 waiter.stop()
             waiter.record("waiter")
@@ -405,14 +485,22 @@ def test_lock_and_elect(pair, tmp_path):
         try:
             assert leader.wait_for("proposal-1"), leader.text()
             observer = Background(ctl, "elect", "-l", "myelection")
-            ctl.transcript.append(f"observer sees leader: {observer.wait_for('proposal-1')}")
+            ctl.transcript.append(
+                f"observer sees leader: {observer.wait_for('proposal-1')}"
+            )
             second = Background(ctl, "elect", "myelection", "proposal-2")
             try:
                 time.sleep(1.0)
-                ctl.transcript.append(f"second elected while first leads: {'proposal-2' in second.text()}")
+                ctl.transcript.append(
+                    f"second elected while first leads: {'proposal-2' in second.text()}"
+                )
                 leader.stop()
-                ctl.transcript.append(f"second elected after first quits: {second.wait_for('proposal-2')}")
-                ctl.transcript.append(f"observer sees new leader: {observer.wait_for('proposal-2')}")
+                ctl.transcript.append(
+                    f"second elected after first quits: {second.wait_for('proposal-2')}"
+                )
+                ctl.transcript.append(
+                    f"observer sees new leader: {observer.wait_for('proposal-2')}"
+                )
             finally:
                 second.stop()
         finally:

@@ -9,9 +9,9 @@ fresh member per module with one put applied (so the store is at revision 2).
 from __future__ import annotations
 
 import pytest
+from support import compare, procs
 
 from etcdx.pb import rpc_pb2 as p
-from support import compare, procs
 
 KINDS = [pytest.param("etcd", marks=pytest.mark.etcd), "etcdx"]
 
@@ -36,13 +36,19 @@ def servers(tmp_path_factory):
 CALLS = {
     # name: (call, header.revision etcd answers)
     "MemberList": (lambda m: m.cluster.MemberList(p.MemberListRequest()), 0),
-    "AlarmGet": (lambda m: m.maintenance.Alarm(p.AlarmRequest(action=p.AlarmRequest.GET)), 0),
+    "AlarmGet": (
+        lambda m: m.maintenance.Alarm(p.AlarmRequest(action=p.AlarmRequest.GET)),
+        0,
+    ),
     "Defragment": (lambda m: m.maintenance.Defragment(p.DefragmentRequest()), 0),
     "Status": (lambda m: m.maintenance.Status(p.StatusRequest()), 2),
     "Hash": (lambda m: m.maintenance.Hash(p.HashRequest()), 2),
     "HashKV": (lambda m: m.maintenance.HashKV(p.HashKVRequest()), 2),
     "LeaseLeases": (lambda m: m.lease.LeaseLeases(p.LeaseLeasesRequest()), 2),
-    "LeaseTimeToLive": (lambda m: m.lease.LeaseTimeToLive(p.LeaseTimeToLiveRequest(ID=12345)), 2),
+    "LeaseTimeToLive": (
+        lambda m: m.lease.LeaseTimeToLive(p.LeaseTimeToLiveRequest(ID=12345)),
+        2,
+    ),
 }
 
 
@@ -59,7 +65,9 @@ def test_compaction_cancel_response_has_no_header_revision(servers, kind):
     for i in range(3):
         m.kv.Put(p.PutRequest(key=b"w", value=b"%d" % i))
     m.kv.Compact(p.CompactionRequest(revision=4, physical=True))
-    replay = compare.replay_watch(m.watch, p.WatchCreateRequest(key=b"w", start_revision=2), until_revision=10**9)
+    replay = compare.replay_watch(
+        m.watch, p.WatchCreateRequest(key=b"w", start_revision=2), until_revision=10**9
+    )
     canceled = [r for r in replay.control if r.canceled]
     assert len(canceled) == 1 and canceled[0].compact_revision == 4, replay.lines()
     assert canceled[0].header.revision == 0

@@ -18,7 +18,6 @@ import subprocess
 import sys
 
 import pytest
-
 from support import procs
 
 SCENARIO = pathlib.Path(__file__).resolve().parents[1] / "support" / "aetcd_scenario.py"
@@ -27,13 +26,24 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def require_aetcd() -> None:
-    r = subprocess.run([sys.executable, "-c", "import aetcd"], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-c", "import aetcd"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if r.returncode != 0:
         pytest.skip("aetcd not installed (pip install aetcd==1.0.0)")
 
 
 def run_scenario(member: procs.Member) -> dict:
-    r = subprocess.run([sys.executable, str(SCENARIO), member.endpoint], capture_output=True, text=True, timeout=90)
+    r = subprocess.run(
+        [sys.executable, str(SCENARIO), member.endpoint],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
     assert r.returncode == 0, (
         f"aetcd scenario failed against {member}:\n{r.stderr[-4000:]}\n"
         f"--- server log tail ---\n{member.log_tail(30)}"
@@ -46,8 +56,14 @@ def test_aetcd_works_against_etcdx(etcdx_server):
     obs = run_scenario(etcdx_server)
     rev = obs["put_revision"]
     assert obs["put_prev_kv"]["value"] == "1"
-    assert obs["get"] == {"key": "a", "value": "2", "version": 2, "create_revision": rev,
-                          "mod_revision": rev + 1, "has_lease": False}
+    assert obs["get"] == {
+        "key": "a",
+        "value": "2",
+        "version": 2,
+        "create_revision": rev,
+        "mod_revision": rev + 1,
+        "has_lease": False,
+    }
     assert obs["get_missing"] is None
     assert [kv["key"] for kv in obs["get_prefix"]] == ["p/1", "p/2", "p/3"]
     assert obs["get_prefix_desc_keys"] == ["p/3", "p/2", "p/1"]
@@ -59,19 +75,33 @@ def test_aetcd_works_against_etcdx(etcdx_server):
     assert obs["txn_failed_branch"] == [False, None]
     events = obs["watch_events"]
     assert [(e["kind"], e["key"], e["value"], e["prev"]) for e in events] == [
-        ("PUT", "w/1", "x", ""), ("PUT", "w/2", "y", ""), ("PUT", "w/1", "z", "x"), ("DELETE", "w/2", "", "y"),
+        ("PUT", "w/1", "x", ""),
+        ("PUT", "w/2", "y", ""),
+        ("PUT", "w/1", "z", "x"),
+        ("DELETE", "w/2", "", "y"),
     ]
     revs = [e["mod_revision"] for e in events]
     assert revs == list(range(revs[0], revs[0] + 4))
     assert [e[:2] for e in obs["watch_once"]] == [
-        ["PUT", "p/1"], ["PUT", "p/2"], ["PUT", "p/3"], ["DELETE", "p/1"], ["DELETE", "p/2"], ["DELETE", "p/3"],
+        ["PUT", "p/1"],
+        ["PUT", "p/2"],
+        ["PUT", "p/3"],
+        ["DELETE", "p/1"],
+        ["DELETE", "p/2"],
+        ["DELETE", "p/3"],
     ]
     assert obs["lease_granted_ttl"] == 30
-    assert obs["lease_info"] == {"grantedTTL": 30, "keys": ["leased"], "ttl_positive": True}
+    assert obs["lease_info"] == {
+        "grantedTTL": 30,
+        "keys": ["leased"],
+        "ttl_positive": True,
+    }
     assert obs["lease_refresh_ttl"] == 30
     assert obs["leased_key_after_revoke"] is None
     assert obs["lease_info_after_revoke_ttl"] == -1
-    assert obs["short_lease_ttl"] == 2  # raised to the minimum, as etcd does with a 1 s election timeout
+    assert (
+        obs["short_lease_ttl"] == 2
+    )  # raised to the minimum, as etcd does with a 1 s election timeout
     assert obs["short_lease_expired"] is True
     assert obs["lock_acquired"] is True and obs["lock_is_acquired"] is True
     assert obs["contended_acquire"] is False
@@ -89,6 +119,9 @@ def test_aetcd_sees_the_same_as_against_etcd(member_group):
     cand = member_group.new(procs.candidate_kind(), start=False)
     procs.start_members([ref, cand])
     a, b = run_scenario(ref), run_scenario(cand)
-    differing = {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+    differing = {
+        k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)
+    }
     assert not differing, "observations differ (etcd, etcdx):\n" + "\n".join(
-        f"  {k}: {v[0]!r}\n  {' ' * len(k)}  {v[1]!r}" for k, v in differing.items())
+        f"  {k}: {v[0]!r}\n  {' ' * len(k)}  {v[1]!r}" for k, v in differing.items()
+    )

@@ -24,8 +24,11 @@ def kv(item) -> dict | None:
     if item is None:
         return None
     return {
-        "key": item.key.decode(), "value": item.value.decode(), "version": item.version,
-        "create_revision": item.create_revision, "mod_revision": item.mod_revision,
+        "key": item.key.decode(),
+        "value": item.value.decode(),
+        "version": item.version,
+        "create_revision": item.create_revision,
+        "mod_revision": item.mod_revision,
         "has_lease": bool(item.lease),
     }
 
@@ -43,7 +46,10 @@ async def scenario(host: str, port: int) -> dict:
             await client.put(k, k + b"-v")
         obs["get_prefix"] = [kv(i) for i in await client.get_prefix(b"p/")]
         obs["get_prefix_desc_keys"] = [
-            i.key.decode() for i in await client.get_prefix(b"p/", sort_order="descend", keys_only=True)
+            i.key.decode()
+            for i in await client.get_prefix(
+                b"p/", sort_order="descend", keys_only=True
+            )
         ]
         obs["get_all_count"] = len(list(await client.get_all()))
         deleted = await client.delete(b"p/1", prev_kv=True)
@@ -60,7 +66,9 @@ async def scenario(host: str, port: int) -> dict:
         )
         obs["txn_succeeded"] = ok
         ok, _ = await client.transaction(
-            compare=[tx.create(b"never") > 0], success=[tx.put(b"t", b"bad")], failure=[tx.delete(b"t")],
+            compare=[tx.create(b"never") > 0],
+            success=[tx.put(b"t", b"bad")],
+            failure=[tx.delete(b"t")],
         )
         obs["txn_failed_branch"] = [ok, kv(await client.get(b"t"))]
 
@@ -74,11 +82,15 @@ async def scenario(host: str, port: int) -> dict:
 
         async def collect():
             async for ev in watch:
-                events.append({
-                    "kind": str(ev.kind), "key": ev.kv.key.decode(), "value": ev.kv.value.decode(),
-                    "mod_revision": ev.kv.mod_revision,
-                    "prev": ev.prev_kv.value.decode() if ev.prev_kv else None,
-                })
+                events.append(
+                    {
+                        "kind": str(ev.kind),
+                        "key": ev.kv.key.decode(),
+                        "value": ev.kv.value.decode(),
+                        "mod_revision": ev.kv.mod_revision,
+                        "prev": ev.prev_kv.value.decode() if ev.prev_kv else None,
+                    }
+                )
                 if len(events) == 4:
                     return
 
@@ -92,8 +104,11 @@ async def scenario(host: str, port: int) -> dict:
         obs["lease_granted_ttl"] = lease.ttl
         await client.put(b"leased", b"v", lease=lease)
         info = await lease._get_lease_info()
-        obs["lease_info"] = {"grantedTTL": info.grantedTTL, "keys": sorted(k.decode() for k in info.keys),
-                             "ttl_positive": info.TTL > 0}
+        obs["lease_info"] = {
+            "grantedTTL": info.grantedTTL,
+            "keys": sorted(k.decode() for k in info.keys),
+            "ttl_positive": info.TTL > 0,
+        }
         refreshed = await lease.refresh()
         obs["lease_refresh_ttl"] = refreshed.TTL
         await lease.revoke()
@@ -105,7 +120,9 @@ async def scenario(host: str, port: int) -> dict:
         obs["short_lease_ttl"] = short.ttl  # etcd raises TTLs below its minimum
         await client.put(b"ephemeral", b"v", lease=short)
         deadline = time.monotonic() + 15
-        while await client.get(b"ephemeral") is not None and time.monotonic() < deadline:
+        while (
+            await client.get(b"ephemeral") is not None and time.monotonic() < deadline
+        ):
             await asyncio.sleep(0.2)
         obs["short_lease_expired"] = await client.get(b"ephemeral") is None
 

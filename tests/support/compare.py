@@ -19,7 +19,7 @@ import dataclasses
 import queue
 import threading
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import grpc
 from google.protobuf import message as pb_message
@@ -67,7 +67,9 @@ class Outcome:
         return f"error {self.code}: {self.details!r}"
 
 
-def outcome_of(fn: Callable[[], pb_message.Message], normalise: Callable | None = None) -> Outcome:
+def outcome_of(
+    fn: Callable[[], pb_message.Message], normalise: Callable | None = None
+) -> Outcome:
     """Run one RPC and turn its result into an `Outcome`."""
     try:
         resp = fn()
@@ -214,15 +216,24 @@ def allow_newer_etcd_watch_fields(replay: WatchReplay) -> None:
     for r in replay.control:
         if r.canceled and r.compact_revision and r.cancel_reason == COMPACTED_TEXT:
             r.cancel_reason = ""
-        if r.canceled and r.compact_revision and "watch-cancel-header" in TOLERATED_ETCDX_BUGS and r.HasField("header"):
+        if (
+            r.canceled
+            and r.compact_revision
+            and "watch-cancel-header" in TOLERATED_ETCDX_BUGS
+            and r.HasField("header")
+        ):
             r.header.revision = 0
 
 
 def current_revision(kv_stub) -> int:
-    return kv_stub.Range(rpc_pb2.RangeRequest(key=b"\x00", range_end=b"\x00", count_only=True)).header.revision
+    return kv_stub.Range(
+        rpc_pb2.RangeRequest(key=b"\x00", range_end=b"\x00", count_only=True)
+    ).header.revision
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
+def wait_for(
+    predicate: Callable[[], bool], timeout: float, interval: float = 0.05
+) -> bool:
     """Poll `predicate` until true or the deadline; returns its last value."""
     deadline = time.monotonic() + timeout
     while True:
@@ -233,10 +244,14 @@ def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.
         time.sleep(interval)
 
 
-def diff_lines(a: Iterable[str], b: Iterable[str], a_name: str = "etcd", b_name: str = "etcdx") -> str:
+def diff_lines(
+    a: Iterable[str], b: Iterable[str], a_name: str = "etcd", b_name: str = "etcdx"
+) -> str:
     import difflib
 
-    return "\n".join(difflib.unified_diff(list(a), list(b), a_name, b_name, lineterm=""))
+    return "\n".join(
+        difflib.unified_diff(list(a), list(b), a_name, b_name, lineterm="")
+    )
 
 
 def drop_headers(msg: pb_message.Message) -> None:

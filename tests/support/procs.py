@@ -35,7 +35,8 @@ import sys
 import threading
 import time
 import weakref
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Self
 
 import grpc
 
@@ -120,7 +121,7 @@ def fast_tmp_root() -> pathlib.Path | None:
 
 
 SETPRIV = shutil.which("setpriv")
-_live_members: "weakref.WeakSet[Member]" = weakref.WeakSet()
+_live_members: weakref.WeakSet[Member] = weakref.WeakSet()
 
 
 def _kill_leftovers() -> None:
@@ -176,13 +177,20 @@ class Member:
     def command(self) -> list[str]:
         """The command line (etcd's flags; etcdx accepts the same ones)."""
         flags = [
-            "--name", self.name,
-            "--data-dir", str(self.data_dir),
-            "--listen-client-urls", self.client_url,
-            "--advertise-client-urls", self.client_url,
-            "--listen-peer-urls", self.peer_url,
-            "--initial-advertise-peer-urls", self.peer_url,
-            "--initial-cluster", f"{self.name}={self.peer_url}",
+            "--name",
+            self.name,
+            "--data-dir",
+            str(self.data_dir),
+            "--listen-client-urls",
+            self.client_url,
+            "--advertise-client-urls",
+            self.client_url,
+            "--listen-peer-urls",
+            self.peer_url,
+            "--initial-advertise-peer-urls",
+            self.peer_url,
+            "--initial-cluster",
+            f"{self.name}={self.peer_url}",
             *self.extra_args,
         ]
         if self.kind == "etcd":
@@ -197,7 +205,7 @@ class Member:
     def is_running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def start(self, timeout: float = START_TIMEOUT, wait: bool = True) -> "Member":
+    def start(self, timeout: float = START_TIMEOUT, wait: bool = True) -> Member:
         """Spawn the process (on the same data dir and ports as before) and wait until ready.
 
         On the very first start, a port taken by someone else between choosing
@@ -229,11 +237,15 @@ class Member:
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")
         if self.kind == "etcdx":
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+            env["PYTHONPATH"] = os.pathsep.join(
+                filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])
+            )
         if self.env:
             env.update(self.env)
         with open(self.log_path, "ab") as log:
-            log.write(f"\n===== start #{self._starts} of {self.kind} {self.name}: {' '.join(self.command())}\n".encode())
+            log.write(
+                f"\n===== start #{self._starts} of {self.kind} {self.name}: {' '.join(self.command())}\n".encode()
+            )
             log.flush()
             cmd = self.command()
             if SETPRIV and threading.current_thread() is threading.main_thread():
@@ -277,7 +289,7 @@ class Member:
         """Crash the member: SIGKILL and reap. Returns the exit code."""
         return self._terminate(signal.SIGKILL)
 
-    def restart(self, timeout: float = START_TIMEOUT, hard: bool = False) -> "Member":
+    def restart(self, timeout: float = START_TIMEOUT, hard: bool = False) -> Member:
         """Stop (SIGKILL if `hard`, else SIGTERM) and start again on the same data dir."""
         if hard:
             self.kill()
@@ -382,7 +394,14 @@ class MemberGroup:
         self.base_dir = pathlib.Path(base_dir)
         self.members: list[Member] = []
 
-    def new(self, kind: str, name: str | None = None, start: bool = True, subdir: str | None = None, **kwargs) -> Member:
+    def new(
+        self,
+        kind: str,
+        name: str | None = None,
+        start: bool = True,
+        subdir: str | None = None,
+        **kwargs,
+    ) -> Member:
         """A member in its own directory (`subdir`, default its name); started unless `start=False`."""
         name = name or f"{kind}{len(self.members) + 1}"
         m = Member(kind, self.base_dir / (subdir or name), name=name, **kwargs)
@@ -396,7 +415,7 @@ class MemberGroup:
             m.close()
         self.members.clear()
 
-    def __enter__(self) -> "MemberGroup":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
