@@ -25,10 +25,12 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import grpc
 
@@ -197,11 +199,33 @@ class WorkerStartError(RuntimeError):
     """A worker exited or did not report serving before the member started serving."""
 
 
+def _refuse_taken_ports(urls: list[str]) -> None:
+    """Fail if anything listens on a client URL already.
+
+    SO_REUSEPORT would let this member share a port with another process of
+    the same user (a second member started by mistake) instead of failing as
+    etcd does. A socket without SO_REUSEPORT cannot bind next to any
+    listener, so this probe finds them; SO_REUSEADDR keeps the previous run's
+    TIME_WAIT connections from counting.
+    """
+    for url in urls:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "localhost", parts.port or (443 if parts.scheme == "https" else 2379)
+        for family, kind, proto, _, addr in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind(addr)
+                except OSError as err:
+                    raise WorkerStartError(f"cannot listen for client traffic on {url}: {err.strerror}") from None
+
+
 class WorkerPool:
     """The member's API workers: started after the core is ready, restarted when one dies."""
 
     def __init__(self, server: Any, count: int) -> None:
         self.count = count
+        self.listen_urls = list(server.cfg.listen_client_urls)
         core_watch = WatchService(server)
         core_maintenance = MaintenanceService(server)
         self.handler = ipc.CoreHandler(server, {
@@ -223,6 +247,7 @@ class WorkerPool:
     async def start(self) -> None:
         """Start every worker and wait until all serve; raises WorkerStartError otherwise."""
         loop = asyncio.get_running_loop()
+        _refuse_taken_ports(self.listen_urls)
         await self.handler.start()
         self._startup = loop.create_future()
         self._tasks = [loop.create_task(self._supervise(i)) for i in range(self.count)]

@@ -37,11 +37,13 @@ async def serve(cfg: config.Config) -> None:
             log.critical("cannot start the API workers", extra={"fields": {"error": str(err)}})
             await server.stop()
             raise SystemExit(1) from None
-    # With workers the core serves clients too (SO_REUSEPORT): on 2 cores that
-    # measured faster for puts than workers alone (bench/workers.md), and the
-    # port never lacks a listener while a worker restarts.
-    g = grpc_server.build(server, cfg.listen_client_urls, reuseport=workers is not None)
-    await g.start()
+    g = None
+    if workers is None:
+        # With workers, only they serve clients: the core's CPU goes to raft and
+        # apply (a put costs the core ~110 µs through a worker, ~250 µs when it
+        # serves gRPC itself; bench/workers.md).
+        g = grpc_server.build(server, cfg.listen_client_urls)
+        await g.start()
     log.info("serving client requests", extra={"fields": {"listen-client-urls": cfg.listen_client_urls,
                                                           "name": cfg.name, "data-dir": cfg.data_dir}})
     stop = asyncio.Event()
@@ -52,7 +54,8 @@ async def serve(cfg: config.Config) -> None:
     log.info("stopping member")
     if workers is not None:
         await workers.stop()
-    await g.stop(grace=1.0)
+    if g is not None:
+        await g.stop(grace=1.0)
     await server.stop()
     log.info("stopped member")
 
