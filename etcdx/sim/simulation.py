@@ -807,6 +807,8 @@ class Simulation:
             return
         cs = leader.conf_state
         if cs.voters_outgoing:
+            if not cs.auto_leave:
+                self._propose_conf_change(leader, "leave-joint", ConfChangeV2())
             return
         voters = [v for v in cs.voters if v != leader.id]
         learners = list(cs.learners)
@@ -827,7 +829,13 @@ class Simulation:
                 (
                     "swap-joint",
                     ConfChangeV2(
-                        ConfChangeTransition.AUTO,
+                        # Explicit: the cluster stays joint until the nemesis asks to leave.
+                        self.rng.choice(
+                            (
+                                ConfChangeTransition.AUTO,
+                                ConfChangeTransition.JOINT_EXPLICIT,
+                            )
+                        ),
                         [
                             ConfChangeSingle(ConfChangeType.ADD_NODE, lid),
                             ConfChangeSingle(ConfChangeType.REMOVE_NODE, vid),
@@ -848,6 +856,12 @@ class Simulation:
                 return
             self._next_id += 1
             self._add_node(SimNode(new_id, MemoryStorage()))
+        self._propose_conf_change(leader, name, cc)
+
+    def _propose_conf_change(
+        self, leader: SimNode, name: str, cc: ConfChange | ConfChangeV2
+    ) -> None:
+        assert leader.raw is not None
         self._record("propose-conf", f"n{leader.id}", name, cc)
         try:
             leader.raw.propose_conf_change(cc)

@@ -124,3 +124,4 @@ def apply_one_entry_past_commit(node: RawNode) -> None:
         return rd
 
     node.ready = buggy_ready
+
