@@ -387,6 +387,13 @@ def check_same_watch_history(ref: procs.Member, cand: procs.Member) -> None:
             runs.append(
                 _replay(m, spec, start, _expected_last_revision(full.events, spec))
             )
+        if start > 1:
+            # After a compaction etcd 3.4 attaches prev_kv only sometimes (the lookup at
+            # mod_revision-1 races the compaction; seen flaky etcd-side), so prev_kv is
+            # compared only on uncompacted histories.
+            for r in runs:
+                for ev in r.events:
+                    ev.ClearField("prev_kv")
         histories[m] = [line for r in runs for line in ["-- watcher"] + r.lines()]
     a, b = histories[ref], histories[cand]
     assert a == b, "watch replay differs:\n" + compare.diff_lines(
