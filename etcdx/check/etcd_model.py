@@ -236,6 +236,11 @@ def _delete(state: _KeyState, output: DeleteResult | None) -> tuple[bool, _KeySt
 def _txn(state: _KeyState, input: Txn, output: TxnResult | None) -> tuple[bool, _KeyState]:
     holds = _compare(state.kv, input.compare)
     if output is None:
+        if holds is None:
+            # Either branch could run. The request is optional (its response
+            # was lost), and a branch that only reads is the same as skipping
+            # it, so take the branch that writes, preferring success.
+            holds = isinstance(input.success, (Put, Delete)) or not isinstance(input.failure, (Put, Delete))
         branch = input.success if holds else input.failure
         if isinstance(branch, Put):
             return _put(state, branch, None)
@@ -286,7 +291,10 @@ def _compare(kv: KeyValue | None, compare: Compare) -> bool | None:
         else:
             actual = kv.create_revision if compare.target == "create" else kv.mod_revision
         if isinstance(actual, Unknown):
-            return None
+            # All that is known is actual > after.
+            if not (isinstance(compare.operand, int) and compare.operand <= actual.after):
+                return None
+            return compare.result in ("!=", ">")
     else:
         raise ValueError(f"unknown compare target {compare.target!r}")
     return _COMPARISONS[compare.result](actual, compare.operand)

@@ -385,3 +385,15 @@ def test_histories_with_a_watch_log_are_linearizable(seed: int, size: int, lost:
     model = EtcdModel(changes=synthetic.store.changes())
     result = check_operations(model, synthetic.operations, timeout=30)
     assert result.ok is True, result.explanation
+
+
+def test_lost_txn_comparing_the_revision_of_a_lost_put_can_take_effect():
+    # mod('a') of the lost put is unknown but above 1, so "!= 0" holds.
+    cas = Txn(Compare("a", "mod", "!=", 0), Put("a", "2"), Get("a"))
+    history = [
+        op(0, Put("a", "1"), 0, INF),
+        op(1, cas, 1, INF),
+        op(2, Put("a", "3"), 5, 6, PutResult(4)),
+        op(3, Get("a"), 7, 8, GetResult(kv("3", 2, 4, 3), 4)),
+    ]
+    assert check(history).ok is True
