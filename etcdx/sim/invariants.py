@@ -14,6 +14,9 @@ violation surfaces at the step that causes it:
 - state machine safety: commit never goes back, a committed entry is never
   overwritten, every node commits the same entry at an index and applies
   exactly the committed entries, in order, each once.
+
+Linearizability of the client history and liveness after healing are checked
+by the simulation at the end of a run; they share the ``Violation`` kinds here.
 """
 
 from __future__ import annotations
@@ -28,10 +31,10 @@ LEADER_COMPLETENESS = "leader-completeness"
 STATE_MACHINE_SAFETY = "state-machine-safety"
 LINEARIZABILITY = "linearizability"
 LIVENESS = "liveness"
-RAFT_PANIC = "raft-panic"  # the core raised on an internal invariant of its own
-UNEXPECTED_ERROR = (
-    "unexpected-error"  # any other exception, in the core or the simulator
-)
+# The core raised on an internal invariant of its own.
+RAFT_PANIC = "raft-panic"
+# Any other exception, in the core or in the simulator.
+UNEXPECTED_ERROR = "unexpected-error"
 
 
 class Violation(Exception):
