@@ -124,4 +124,3 @@ def apply_one_entry_past_commit(node: RawNode) -> None:
         return rd
 
     node.ready = buggy_ready
-

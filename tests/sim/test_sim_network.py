@@ -5,9 +5,12 @@ import random
 
 from etcdx.sim.network import LinkFaults, Network
 
+SEED = 7
+
 
 def _net(**faults) -> Network:
-    return Network(random.Random(7), LinkFaults(**faults))
+    print(f"network seed {SEED}")
+    return Network(random.Random(SEED), LinkFaults(**faults))
 
 
 def test_reliable_link_delivers_one_copy_within_delay_and_jitter():
