@@ -8,8 +8,15 @@ implementation slip would sit.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 from etcdx.raft import HardState, MessageType, RawNode
+
+
+def _plant(obj: object, name: str, buggy: Callable) -> None:
+    """Replace a method on one instance; fail loudly if the core renamed it."""
+    assert callable(getattr(obj, name, None)), f"{type(obj).__name__}.{name} is gone"
+    setattr(obj, name, buggy)
 
 
 def count_stale_term_votes(node: RawNode) -> None:
@@ -22,7 +29,7 @@ def count_stale_term_votes(node: RawNode) -> None:
             m = dataclasses.replace(m, term=raft.term)
         step(m)
 
-    raft.step = buggy_step
+    _plant(raft, "step", buggy_step)
 
 
 def commit_previous_term_by_counting_replicas(node: RawNode) -> None:
@@ -36,7 +43,7 @@ def commit_previous_term_by_counting_replicas(node: RawNode) -> None:
             return True
         return False
 
-    raft._maybe_commit = buggy_maybe_commit
+    _plant(raft, "_maybe_commit", buggy_maybe_commit)
 
 
 def read_index_without_quorum_round(node: RawNode) -> None:
@@ -46,7 +53,7 @@ def read_index_without_quorum_round(node: RawNode) -> None:
     def buggy_read_index_as_leader(m) -> None:
         raft._respond_to_read_index(m, raft.log.committed)
 
-    raft._read_index_as_leader = buggy_read_index_as_leader
+    _plant(raft, "_read_index_as_leader", buggy_read_index_as_leader)
 
 
 def skip_persisting_the_vote(node: RawNode) -> None:
@@ -61,7 +68,7 @@ def skip_persisting_the_vote(node: RawNode) -> None:
             )
         return rd
 
-    node.ready = buggy_ready
+    _plant(node, "ready", buggy_ready)
 
 
 def accept_appends_without_matching_previous_entry(node: RawNode) -> None:
@@ -75,7 +82,7 @@ def accept_appends_without_matching_previous_entry(node: RawNode) -> None:
             m = dataclasses.replace(m, log_term=log.term(m.index))
         handle_append(m)
 
-    raft._handle_append = buggy_handle_append
+    _plant(raft, "_handle_append", buggy_handle_append)
 
 
 def vote_twice_in_one_term(node: RawNode) -> None:
@@ -88,7 +95,7 @@ def vote_twice_in_one_term(node: RawNode) -> None:
             raft.vote = 0
         step(m)
 
-    raft.step = buggy_step
+    _plant(raft, "step", buggy_step)
 
 
 def grant_votes_to_stale_logs(node: RawNode) -> None:
@@ -102,7 +109,7 @@ def grant_votes_to_stale_logs(node: RawNode) -> None:
             m = dataclasses.replace(m, index=log.last_index(), log_term=log.last_term())
         step(m)
 
-    raft.step = buggy_step
+    _plant(raft, "step", buggy_step)
 
 
 def apply_one_entry_past_commit(node: RawNode) -> None:
@@ -123,4 +130,4 @@ def apply_one_entry_past_commit(node: RawNode) -> None:
             log.applying_to(nxt)
         return rd
 
-    node.ready = buggy_ready
+    _plant(node, "ready", buggy_ready)
