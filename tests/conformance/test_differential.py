@@ -123,6 +123,12 @@ def range_requests(draw):
     flag = draw(
         st.sampled_from(["", "", "", "keys_only", "count_only", "serializable"])
     )
+    if (
+        flag == "keys_only"
+        and req.sort_target == rpc_pb2.RangeRequest.VALUE
+        and "keys-only-value-sort" in compare.TOLERATED_ETCDX_BUGS
+    ):
+        flag = ""  # known etcdx bug, pinned in test_pinned.py
     if flag:
         setattr(req, flag, True)
     if draw(sometimes(5)):
