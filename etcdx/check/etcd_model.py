@@ -44,7 +44,8 @@ A fresh etcd store is at revision 1, so the first write creates revision 2.
 
 from __future__ import annotations
 
-from collections import defaultdict
+import math
+from collections import Counter, defaultdict
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
@@ -83,8 +84,10 @@ class _RangeSlice:
 
 @dataclass(frozen=True, slots=True)
 class _RevokeSlice:
+    """A lease revocation restricted to one key it may delete."""
+
     key: str
-    lease: int
+    whole: LeaseRevoke
 
 
 class _KeyState(NamedTuple):
@@ -110,13 +113,11 @@ class EtcdModel:
         self._real_times: dict[int, tuple[float, float]] = {}
 
     def partition(self, history: list[Operation]) -> list[list[Operation]]:
-        resolved = resolve_lost_writes(history, self.initial_revision, self.changes)
-        history = narrow_to_revision_order(resolved)
-        self._real_times = {
-            id(new): (old.call, old.return_time)
-            for new, old in zip(history, resolved)
-            if (new.call, new.return_time) != (old.call, old.return_time)
-        }
+        # Explanations show the recorded interval of an operation the passes
+        # below narrowed; inputs identify the requests (when not shared).
+        uses = Counter(id(op.input) for op in history)
+        self._real_times = {id(op.input): (op.call, op.return_time) for op in history if uses[id(op.input)] == 1}
+        history = narrow_to_revision_order(resolve_lost_writes(history, self.initial_revision, self.changes))
         keys = {_key_of(op.input) for op in history if not isinstance(op.input, (Range, LeaseRevoke))}
         leased: dict[int, set[str]] = defaultdict(set)
         for op in history:
@@ -134,7 +135,7 @@ class EtcdModel:
                     by_key[key].append(replace(op, input=_RangeSlice(key, input), output=slice_output))
             elif isinstance(input, LeaseRevoke):
                 for key in leased[input.lease]:
-                    by_key[key].append(replace(op, input=_RevokeSlice(key, input.lease)))
+                    by_key[key].append(replace(op, input=_RevokeSlice(key, input)))
             else:
                 by_key[_key_of(input)].append(op)
         return list(by_key.values())
@@ -157,12 +158,14 @@ class EtcdModel:
         if isinstance(input, _RangeSlice):
             text = f"range({input.whole.prefix!r}) at key {input.key!r} -> {describe_result(op.output)}"
         elif isinstance(input, _RevokeSlice):
-            text = f"lease revoke {input.lease:x} at key {input.key!r}"
+            text = f"lease revoke {input.whole.lease:x} at key {input.key!r}"
         else:
             text = describe_etcd(input, op.output)
-        real = self._real_times.get(id(op))
-        if real is not None:
-            text += f"  (interval narrowed by revision order; real [{real[0]:g}, {real[1]:g}])"
+        request = input.whole if isinstance(input, (_RangeSlice, _RevokeSlice)) else input
+        real = self._real_times.get(id(request))
+        if real is not None and real != (op.call, op.return_time):
+            end = "?" if real[1] == math.inf else f"{real[1]:g}"
+            text += f"  (interval narrowed from the recorded [{real[0]:g}, {end}])"
         return text
 
 
@@ -319,7 +322,7 @@ def _bind_compare(state: _KeyState, compare: Compare) -> _KeyState | None:
 
 
 def _revoke(state: _KeyState, input: _RevokeSlice, output: Any) -> tuple[bool, _KeyState]:
-    if state.kv is not None and state.kv.lease == input.lease:
+    if state.kv is not None and state.kv.lease == input.whole.lease:
         return True, _KeyState(None, state.floor + 1)
     return True, state
 

@@ -374,7 +374,7 @@ def test_explanation_shows_real_times_of_narrowed_operations():
         op(2, Get("a"), 7, 8, GetResult(kv("9", 2, 2, 1), 3)),
     ]
     explanation = check(history).explanation
-    assert "real [0, 10]" in explanation
+    assert "narrowed from the recorded [0, 10]" in explanation
 
 
 @settings(max_examples=30, deadline=None)
