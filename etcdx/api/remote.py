@@ -208,6 +208,11 @@ class RemoteServer:
         h.raft_term = self.conn.term
         h.revision = revision or h.revision or self.kv.current_revision
 
+    def header_without_revision(self, h: rpc_pb2.ResponseHeader) -> None:
+        h.cluster_id = self.cluster_id
+        h.member_id = self.member_id
+        h.raft_term = self.conn.term
+
     # -- reads ----------------------------------------------------------------------------
 
     async def linearizable_barrier(self) -> None:

@@ -128,7 +128,8 @@ class WatchStream:
                     resp = rpc_pb2.WatchResponse(watch_id=wid, canceled=True,
                                                  compact_revision=batch.compact_revision,
                                                  cancel_reason=COMPACTED_REASON)
-                    self._header(resp.header, batch.revision)
+                    # etcd leaves this header's revision 0: the watcher never reached a revision.
+                    self.s.header_without_revision(resp.header)
                     out.append(resp)
                     self.watchers.pop(wid, None)
                     self.hub.cancel(sw.watcher)

@@ -421,10 +421,17 @@ class EtcdServer:
         await fut
 
     def header(self, h: rpc_pb2.ResponseHeader, revision: int = 0) -> None:
+        """Fill a response header; revision 0 means "the current store revision"."""
         h.cluster_id = self.cluster_id
         h.member_id = self.member_id
         h.raft_term = self.node.term
         h.revision = revision or h.revision or self.kv.current_revision
+
+    def header_without_revision(self, h: rpc_pb2.ResponseHeader) -> None:
+        """Cluster, member and term only: etcd leaves the revision 0 on non-KV responses such as MemberList."""
+        h.cluster_id = self.cluster_id
+        h.member_id = self.member_id
+        h.raft_term = self.node.term
 
     # -- KV ---------------------------------------------------------------------------
 
@@ -554,7 +561,7 @@ class EtcdServer:
             resp = self._apply_alarm(None, r)
         else:
             resp = await self._propose(InternalRaftRequest(alarm=r))
-        self.header(resp.header)
+        self.header_without_revision(resp.header)
         return resp
 
     def status(self) -> rpc_pb2.StatusResponse:
@@ -593,7 +600,7 @@ class EtcdServer:
         log.info("defragmented backend", extra={"fields": {"took-seconds": round(time.monotonic() - started, 3),
                                                             "db-size": self.backend.size()}})
         resp = rpc_pb2.DefragmentResponse()
-        self.header(resp.header)
+        self.header_without_revision(resp.header)
         return resp
 
     def snapshot_chunks(self, chunk_size: int = 32 * 1024) -> Iterator[tuple[bytes, int]]:
@@ -624,7 +631,7 @@ class EtcdServer:
         resp = rpc_pb2.MemberListResponse()
         for m in sorted(self.members.values(), key=lambda m: m.id):
             resp.members.add(ID=m.id, name=m.name, peerURLs=m.peer_urls, clientURLs=m.client_urls, isLearner=m.is_learner)
-        self.header(resp.header)
+        self.header_without_revision(resp.header)
         return resp
 
     async def move_leader(self, r: rpc_pb2.MoveLeaderRequest) -> rpc_pb2.MoveLeaderResponse:

@@ -45,9 +45,11 @@ def do_range(view: RangeView, r: rpc_pb2.RangeRequest, resp: rpc_pb2.RangeRespon
     limit = 0 if needs_all else r.limit
     if limit > 0:
         limit += 1  # one more than asked tells whether there are more
+    # Sorting by value needs the values even when only keys are returned.
+    strip_values = r.keys_only and r.sort_target == RangeRequest.VALUE
     try:
         rr = view.range(r.key, r.range_end, revision=r.revision, limit=limit,
-                        count_only=r.count_only, keys_only=r.keys_only)
+                        count_only=r.count_only, keys_only=r.keys_only and not strip_values)
     except CompactedError:
         raise errors.COMPACTED from None
     except FutureRevisionError:
@@ -71,6 +73,9 @@ def do_range(view: RangeView, r: rpc_pb2.RangeRequest, resp: rpc_pb2.RangeRespon
     if r.limit > 0 and len(kvs) > r.limit:
         kvs = kvs[: r.limit]
         resp.more = True
+    if strip_values:
+        for kv in kvs:
+            kv.value = b""
     if kvs:
         resp.kvs.extend(kvs)
     resp.count = rr.count
@@ -172,12 +177,18 @@ class KVApply:
     def _rev(self) -> int:
         return self.tw.revision
 
-    def check_put(self, p: rpc_pb2.PutRequest) -> None:
+    def check_put(self, p: rpc_pb2.PutRequest, key_first: bool = False) -> None:
+        """A standalone put checks its lease first; a put inside a txn checks its key first (etcd's order)."""
+        if key_first:
+            self._check_put_key(p)
         if p.lease and self.leases.lookup(p.lease) is None:
             raise errors.LEASE_NOT_FOUND
-        if p.ignore_value or p.ignore_lease:
-            if not self.tw.range(p.key, b"").kvs:
-                raise errors.KEY_NOT_FOUND
+        if not key_first:
+            self._check_put_key(p)
+
+    def _check_put_key(self, p: rpc_pb2.PutRequest) -> None:
+        if (p.ignore_value or p.ignore_lease) and not self.tw.range(p.key, b"").kvs:
+            raise errors.KEY_NOT_FOUND
 
     def put(self, p: rpc_pb2.PutRequest, resp: rpc_pb2.PutResponse) -> None:
         value, lease = p.value, p.lease
@@ -214,21 +225,26 @@ class KVApply:
     def range(self, r: rpc_pb2.RangeRequest, resp: rpc_pb2.RangeResponse) -> None:
         do_range(self.tw, r, resp)
 
-    def check_txn(self, r: rpc_pb2.TxnRequest, path: list[bool], pos: int = 0) -> int:
-        """Reject the whole txn before any write, as etcd does; returns the path slots used."""
+    def check_txn(self, r: rpc_pb2.TxnRequest, path: list[bool]) -> None:
+        """Reject the whole txn before any write, as etcd does: every put on the
+        taken path first, then every range."""
+        self._check_ops(r, path, 0, puts=True)
+        self._check_ops(r, path, 0, puts=False)
+
+    def _check_ops(self, r: rpc_pb2.TxnRequest, path: list[bool], pos: int, puts: bool) -> int:
         used = 1
         for op in (r.success if path[pos] else r.failure):
             kind = op.WhichOneof("request")
-            if kind == "request_put":
-                self.check_put(op.request_put)
-            elif kind == "request_range":
+            if kind == "request_put" and puts:
+                self.check_put(op.request_put, key_first=True)
+            elif kind == "request_range" and not puts:
                 rev = op.request_range.revision
                 if rev > self.begin_rev:
                     raise errors.FUTURE_REV
                 if 0 < rev < self.kv.compact_revision:
                     raise errors.COMPACTED
             elif kind == "request_txn":
-                used += self.check_txn(op.request_txn, path, pos + used)
+                used += self._check_ops(op.request_txn, path, pos + used, puts)
         return used
 
     def txn(self, r: rpc_pb2.TxnRequest, path: list[bool], resp: rpc_pb2.TxnResponse, pos: int = 0) -> int:
