@@ -225,6 +225,7 @@ class WorkerPool:
 
     def __init__(self, server: Any, count: int) -> None:
         self.count = count
+        self.server = server
         self.listen_urls = list(server.cfg.listen_client_urls)
         core_watch = WatchService(server)
         core_maintenance = MaintenanceService(server)
@@ -284,6 +285,7 @@ class WorkerPool:
             started = time.monotonic()
             code = await proc.wait()
             self._procs[index] = None
+            self._release_stale_readers()
             if self._stopping:
                 return
             if self._startup is not None and not self._startup.done() and not self._ready[index].is_set():
@@ -295,6 +297,18 @@ class WorkerPool:
                 backoff = 0.5
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, RESTART_BACKOFF_MAX)
+
+    def _release_stale_readers(self) -> None:
+        """Free the LMDB reader slots of dead processes.
+
+        A worker killed inside a read transaction leaves its slot holding that
+        transaction's snapshot, and the writer never reuses a page freed after
+        it: the database would grow without bound.
+        """
+        try:
+            self.server.backend._env.reader_check()
+        except Exception:
+            log.warning("could not release stale LMDB readers", exc_info=True)
 
     async def stop(self) -> None:
         """SIGTERM every worker (they finish in-flight calls), SIGKILL stragglers, then close the socket."""

@@ -418,6 +418,44 @@ def test_a_dead_worker_is_replaced(member: procs.Member) -> None:
         c.close()
 
 
+def test_a_dead_workers_lmdb_reader_slot_is_released(member: procs.Member) -> None:
+    """A process killed inside a read transaction keeps its reader slot (and every page it could
+    see) until someone checks for dead readers; the core does when a worker dies."""
+    import subprocess
+    import sys
+
+    import lmdb
+
+    db = str(member.data_dir / "member" / "snap" / "db")
+    reader = subprocess.Popen([sys.executable, "-c", (
+        "import lmdb, sys, time\n"
+        f"env = lmdb.open({db!r}, readonly=True, max_dbs=32, max_readers=1024)\n"
+        "txn = env.begin()\n"
+        "print('reading', flush=True)\n"
+        "time.sleep(60)\n")], stdout=subprocess.PIPE)
+    try:
+        assert reader.stdout.readline() == b"reading\n"
+        reader.kill()
+        reader.wait(10)
+        env = lmdb.open(db, readonly=True, max_dbs=32, max_readers=1024)
+        try:
+            def reader_slot_of(pid: int) -> bool:
+                return any(line.split()[:1] == [str(pid)] for line in env.readers().splitlines())
+
+            assert reader_slot_of(reader.pid)
+            victim = min(_worker_pids(member))
+            os.kill(victim, signal.SIGKILL)
+            _wait_for(lambda: not reader_slot_of(reader.pid), what="the core to release dead readers")
+            _wait_for(lambda: _workers_when(member, lambda p: len(p) == WORKERS and victim not in p),
+                      what="a replacement worker")
+        finally:
+            env.close()
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+            reader.wait(10)
+
+
 def test_sigterm_stops_the_workers_with_the_member(tmp_path: pathlib.Path) -> None:
     procs.require("etcdx")
     m = procs.Member("etcdx", tmp_path, extra_args=["--experimental-api-workers", str(WORKERS)])
