@@ -5,7 +5,8 @@ through grpcio (see DESIGN.md). With ``--experimental-api-workers N`` the
 member's core process starts N workers; each runs the same gRPC servicers on
 the same client URLs (``SO_REUSEPORT``: the kernel spreads connections over
 them) against a ``RemoteServer`` that reads the backend locally and calls
-the core for the rest (``etcdx.server.ipc``).
+the core for the rest (``etcdx.server.ipc``). The core then serves only its
+workers, keeping its CPU for raft and apply (bench/workers.md).
 
 Lifecycle: the core starts the workers once it is ready and waits until
 each serves; a worker that dies is started again; on SIGTERM the core stops
