@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--liveness-ticks",
         type=int,
-        default=200,
+        default=300,
         help="ticks allowed to recover after healing",
     )
     parser.add_argument(
