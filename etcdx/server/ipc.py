@@ -1,7 +1,7 @@
 """The local channel between a member's core process and its API worker processes.
 
-API workers (``etcdx.api.worker``) serve the client port beside the core:
-they answer serializable reads from the backend themselves (LMDB allows many
+API workers (``etcdx.api.worker``) serve the member's client port: they
+answer serializable reads from the backend themselves (LMDB allows many
 reader processes) and hand everything else to the core over one Unix domain
 socket each. This module is both ends' framing and the core's side.
 
@@ -53,7 +53,7 @@ CALL, REPLY, ERROR, OPEN, SEND, HALF_CLOSE, CLOSE, CREDIT, END, NOTICE = range(1
 # CALL methods
 (HELLO, READY, BARRIER, PUT, DELETE_RANGE, TXN, COMPACT, LEASE_GRANT, LEASE_REVOKE, LEASE_RENEW,
  LEASE_TIME_TO_LIVE, LEASE_LEASES, ALARM, STATUS, HASH, HASH_KV, DEFRAGMENT, MEMBER_LIST,
- MOVE_LEADER, RANGE) = range(1, 21)
+ MOVE_LEADER) = range(1, 20)
 
 # OPEN methods (streams)
 WATCH, SNAPSHOT = 1, 2
@@ -158,9 +158,6 @@ class _ContextShim:
     async def abort(self, code: Any, details: str = "", *args: Any) -> None:
         raise EtcdError(code.name, details)
 
-    def cancelled(self) -> bool:
-        return False
-
 
 @dataclasses.dataclass
 class StreamMethod:
@@ -209,7 +206,6 @@ async def _defragment(server: Any, body: bytes) -> bytes:
 
 _METHODS: dict[int, Callable[[Any, bytes], Awaitable[bytes]]] = {
     BARRIER: _barrier,
-    RANGE: _call(rpc_pb2.RangeRequest.FromString, lambda s, r: s.range(r)),
     PUT: _call(rpc_pb2.PutRequest.FromString, lambda s, r: s.put(r)),
     DELETE_RANGE: _call(rpc_pb2.DeleteRangeRequest.FromString, lambda s, r: s.delete_range(r)),
     TXN: _call(rpc_pb2.TxnRequest.FromString, lambda s, r: s.txn(r)),
