@@ -9,9 +9,10 @@ history must be linearizable.
 
     python3 -m etcdx.sim --seeds 1000 [--start 0] [--nodes 3,5,7] [--profile all] [--steps N]
 
-Modules: ``network`` (links, loss, duplication, delay, partitions), ``node`` (disk vs
-process, crash points), ``kv`` (the replicated toy state machine), ``history``
-(what clients saw), ``invariants`` (the safety monitor), ``profiles`` (named fault
-mixes), ``simulation`` (the event loop, host loop, clients and nemesis), ``trace``
-(the last steps before a violation), ``runner`` (many seeds, reports).
+Modules: ``clock`` (time units), ``network`` (links, loss, duplication, delay,
+partitions), ``node`` (disk vs process, crash points), ``kv`` (the replicated toy
+state machine), ``history`` (what clients saw), ``invariants`` (the safety
+monitor), ``profiles`` (named fault mixes), ``nemesis`` (injecting them),
+``simulation`` (the event loop, host loop and clients), ``trace`` (the last steps
+before a violation), ``runner`` (many seeds, reports).
 """

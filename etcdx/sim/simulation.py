@@ -26,11 +26,6 @@ from dataclasses import dataclass, field
 from etcdx.check.kv_model import KvGet, KvModel, KvPut
 from etcdx.check.linearizability import check_operations
 from etcdx.raft import (
-    ConfChange,
-    ConfChangeSingle,
-    ConfChangeTransition,
-    ConfChangeType,
-    ConfChangeV2,
     ConfState,
     Entry,
     EntryType,
@@ -44,6 +39,7 @@ from etcdx.raft import (
     StateType,
 )
 from etcdx.raft.codec import decode_conf_change, decode_message, encode_message
+from etcdx.sim.clock import ELECTION_TICK, TICK
 from etcdx.sim.history import History
 from etcdx.sim.invariants import (
     LINEARIZABILITY,
@@ -55,13 +51,12 @@ from etcdx.sim.invariants import (
     Violation,
 )
 from etcdx.sim.kv import Put
+from etcdx.sim.nemesis import Nemesis
 from etcdx.sim.network import LinkFaults, Network
 from etcdx.sim.node import CrashPoint, ReadWait, SimNode
 from etcdx.sim.profiles import Profile
 from etcdx.sim.trace import Trace
 
-TICK = 10
-ELECTION_TICK = 10
 CLIENTS = 8
 KEYS = ("a", "b", "c")
 OP_TIMEOUT = 12 * TICK
@@ -162,8 +157,7 @@ class Simulation:
         self._next_op = 1
         self.nodes: dict[int, SimNode] = {}
         self._op_node: dict[int, int] = {}
-        self._next_id = nodes + 1
-        self._max_voters = nodes + 2
+        self.nemesis = Nemesis(self, nodes)
         self._probe: int | None = None
         self._probe_retry_at = 0
         self._undecided = False
@@ -171,8 +165,8 @@ class Simulation:
         for nid in range(1, nodes + 1):
             disk = MemoryStorage()
             RawNode.bootstrap(disk, list(range(1, nodes + 1)))
-            self._add_node(SimNode(nid, disk))
-        self._record(
+            self.add_node(SimNode(nid, disk))
+        self.record(
             "start",
             f"{nodes} nodes",
             f"profile={profile.name}",
@@ -180,9 +174,9 @@ class Simulation:
         )
         self.clients = [_Client(c) for c in range(self.options.clients)]
         for c in self.clients:
-            self._push(self.rng.randint(1, 5 * TICK), _CLIENT, c, None)
-        if self._nemesis_active():
-            self._push(profile.nemesis_every * TICK, _NEMESIS, None, None)
+            self.push(self.rng.randint(1, 5 * TICK), _CLIENT, c, None)
+        if self.nemesis.active():
+            self.push(profile.nemesis_every * TICK, _NEMESIS, None, None)
 
     # ---- running -------------------------------------------------------------------------
 
@@ -203,7 +197,7 @@ class Simulation:
             where = "".join(traceback.format_exception(e)[-4:])
             violation = Violation(UNEXPECTED_ERROR, where)
         if violation is not None:
-            self._record("VIOLATION", violation)
+            self.record("VIOLATION", violation)
         return RunResult(
             self.seed,
             self.size,
@@ -241,15 +235,15 @@ class Simulation:
             self._on_op_timeout(a, b)
         elif kind == _REBOOT:
             if a.raw is None and not a.removed:
-                self._restart(a)
+                self.restart_node(a)
         else:
             self._on_nemesis()
 
-    def _push(self, delay: int, kind: int, a: object, b: object) -> None:
+    def push(self, delay: int, kind: int, a: object, b: object) -> None:
         self._seq += 1
         heapq.heappush(self._queue, (self.now + delay, self._seq, kind, a, b))
 
-    def _record(self, kind: str, *fields: object) -> None:
+    def record(self, kind: str, *fields: object) -> None:
         self.trace.record(self.step_no, self.now, kind, *fields)
 
     # ---- scripted scenarios -----------------------------------------------------------------
@@ -268,26 +262,26 @@ class Simulation:
         node = self.nodes[node_id]
         assert node.raw is not None
         node.raw.propose(data)
-        self._drain(node)
+        self.drain(node)
 
     def campaign(self, node_id: int) -> None:
         node = self.nodes[node_id]
         assert node.raw is not None
         node.raw.campaign()
-        self._drain(node)
+        self.drain(node)
 
     def crash(self, node_id: int) -> None:
-        self._crash(self.nodes[node_id], None)
+        self.crash_node(self.nodes[node_id], None)
 
     def restart(self, node_id: int) -> None:
-        self._restart(self.nodes[node_id])
+        self.restart_node(self.nodes[node_id])
 
     # ---- nodes and the host loop ---------------------------------------------------------
 
-    def _add_node(self, node: SimNode) -> None:
+    def add_node(self, node: SimNode) -> None:
         self.nodes[node.id] = node
         self._start(node)
-        self._push(
+        self.push(
             self.rng.randint(1, TICK), _TICK, node, TICK + self.rng.choice((-1, 0, 1))
         )
 
@@ -307,28 +301,28 @@ class Simulation:
             and node.paused_until <= self.now
             and node.clock_stalled_until <= self.now
         ):
-            self._record("tick", f"n{node.id}")
+            self.record("tick", f"n{node.id}")
             node.raw.tick()
-            self._drain(node)
-        self._push(period, _TICK, node, period)
+            self.drain(node)
+        self.push(period, _TICK, node, period)
 
     def _on_deliver(self, m: Message) -> None:
         node = self.nodes.get(m.to)
         if node is None or node.raw is None or not self.net.connected(m.from_, m.to):
-            self._record("lost", _show_msg(m))
+            self.record("lost", _show_msg(m))
             if m.type == MessageType.SNAP:
-                self._push(1, _SNAP_STATUS, m, True)
+                self.push(1, _SNAP_STATUS, m, True)
             return
         if node.paused_until > self.now:
-            self._push(self._resume_delay(node), _DELIVER, m, None)
+            self.push(self.resume_delay(node), _DELIVER, m, None)
             return
-        self._record("deliver", _show_msg(m))
+        self.record("deliver", _show_msg(m))
         node.raw.step(
             decode_message(encode_message(m)) if self.options.wire_codec else _copied(m)
         )
-        self._drain(node)
+        self.drain(node)
         if m.type == MessageType.SNAP:
-            self._push(1, _SNAP_STATUS, m, False)
+            self.push(1, _SNAP_STATUS, m, False)
 
     def _on_snap_status(self, m: Message, failed: bool) -> None:
         """The transport tells the sender how sending a snapshot went."""
@@ -336,10 +330,10 @@ class Simulation:
         if sender.raw is None:
             return
         if sender.paused_until > self.now:
-            self._push(self._resume_delay(sender), _SNAP_STATUS, m, failed)
+            self.push(self.resume_delay(sender), _SNAP_STATUS, m, failed)
             return
         sender.raw.report_snapshot(m.to, failed)
-        self._drain(sender)
+        self.drain(sender)
 
     def _on_unreachable(self, m: Message) -> None:
         """The transport tells the sender it could not reach the peer."""
@@ -347,28 +341,28 @@ class Simulation:
         if sender.raw is None:
             return
         if sender.paused_until > self.now:
-            self._push(self._resume_delay(sender), _UNREACHABLE, m, None)
+            self.push(self.resume_delay(sender), _UNREACHABLE, m, None)
             return
         sender.raw.report_unreachable(m.to)
-        self._drain(sender)
+        self.drain(sender)
 
     def _send(self, m: Message) -> None:
         delays = self.net.transmit(m.from_, m.to)
         if not delays:
-            self._record("drop", _show_msg(m))
+            self.record("drop", _show_msg(m))
             if m.type == MessageType.SNAP:
-                self._push(1, _SNAP_STATUS, m, True)
+                self.push(1, _SNAP_STATUS, m, True)
             elif not self.net.connected(m.from_, m.to):
-                self._push(
+                self.push(
                     1, _UNREACHABLE, m, None
                 )  # a cut link fails loudly, as TCP would
             return
         if len(delays) > 1:
-            self._record("duplicate", _show_msg(m))
+            self.record("duplicate", _show_msg(m))
         for d in delays:
-            self._push(d, _DELIVER, m, None)
+            self.push(d, _DELIVER, m, None)
 
-    def _drain(self, node: SimNode) -> None:
+    def drain(self, node: SimNode) -> None:
         while node.raw is not None and node.raw.has_ready():
             self._handle_ready(node, node.raw.ready())
 
@@ -382,7 +376,7 @@ class Simulation:
         if rd.soft_state is not None:
             self._observe_role(node, rd.soft_state.raft_state, rd.soft_state.lead)
         if crash_at is CrashPoint.BEFORE_PERSIST:
-            return self._crash(node, crash_at)
+            return self.crash_node(node, crash_at)
 
         if rd.snapshot is not None and not rd.snapshot.is_empty():
             disk.apply_snapshot(rd.snapshot)
@@ -402,7 +396,7 @@ class Simulation:
                 # A candidate's own vote counts once durable: it goes out with its requests.
                 self.monitor.vote_cast(node.id, node.id, rd.hard_state.term)
         if crash_at is CrashPoint.BEFORE_SEND:
-            return self._crash(node, crash_at)
+            return self.crash_node(node, crash_at)
 
         cut = (
             self.rng.randrange(len(rd.messages) + 1)
@@ -411,16 +405,16 @@ class Simulation:
         )
         for i, m in enumerate(rd.messages):
             if i == cut:
-                return self._crash(node, crash_at)
+                return self.crash_node(node, crash_at)
             if m.type == MessageType.VOTE_RESP and not m.reject:
                 self.monitor.vote_cast(m.from_, m.to, m.term)
             self._send(m)
         if crash_at is CrashPoint.MID_SEND or crash_at is CrashPoint.BEFORE_APPLY:
-            return self._crash(node, crash_at)
+            return self.crash_node(node, crash_at)
         if crash_at is CrashPoint.AFTER_VOTE and any(
             m.type == MessageType.VOTE_RESP and not m.reject for m in rd.messages
         ):
-            return self._crash(node, crash_at)
+            return self.crash_node(node, crash_at)
 
         if rd.snapshot is not None and not rd.snapshot.is_empty():
             self._restore_snapshot(node, rd)
@@ -437,14 +431,14 @@ class Simulation:
                 node.reads.append(ReadWait(rs.index, op_id, client.input.key))
         self._serve_reads(node)
         if crash_at is CrashPoint.BEFORE_ADVANCE:
-            return self._crash(node, crash_at)
+            return self.crash_node(node, crash_at)
         raw.advance(rd)
         self._maybe_compact(node)
 
     def _observe_role(self, node: SimNode, role: StateType, lead: int) -> None:
         was_leader = node.role == StateType.LEADER
         if role != node.role or lead != node.lead:
-            self._record(
+            self.record(
                 "role",
                 f"n{node.id}",
                 role.name.lower(),
@@ -468,7 +462,7 @@ class Simulation:
         node.conf_state = snap.metadata.conf_state
         node.applied_since_snapshot = 0
         self.monitor.restored(node.id, snap.metadata.index)
-        self._record("snapshot", f"n{node.id}", f"index={snap.metadata.index}")
+        self.record("snapshot", f"n{node.id}", f"index={snap.metadata.index}")
 
     def _apply(self, node: SimNode, e: Entry) -> None:
         raw = node.raw
@@ -483,7 +477,7 @@ class Simulation:
         cc = decode_conf_change(e)
         before = node.conf_state
         node.conf_state = raw.apply_conf_change(cc)
-        self._record(
+        self.record(
             "conf", f"n{node.id}", f"index={e.index}", _show_conf(node.conf_state)
         )
         gone = set(before.voters + before.learners + before.voters_outgoing) - set(
@@ -499,7 +493,7 @@ class Simulation:
         node = self.nodes[nid]
         if node.removed:
             return
-        self._record("removed", f"n{nid}")
+        self.record("removed", f"n{nid}")
         self._lose_process(node)
         node.removed = True
 
@@ -528,13 +522,13 @@ class Simulation:
         node.disk.create_snapshot(index, node.conf_state, node.kv.snapshot())
         node.disk.compact(index - KEEP_AFTER_COMPACT)
         node.applied_since_snapshot = 0
-        self._record("compact", f"n{node.id}", f"snapshot={index}")
+        self.record("compact", f"n{node.id}", f"snapshot={index}")
 
-    def _crash(self, node: SimNode, point: CrashPoint | None) -> None:
-        self._record("crash", f"n{node.id}", point.value if point else "between-steps")
+    def crash_node(self, node: SimNode, point: CrashPoint | None) -> None:
+        self.record("crash", f"n{node.id}", point.value if point else "between-steps")
         self._lose_process(node)
         if self.rng.random() < self.profile.reboot:
-            self._push(self.rng.randint(0, TICK), _REBOOT, node, None)
+            self.push(self.rng.randint(0, TICK), _REBOOT, node, None)
 
     def _lose_process(self, node: SimNode) -> None:
         self.monitor.stepped_down(node.id)
@@ -543,8 +537,8 @@ class Simulation:
             if c.op_id is not None and self._op_node.get(c.op_id) == node.id:
                 self._finish(c, failed=False)
 
-    def _restart(self, node: SimNode) -> None:
-        self._record("restart", f"n{node.id}")
+    def restart_node(self, node: SimNode) -> None:
+        self.record("restart", f"n{node.id}")
         self._start(node)
 
     # ---- clients ---------------------------------------------------------------------------
@@ -563,7 +557,7 @@ class Simulation:
         if node is None or node.raw is None:
             live = [n for n in self.nodes.values() if n.raw is not None]
             if not live:
-                self._push(self.rng.randint(1, 5 * TICK), _CLIENT, c, None)
+                self.push(self.rng.randint(1, 5 * TICK), _CLIENT, c, None)
                 return
             node = self.rng.choice(live)
         op_id = self._next_op
@@ -573,8 +567,8 @@ class Simulation:
         c.op_id, c.node, c.input = op_id, node.id, op
         self._op_node[op_id] = node.id
         self.history.invoke(op_id, c.id, op, self.now)
-        self._record("invoke", f"c{c.id}", f"op{op_id}", f"n{node.id}", op)
-        self._push(OP_TIMEOUT, _OP_TIMEOUT, c, op_id)
+        self.record("invoke", f"c{c.id}", f"op{op_id}", f"n{node.id}", op)
+        self.push(OP_TIMEOUT, _OP_TIMEOUT, c, op_id)
         self._call(c, op_id)
 
     def _call(self, c: _Client, op_id: int) -> None:
@@ -586,7 +580,7 @@ class Simulation:
         if raw is None:
             return
         if node.paused_until > self.now:
-            self._push(self._resume_delay(node), _CALL, c, op_id)
+            self.push(self.resume_delay(node), _CALL, c, op_id)
             return
         try:
             if isinstance(c.input, KvPut):
@@ -594,14 +588,14 @@ class Simulation:
             else:
                 raw.read_index(str(op_id).encode())
         except ProposalDropped:
-            self._record("rejected", f"op{op_id}")
+            self.record("rejected", f"op{op_id}")
             self._finish(c, failed=True)
             return
-        self._drain(node)
+        self.drain(node)
 
     def _on_op_timeout(self, c: _Client, op_id: int) -> None:
         if c.op_id == op_id:
-            self._record("timeout", f"op{op_id}")
+            self.record("timeout", f"op{op_id}")
             self._finish(c, failed=False)
 
     def _complete(self, op_id: int, output: object) -> None:
@@ -609,11 +603,11 @@ class Simulation:
         if c is None:
             return
         self.history.respond(op_id, output, self.now)
-        self._record("respond", f"c{c.id}", f"op{op_id}", output)
+        self.record("respond", f"c{c.id}", f"op{op_id}", output)
         c.op_id = None
         if self.rng.random() < RECONNECT:
             c.node = 0
-        self._push(self.rng.randint(1, 3 * TICK), _CLIENT, c, None)
+        self.push(self.rng.randint(1, 3 * TICK), _CLIENT, c, None)
 
     def _finish(self, c: _Client, *, failed: bool) -> None:
         """End the client's operation without a response: surely without effect, or unknown."""
@@ -624,163 +618,19 @@ class Simulation:
             self.history.lose(c.op_id)
         c.op_id = None
         c.node = 0  # reconnect to another member
-        self._push(self.rng.randint(1, 3 * TICK), _CLIENT, c, None)
-
-    # ---- the nemesis -------------------------------------------------------------------------
-
-    def _nemesis_active(self) -> bool:
-        p = self.profile
-        return any(
-            (
-                p.partition,
-                p.heal,
-                p.slow_link,
-                p.pause,
-                p.clock_stall,
-                p.crash,
-                p.restart,
-                p.membership,
-                p.transfer,
-            )
-        )
+        self.push(self.rng.randint(1, 3 * TICK), _CLIENT, c, None)
 
     def _on_nemesis(self) -> None:
         if self.healing:
             return
-        p = self.profile
-        actions = [
-            (p.idle, lambda: None),
-            (p.partition, self._partition),
-            (p.heal, self._heal_network),
-            (p.slow_link, self._slow_link),
-            (p.pause, self._pause_some),
-            (p.clock_stall, self._stall_clock),
-            (p.crash, self._crash_some),
-            (p.restart, self._restart_some),
-            (p.membership, self._change_membership),
-            (p.transfer, self._transfer_leader),
-        ]
-        weights = [w for w, _ in actions]
-        _, action = self.rng.choices(actions, weights)[0]
-        action()
-        self._push(p.nemesis_every * TICK, _NEMESIS, None, None)
+        self.nemesis.act()
+        self.push(self.profile.nemesis_every * TICK, _NEMESIS, None, None)
 
-    def _members(self) -> list[int]:
-        return sorted(n.id for n in self.nodes.values() if not n.removed)
-
-    def _partition(self) -> None:
-        """Replace the current partition: a random split, a one-way cut, a bridge, or the
-        leader cut off in a minority (where a stale leader does its damage)."""
-        ids = self._members()
-        self.rng.shuffle(ids)
-        self.net.reconnect()
-        shape = self.rng.random()
-        leader = self._leader()
-        if shape < 0.3 and leader is not None:
-            others = [i for i in ids if i != leader.id]
-            minority = [
-                leader.id,
-                *others[: self.rng.randint(0, max(0, (len(ids) - 1) // 2 - 1))],
-            ]
-            rest = [i for i in ids if i not in minority]
-            self.net.partition([minority, rest])
-            self._record("isolate", sorted(minority), "|", sorted(rest))
-            if self.profile.clock_stall and self.rng.random() < 0.5:
-                self._stall_clock(leader)
-        elif shape < 0.6:
-            cut = self.rng.randint(1, len(ids) - 1)
-            self.net.partition([ids[:cut], ids[cut:]])
-            self._record("partition", sorted(ids[:cut]), "|", sorted(ids[cut:]))
-        elif shape < 0.8:
-            cut = self.rng.randint(1, len(ids) - 1)
-            self.net.cut_one_way(ids[:cut], ids[cut:])
-            self._record("one-way", sorted(ids[:cut]), "->x", sorted(ids[cut:]))
-        else:
-            bridge, rest = ids[0], ids[1:]
-            cut = self.rng.randint(0, len(rest))
-            self.net.bridge(rest[:cut], rest[cut:], bridge)
-            self._record(
-                "bridge", sorted(rest[:cut]), f"<n{bridge}>", sorted(rest[cut:])
-            )
-
-    def _heal_network(self) -> None:
-        self._record("heal")
-        self.net.heal()
-
-    def _slow_link(self) -> None:
-        ids = self._members()
-        src, dst = self.rng.sample(ids, 2)
-        base = self.profile.faults
-        # Slow enough, at times, for a message to outlive an election timeout or two.
-        delay = self.rng.randint(1, 3 * ELECTION_TICK) * TICK
-        faults = LinkFaults(
-            base.drop, base.duplicate, base.delay + delay, base.jitter + delay
-        )
-        self.net.set_link(src, dst, faults)
-        self._record("slow-link", f"n{src}->n{dst}")
-
-    def _crash_some(self) -> None:
-        live = [n for n in self.nodes.values() if n.raw is not None]
-        if not live:
-            return
-        node = self.rng.choice(live)
-        point = self.rng.choice(self.profile.crash_points)
-        if point is None:
-            self._crash(node, None)
-        else:
-            node.crash_at = point
-            self._record("arm-crash", f"n{node.id}", point.value)
-
-    def _pause_some(self) -> None:
-        """Stall a member (a GC pause, a stuck disk): its ticks are lost, its messages wait.
-
-        At most a minority is paused at once, so the rest can elect a leader meanwhile.
-        """
-        live = [
-            n
-            for n in self.nodes.values()
-            if n.raw is not None and n.paused_until <= self.now
-        ]
-        paused = sum(
-            1
-            for n in self.nodes.values()
-            if n.raw is not None and n.paused_until > self.now
-        )
-        if live and paused < (len(self._members()) - 1) // 2:
-            node = self.rng.choice(live)
-            node.paused_until = self.now + self.rng.randint(5, 4 * ELECTION_TICK) * TICK
-            self._record("pause", f"n{node.id}", f"until t={node.paused_until}")
-
-    def _stall_clock(self, node: SimNode | None = None) -> None:
-        """Stop a member's ticker for a while (a starved timer thread): no timeouts fire there,
-        so a leader cut off from its followers does not notice it lost them."""
-        if node is None:
-            live = [n for n in self.nodes.values() if n.raw is not None]
-            if not live:
-                return
-            leader = self._leader()
-            node = (
-                leader
-                if leader is not None and self.rng.random() < 0.5
-                else self.rng.choice(live)
-            )
-        node.clock_stalled_until = (
-            self.now + self.rng.randint(ELECTION_TICK, 4 * ELECTION_TICK) * TICK
-        )
-        self._record(
-            "stall-clock", f"n{node.id}", f"until t={node.clock_stalled_until}"
-        )
-
-    def _resume_delay(self, node: SimNode) -> int:
+    def resume_delay(self, node: SimNode) -> int:
         """When a paused member gets to a waiting input: soon after resuming, in no set order."""
         return node.paused_until - self.now + self.rng.randint(0, TICK)
 
-    def _restart_some(self) -> None:
-        dead = [n for n in self.nodes.values() if n.raw is None and not n.removed]
-        if dead:
-            self._restart(self.rng.choice(dead))
-
-    def _leader(self) -> SimNode | None:
+    def leader(self) -> SimNode | None:
         leaders = [
             n
             for n in self.nodes.values()
@@ -790,93 +640,12 @@ class Simulation:
         ]
         return max(leaders, key=lambda n: n.term) if leaders else None
 
-    def _transfer_leader(self) -> None:
-        leader = self._leader()
-        if leader is None or leader.raw is None:
-            return
-        targets = [v for v in leader.conf_state.voters if v != leader.id]
-        if not targets:
-            return
-        to = self.rng.choice(targets)
-        self._record("transfer", f"n{leader.id}->n{to}")
-        leader.raw.transfer_leader(to)
-        self._drain(leader)
-
-    def _change_membership(self) -> None:
-        leader = self._leader()
-        if leader is None or leader.raw is None:
-            return
-        cs = leader.conf_state
-        if cs.voters_outgoing:
-            if not cs.auto_leave:
-                self._propose_conf_change(leader, "leave-joint", ConfChangeV2())
-            return
-        voters = [v for v in cs.voters if v != leader.id]
-        learners = list(cs.learners)
-        choices: list[tuple[str, ConfChange | ConfChangeV2]] = []
-        new_id = self._next_id
-        choices.append(
-            ("add-learner", ConfChange(ConfChangeType.ADD_LEARNER_NODE, new_id))
-        )
-        if learners and len(cs.voters) < self._max_voters:
-            lid = self.rng.choice(learners)
-            choices.append(("promote", _v2(ConfChangeType.ADD_NODE, lid)))
-        if len(cs.voters) > 3 and voters:
-            vid = self.rng.choice(voters)
-            choices.append(("remove-voter", _v2(ConfChangeType.REMOVE_NODE, vid)))
-        if learners and voters:
-            lid, vid = self.rng.choice(learners), self.rng.choice(voters)
-            choices.append(
-                (
-                    "swap-joint",
-                    ConfChangeV2(
-                        # Explicit: the cluster stays joint until the nemesis asks to leave.
-                        self.rng.choice(
-                            (
-                                ConfChangeTransition.AUTO,
-                                ConfChangeTransition.JOINT_EXPLICIT,
-                            )
-                        ),
-                        [
-                            ConfChangeSingle(ConfChangeType.ADD_NODE, lid),
-                            ConfChangeSingle(ConfChangeType.REMOVE_NODE, vid),
-                        ],
-                    ),
-                )
-            )
-        if learners:
-            choices.append(
-                (
-                    "remove-learner",
-                    ConfChange(ConfChangeType.REMOVE_NODE, self.rng.choice(learners)),
-                )
-            )
-        name, cc = self.rng.choice(choices)
-        if name == "add-learner":
-            if len(self._members()) >= self._max_voters + 2:
-                return
-            self._next_id += 1
-            self._add_node(SimNode(new_id, MemoryStorage()))
-        self._propose_conf_change(leader, name, cc)
-
-    def _propose_conf_change(
-        self, leader: SimNode, name: str, cc: ConfChange | ConfChangeV2
-    ) -> None:
-        assert leader.raw is not None
-        self._record("propose-conf", f"n{leader.id}", name, cc)
-        try:
-            leader.raw.propose_conf_change(cc)
-        except ProposalDropped:
-            self._record("rejected", name)
-            return
-        self._drain(leader)
-
     # ---- the end of a run ------------------------------------------------------------------
 
     def _heal_all(self) -> None:
         """Stop every fault: links heal and turn reliable, crashed members restart."""
         self.healing = True
-        self._record("heal-all")
+        self.record("heal-all")
         self.net.heal()
         self.net.faults = LinkFaults(
             delay=self.profile.faults.delay, jitter=self.profile.faults.jitter
@@ -886,7 +655,7 @@ class Simulation:
             node.paused_until = min(node.paused_until, self.now)
             node.clock_stalled_until = min(node.clock_stalled_until, self.now)
             if node.raw is None and not node.removed:
-                self._restart(node)
+                self.restart_node(node)
 
     def _await_liveness(self) -> None:
         """A leader must emerge and commit a fresh write on every live voter in time."""
@@ -898,14 +667,14 @@ class Simulation:
                 next_probe = self.now + TICK
                 if self._liveness_reached():
                     self.recovery_ticks = (self.now - healed) // TICK
-                    self._record(
+                    self.record(
                         "live",
                         f"probe={self._probe}",
                         f"after {self.recovery_ticks} ticks",
                     )
                     return
             self.step()
-        leader = self._leader()
+        leader = self.leader()
         raise Violation(
             LIVENESS,
             f"no write committed on all voters within {self.options.liveness_ticks} ticks of healing "
@@ -919,7 +688,7 @@ class Simulation:
         client retrying: a leader deposed right after taking it may lose the entry, and the
         request id makes a second copy harmless.
         """
-        leader = self._leader()
+        leader = self.leader()
         if leader is None or leader.raw is None:
             return False
         if self._probe is None:
@@ -934,8 +703,8 @@ class Simulation:
                 except ProposalDropped:
                     return False
                 self._probe_retry_at = self.now + PROBE_RETRY
-                self._record("probe", f"n{leader.id}", f"op{self._probe}")
-                self._drain(leader)
+                self.record("probe", f"n{leader.id}", f"op{self._probe}")
+                self.drain(leader)
             return False
         cs = leader.conf_state
         voters = set(cs.voters) | set(cs.voters_outgoing)
@@ -972,10 +741,6 @@ def _copied(m: Message) -> Message:
         [Entry(e.term, e.index, e.type, e.data) for e in m.entries] if m.entries else []
     )
     return dataclasses.replace(m, entries=entries)
-
-
-def _v2(kind: ConfChangeType, nid: int) -> ConfChangeV2:
-    return ConfChangeV2(ConfChangeTransition.AUTO, [ConfChangeSingle(kind, nid)])
 
 
 def _show_msg(m: Message) -> str:
