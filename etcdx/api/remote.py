@@ -25,7 +25,7 @@ from etcdx.pb import rpc_pb2
 from etcdx.server import errors, ipc, kvops
 from etcdx.server.config import Config
 from etcdx.server.errors import EtcdError
-from etcdx.server.etcdserver import _txn_all_serializable, _txn_has_write
+from etcdx.server.etcdserver import txn_all_serializable, txn_has_write
 
 log = logging.getLogger("etcdx.api.remote")
 
@@ -270,9 +270,9 @@ class RemoteServer:
         return resp
 
     async def txn(self, r: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
-        if _txn_has_write(r):
+        if txn_has_write(r):
             return rpc_pb2.TxnResponse.FromString(await self.conn.call(ipc.TXN, r.SerializeToString()))
-        if not _txn_all_serializable(r):
+        if not txn_all_serializable(r):
             await self.linearizable_barrier()
         resp = rpc_pb2.TxnResponse()
         with self.backend.read() as rtx:

@@ -307,7 +307,7 @@ class WorkerPool:
         it: the database would grow without bound.
         """
         try:
-            self.server.backend._env.reader_check()
+            self.server.backend.reader_check()
         except Exception:
             log.warning("could not release stale LMDB readers", exc_info=True)
 

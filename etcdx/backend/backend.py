@@ -125,6 +125,11 @@ class Backend:
         self._open()
         return True
 
+    def reader_check(self) -> int:
+        """Free reader slots left by dead processes (a killed API worker), so their
+        stale snapshots stop pinning old pages; returns how many were cleared."""
+        return self._env.reader_check()
+
     def sync(self) -> None:
         """Flush committed transactions to stable storage (fsync)."""
         self._env.sync(True)

@@ -409,7 +409,8 @@ class EtcdServer:
             self._read_deadlines.append((self._loop.time() + self._timeout, ctx))
             self.node.read_index(ctx)
             self._wake.set()
-        index = await fut
+        # Shielded: one reader giving up (a cancelled RPC) must not cancel the round for the rest.
+        index = await asyncio.shield(fut)
         if self.applied_index < index:
             await self.wait_applied(index)
 
@@ -470,12 +471,12 @@ class EtcdServer:
         return resp
 
     async def txn(self, r: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
-        if _txn_has_write(r):
+        if txn_has_write(r):
             self._check_quota(_txn_cost(r))
             resp = await self._propose(InternalRaftRequest(txn=r))
         else:
             # A read-only txn is a linearizable read: no need to go through the log.
-            if not _txn_all_serializable(r):
+            if not txn_all_serializable(r):
                 await self.linearizable_barrier()
             resp = rpc_pb2.TxnResponse()
             with self.backend.read() as rtx:
@@ -708,22 +709,22 @@ class EtcdServer:
             log.warning("auto compaction to %d failed: %s", revision, err.message)
 
 
-def _txn_has_write(r: rpc_pb2.TxnRequest) -> bool:
+def txn_has_write(r: rpc_pb2.TxnRequest) -> bool:
     for op in list(r.success) + list(r.failure):
         kind = op.WhichOneof("request")
         if kind in ("request_put", "request_delete_range"):
             return True
-        if kind == "request_txn" and _txn_has_write(op.request_txn):
+        if kind == "request_txn" and txn_has_write(op.request_txn):
             return True
     return False
 
 
-def _txn_all_serializable(r: rpc_pb2.TxnRequest) -> bool:
+def txn_all_serializable(r: rpc_pb2.TxnRequest) -> bool:
     for op in list(r.success) + list(r.failure):
         kind = op.WhichOneof("request")
         if kind == "request_range" and not op.request_range.serializable:
             return False
-        if kind == "request_txn" and not _txn_all_serializable(op.request_txn):
+        if kind == "request_txn" and not txn_all_serializable(op.request_txn):
             return False
     return True
 
