@@ -18,63 +18,20 @@ import os
 import pytest
 from support import compare, procs
 
-WATCH_CANCEL_HEADER = (
-    "etcdx#watch-cancel-header: the WatchResponse canceling a watcher whose start revision was "
-    "compacted has header.revision 0 on etcd, the current revision on etcdx"
-)
-NONKV_HEADER = (
-    "etcdx#nonkv-header: MemberList, Alarm and Defragment responses have header.revision 0 on etcd 3.4, "
-    "the current revision on etcdx"
-)
-TXN_CHECK_ORDER = (
-    "etcdx#txn-check-order: etcd validates every put on the txn's taken path (lease exists; key "
-    "exists for ignore_value/ignore_lease) before any range's revision, so a txn holding both a bad "
-    "put and a future/compacted range gets 'requested lease not found'/'key not found' on etcd but "
-    "'required revision is a future revision'/'has been compacted' on etcdx; and within one txn "
-    "put etcd checks the key (ignore_value/ignore_lease) before the lease, etcdx the lease first "
-    "(a plain Put checks the lease first on both)"
-)
-KEYS_ONLY_VALUE_SORT = (
-    "etcdx#keys-only-value-sort: with keys_only and sort_target=VALUE etcd sorts by the stored "
-    "values (it strips values after sorting and limiting); etcdx sorts as if every value were "
-    "empty, i.e. by key"
-)
+# registry key (also the key in compare.TOLERATED_ETCDX_BUGS) -> (text, tests pinning it).
+# A broad comparison that must tolerate an entry checks `key in compare.TOLERATED_ETCDX_BUGS`
+# for exactly that difference.
+KNOWN_ETCDX_BUGS: dict[str, tuple[str, tuple[str, ...]]] = {}
 
-# registry key (also the key in compare.TOLERATED_ETCDX_BUGS) -> (text, tests pinning it)
-KNOWN_ETCDX_BUGS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "watch-cancel-header": (
-        WATCH_CANCEL_HEADER,
-        (
-            "test_headers.py::test_compaction_cancel_response_has_no_header_revision[etcdx]",
-        ),
-    ),
-    "txn-check-order": (
-        TXN_CHECK_ORDER,
-        (
-            "test_errors.py::test_bad_input_gets_etcds_answer[etcdx-txn_put_checks_precede_range_checks_lease]",
-            "test_errors.py::test_bad_input_gets_etcds_answer[etcdx-txn_put_checks_precede_range_checks_ignore_value]",
-            "test_errors.py::test_bad_input_gets_etcds_answer[etcdx-txn_put_checks_precede_range_checks_nested]",
-            "test_errors.py::test_bad_input_gets_etcds_answer[etcdx-txn_put_key_check_precedes_lease_check]",
-        ),
-    ),
-    "keys-only-value-sort": (
-        KEYS_ONLY_VALUE_SORT,
-        ("test_pinned.py::test_keys_only_range_sorts_by_the_real_values[etcdx]",),
-    ),
-    "nonkv-header": (
-        NONKV_HEADER,
-        (
-            "test_headers.py::test_header_revision[etcdx-MemberList]",
-            "test_headers.py::test_header_revision[etcdx-AlarmGet]",
-            "test_headers.py::test_header_revision[etcdx-Defragment]",
-        ),
-    ),
-}
-
-# Fixed since first found (kept for the record; their tests now pass strictly):
-# - an empty store was at revision 0 (etcd: 1), every revision one lower than etcd's;
-# - the compact revision started at 0 (etcd: -1): Compact(0) answered "compacted" and
-#   HashKV's compact_revision was 0 before any compaction.
+# Found by these suites and fixed since (their tests pass strictly now):
+# - rev0: an empty store was at revision 0 (etcd: 1), every revision one lower than etcd's;
+# - compact-never: the compact revision started at 0 (etcd: -1), so Compact(0) answered
+#   "compacted" and HashKV's compact_revision was 0 before any compaction;
+# - watch-cancel-header: the compaction-cancel WatchResponse carried header.revision;
+# - nonkv-header: MemberList, Alarm and Defragment headers carried a revision (etcd: 0);
+# - txn-check-order: a txn's puts must be checked before its ranges, and within a txn put
+#   the key (ignore_value/ignore_lease) before the lease;
+# - keys-only-value-sort: keys_only ranges sorted by VALUE must sort by the stored values.
 
 
 def pytest_configure(config):

@@ -123,12 +123,6 @@ def range_requests(draw):
     flag = draw(
         st.sampled_from(["", "", "", "keys_only", "count_only", "serializable"])
     )
-    if (
-        flag == "keys_only"
-        and req.sort_target == rpc_pb2.RangeRequest.VALUE
-        and "keys-only-value-sort" in compare.TOLERATED_ETCDX_BUGS
-    ):
-        flag = ""  # known etcdx bug, pinned in test_pinned.py
     if flag:
         setattr(req, flag, True)
     if draw(sometimes(5)):
@@ -281,31 +275,6 @@ def _crash_report(member: procs.Member) -> str:
     return f"\n{member} is not running; log tail:\n{member.log_tail()}"
 
 
-PUT_CHECK_ERRORS = {
-    "etcdserver: requested lease not found",
-    "etcdserver: key not found",
-}
-RANGE_CHECK_ERRORS = {
-    "etcdserver: mvcc: required revision is a future revision",
-    compare.COMPACTED_TEXT,
-}
-
-
-def _tolerated_txn_check_order(op: Op, a: compare.Outcome, b: compare.Outcome) -> bool:
-    """Exactly the known etcdx#txn-check-order swaps: etcd reports a put check's error where
-    etcdx reports a range's, or "key not found" where etcdx reports "lease not found". Both
-    reject the whole txn, so the stores stay in step."""
-    swapped = (a.details in PUT_CHECK_ERRORS and b.details in RANGE_CHECK_ERRORS) or (
-        a.details == "etcdserver: key not found"
-        and b.details == "etcdserver: requested lease not found"
-    )
-    return (
-        "txn-check-order" in compare.TOLERATED_ETCDX_BUGS
-        and op.kind == "txn"
-        and swapped
-    )
-
-
 def check_same_sequence(
     ref: procs.Member, cand: procs.Member, sequence: list[Op]
 ) -> None:
@@ -315,9 +284,6 @@ def check_same_sequence(
         event(
             f"{op.kind}: {a.details if a.code else 'ok'}"
         )  # --hypothesis-show-statistics
-        if a != b and _tolerated_txn_check_order(op, a, b):
-            event("tolerated known bug: txn-check-order")
-            continue
         if a != b:
             history = "\n".join(
                 f"  {j:2d}: {o!r}" for j, o in enumerate(sequence[: i + 1])

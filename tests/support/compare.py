@@ -210,19 +210,11 @@ def allow_newer_etcd_watch_fields(replay: WatchReplay) -> None:
 
     etcd 3.6 sets cancel_reason to the ErrCompacted text when it cancels a
     watcher whose start revision was compacted; 3.4 leaves it empty. Both are
-    etcd behaviour, so that one field is cleared before comparing. Also drops
-    that response's header revision while "watch-cancel-header" is tolerated.
+    etcd behaviour, so that one field is cleared before comparing.
     """
     for r in replay.control:
         if r.canceled and r.compact_revision and r.cancel_reason == COMPACTED_TEXT:
             r.cancel_reason = ""
-        if (
-            r.canceled
-            and r.compact_revision
-            and "watch-cancel-header" in TOLERATED_ETCDX_BUGS
-            and r.HasField("header")
-        ):
-            r.header.revision = 0
 
 
 def current_revision(kv_stub) -> int:
