@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 
 class Nemesis:
-    """Acts on one simulation through its own seeded generator, so runs stay replayable."""
+    """Acts on one simulation, drawing every choice from its seeded generator."""
 
     def __init__(self, sim: Simulation, nodes: int) -> None:
         self.sim = sim
