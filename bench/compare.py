@@ -466,7 +466,7 @@ def main(argv=None) -> int:
     p.add_argument("--keys", type=int, help="keys for the bulk scenario (default 1,000,000; --quick 20,000)")
     p.add_argument("--systems", default="etcd,etcdx",
                    help="which servers, in order; ratios are against the first (default etcd,etcdx). "
-                        "etcdx-wN is etcdx with --experimental-api-workers N")
+                        "etcdx-wN is etcdx with --api-workers N")
     p.add_argument("--bulk-systems", help="run the bulk scenario on these systems only (default: all)")
     p.add_argument("--tool", choices=["auto", "go", "py"], default="auto",
                    help="put/range load: etcd's Go tool (bench/out/benchmark) or loadgen.py (default: go if built)")
@@ -492,7 +492,7 @@ def main(argv=None) -> int:
     for label in systems:
         m = re.fullmatch(r"etcdx-w(\d+)", label)
         if m:
-            templates[label] = args.etcdx_cmd + f" --experimental-api-workers {m.group(1)}"
+            templates[label] = args.etcdx_cmd + f" --api-workers {m.group(1)}"
     if set(systems) - set(templates):
         raise SystemExit("--systems takes etcd, etcdx and etcdx-wN")
     args.bulk_systems = set(args.bulk_systems.split(",")) if args.bulk_systems else set(systems)

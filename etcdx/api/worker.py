@@ -1,7 +1,7 @@
 """API worker processes: more processes serving the member's client URLs.
 
 One Python process cannot push more than a few thousand RPCs a second
-through grpcio (see DESIGN.md). With ``--experimental-api-workers N`` the
+through grpcio (see DESIGN.md). With ``--api-workers N`` the
 member's core process starts N workers; each runs the same gRPC servicers on
 the same client URLs (``SO_REUSEPORT``: the kernel spreads connections over
 them) against a ``RemoteServer`` that reads the backend locally and calls

@@ -84,7 +84,7 @@ _FLAGS: list[_Flag] = [
     _Flag("pre-vote", True, _bool, "Enable the raft pre-vote phase."),
     _Flag("force-new-cluster", False, _bool, "Force to create a new one-member cluster."),
     _Flag("experimental-watch-progress-notify-interval", "10m", str, "Interval of progress notifications to watchers that asked for them."),
-    _Flag("experimental-api-workers", 0, int, "Number of API worker processes that serve the client URLs beside the member's core process "
+    _Flag("api-workers", 2, int, "Number of API worker processes that serve the client URLs beside the member's core process "
           "(sharing the port with SO_REUSEPORT, serializable reads from the backend, the rest handed to the core); 0 serves clients from the core process alone."),
 ]
 _BY_NAME = {f.name: f for f in _FLAGS}
@@ -116,7 +116,7 @@ class Config:
     pre_vote: bool = True
     force_new_cluster: bool = False
     experimental_watch_progress_notify_interval: str = "10m"
-    experimental_api_workers: int = 0
+    api_workers: int = 2
 
     @property
     def watch_progress_notify_interval(self) -> float:
@@ -151,8 +151,8 @@ class Config:
             raise ConfigError("--max-txn-ops must be positive")
         if self.max_request_bytes <= 0:
             raise ConfigError("--max-request-bytes must be positive")
-        if self.experimental_api_workers < 0:
-            raise ConfigError("--experimental-api-workers must not be negative")
+        if self.api_workers < 0:
+            raise ConfigError("--api-workers must not be negative")
         if self.auto_compaction_mode not in ("periodic", "revision"):
             raise ConfigError(f"invalid --auto-compaction-mode {self.auto_compaction_mode!r}: expected periodic or revision")
         parse_retention(self.auto_compaction_mode, self.auto_compaction_retention)

@@ -27,10 +27,10 @@ async def serve(cfg: config.Config) -> None:
         raise SystemExit(1) from None
     await server.start()
     workers = None
-    if cfg.experimental_api_workers > 0:
+    if cfg.api_workers > 0:
         from etcdx.api.worker import WorkerPool, WorkerStartError
 
-        workers = WorkerPool(server, cfg.experimental_api_workers)
+        workers = WorkerPool(server, cfg.api_workers)
         try:
             await workers.start()
         except WorkerStartError as err:

@@ -1,4 +1,4 @@
-"""A member with API worker processes (--experimental-api-workers) behaves like one without.
+"""A member with API worker processes (--api-workers) behaves like one without.
 
 Every test talks to the member over many separate connections, so the
 kernel spreads them over the workers (SO_REUSEPORT); `_serving_workers`
@@ -133,7 +133,7 @@ class Clients:
 def member(tmp_path_factory: pytest.TempPathFactory):
     procs.require("etcdx")
     m = procs.Member("etcdx", tmp_path_factory.mktemp("api-workers"),
-                     extra_args=["--experimental-api-workers", str(WORKERS)])
+                     extra_args=["--api-workers", str(WORKERS)])
     m.start()
     try:
         yield m
@@ -458,7 +458,7 @@ def test_a_dead_workers_lmdb_reader_slot_is_released(member: procs.Member) -> No
 
 def test_sigterm_stops_the_workers_with_the_member(tmp_path: pathlib.Path) -> None:
     procs.require("etcdx")
-    m = procs.Member("etcdx", tmp_path, extra_args=["--experimental-api-workers", str(WORKERS)])
+    m = procs.Member("etcdx", tmp_path, extra_args=["--api-workers", str(WORKERS)])
     m.start()
     try:
         workers = _wait_for(lambda: _workers_when(m, lambda p: len(p) == WORKERS), what="workers")
@@ -470,7 +470,7 @@ def test_sigterm_stops_the_workers_with_the_member(tmp_path: pathlib.Path) -> No
 
 def test_a_taken_client_port_fails_the_start(tmp_path: pathlib.Path) -> None:
     procs.require("etcdx")
-    m = procs.Member("etcdx", tmp_path, extra_args=["--experimental-api-workers", str(WORKERS)])
+    m = procs.Member("etcdx", tmp_path, extra_args=["--api-workers", str(WORKERS)])
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", m.client_port))
         squatter.listen()
@@ -488,7 +488,7 @@ def test_a_taken_client_port_fails_the_start(tmp_path: pathlib.Path) -> None:
 def test_a_second_member_cannot_share_the_client_port_through_so_reuseport(member: procs.Member,
                                                                            tmp_path: pathlib.Path) -> None:
     procs.require("etcdx")
-    intruder = procs.Member("etcdx", tmp_path, extra_args=["--experimental-api-workers", str(WORKERS)])
+    intruder = procs.Member("etcdx", tmp_path, extra_args=["--api-workers", str(WORKERS)])
     intruder.client_port = member.client_port
     try:
         intruder.start(wait=False)
@@ -502,7 +502,7 @@ def test_a_second_member_cannot_share_the_client_port_through_so_reuseport(membe
 
 def test_killing_the_member_leaves_no_worker_behind(tmp_path: pathlib.Path) -> None:
     procs.require("etcdx")
-    m = procs.Member("etcdx", tmp_path, extra_args=["--experimental-api-workers", str(WORKERS)])
+    m = procs.Member("etcdx", tmp_path, extra_args=["--api-workers", str(WORKERS)])
     m.start()
     try:
         workers = _wait_for(lambda: _workers_when(m, lambda p: len(p) == WORKERS), what="workers")
