@@ -26,16 +26,13 @@ class RangeView(Protocol):
               count_only: bool = False, keys_only: bool = False) -> Any: ...
 
 
-def _sort_key(target: int) -> Callable[[kv_pb2.KeyValue], Any]:
-    if target == RangeRequest.KEY:
-        return lambda kv: kv.key
-    if target == RangeRequest.VERSION:
-        return lambda kv: kv.version
-    if target == RangeRequest.CREATE:
-        return lambda kv: kv.create_revision
-    if target == RangeRequest.MOD:
-        return lambda kv: kv.mod_revision
-    return lambda kv: kv.value
+_SORT_KEYS: dict[int, Callable[[kv_pb2.KeyValue], Any]] = {
+    RangeRequest.KEY: lambda kv: kv.key,
+    RangeRequest.VERSION: lambda kv: kv.version,
+    RangeRequest.CREATE: lambda kv: kv.create_revision,
+    RangeRequest.MOD: lambda kv: kv.mod_revision,
+    RangeRequest.VALUE: lambda kv: kv.value,
+}
 
 
 def do_range(view: RangeView, r: rpc_pb2.RangeRequest, resp: rpc_pb2.RangeResponse) -> None:
@@ -67,9 +64,9 @@ def do_range(view: RangeView, r: rpc_pb2.RangeRequest, resp: rpc_pb2.RangeRespon
     if r.sort_target != RangeRequest.KEY and order == RangeRequest.NONE:
         order = RangeRequest.ASCEND  # etcd sorts by a non-key target ascending by default
     if order == RangeRequest.ASCEND and r.sort_target != RangeRequest.KEY:
-        kvs = sorted(kvs, key=_sort_key(r.sort_target))
+        kvs = sorted(kvs, key=_SORT_KEYS[r.sort_target])
     elif order == RangeRequest.DESCEND:
-        kvs = sorted(kvs, key=_sort_key(r.sort_target), reverse=True)
+        kvs = sorted(kvs, key=_SORT_KEYS[r.sort_target], reverse=True)
     if r.limit > 0 and len(kvs) > r.limit:
         kvs = kvs[: r.limit]
         resp.more = True
