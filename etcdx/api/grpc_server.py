@@ -11,10 +11,9 @@ from etcdx.api.cluster import ClusterService
 from etcdx.api.kv import KVService
 from etcdx.api.lease import LeaseService
 from etcdx.api.maintenance import MaintenanceService
-from etcdx.api.watch import WatchService
+from etcdx.api.watch import GRPC_OVERHEAD_BYTES, WatchService
 from etcdx.pb import rpc_pb2_grpc
 
-GRPC_OVERHEAD_BYTES = 512 * 1024  # etcd's allowance for gRPC framing beyond --max-request-bytes
 MAX_SEND_BYTES = 2**31 - 1
 
 

@@ -16,7 +16,7 @@ from etcdx.pb import rpc_pb2, rpc_pb2_grpc
 
 log = logging.getLogger("etcdx.api.watch")
 
-GRPC_OVERHEAD_BYTES = 512 * 1024
+GRPC_OVERHEAD_BYTES = 512 * 1024  # etcd's allowance for gRPC framing beyond --max-request-bytes
 DUPLICATE_WATCH_ID = "mvcc: duplicate watch ID provided on the WatchStream"
 COMPACTED_REASON = "etcdserver: mvcc: required revision has been compacted"
 

@@ -17,13 +17,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import hashlib
 import json
 import logging
 import os
+import tempfile
 import time
 from typing import Any, Iterator
 
-from etcdx import __version__
 from etcdx.backend import Backend
 from etcdx.lease import Lessor
 from etcdx.lease import errors as lease_errors
@@ -79,8 +80,6 @@ class EtcdServer:
         self.applied_term = 0
         self._since_snapshot = 0
         self._snapshot_index = 0
-        self.started_at = time.monotonic()
-        self.on_stop: list[Any] = []
         # Called (on the loop) right after the backend file is replaced, e.g. by
         # defragment: other processes reading it (API workers) must reopen it.
         self.on_backend_swap: list[Any] = []
@@ -610,9 +609,6 @@ class EtcdServer:
         As etcd does, the stream ends with the SHA-256 of the file, which
         ``etcdctl snapshot save`` checks.
         """
-        import hashlib
-        import tempfile
-
         with tempfile.TemporaryFile(dir=self.member_dir) as fh:
             self.backend.snapshot(fh)
             total = fh.tell() + hashlib.sha256().digest_size

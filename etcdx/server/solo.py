@@ -62,12 +62,6 @@ class SoloNode:
     def propose(self, data: bytes) -> None:
         self._append(Entry(term=self.term, index=0, type=EntryType.NORMAL, data=data))
 
-    def propose_many(self, datas: list[bytes]) -> None:
-        term = self.term
-        for d in datas:
-            self.last_index += 1
-            self._unstable.append(Entry(term, self.last_index, EntryType.NORMAL, d))
-
     def read_index(self, request_ctx: bytes) -> None:
         self._read_ctx.append(request_ctx)
 
