@@ -164,18 +164,21 @@ class Server:
     """One single-member server (etcd or etcdx) built from a command template.
 
     The template is a shell-like string whose {placeholders} are filled in:
-    {python} {etcd} {name} {data_dir} {client_url} {peer_url} {client_port} {peer_port}.
+    {python} {etcd} {name} {data_dir} {client_url} {peer_url} {client_port} {peer_port},
+    plus whatever `values` adds (a cluster member gets {initial_cluster} and {token}).
     """
 
-    def __init__(self, label: str, template: str, workdir: Path, name: str = "bench"):
+    def __init__(self, label: str, template: str, workdir: Path, name: str = "bench",
+                 ports: tuple[int, int] | None = None, values: dict[str, str] | None = None,
+                 data_dir: Path | None = None):
         self.label = label
         self.template = template
         self.workdir = workdir
         self.name = name
-        self.data_dir = workdir / f"{label}.data"
+        self.data_dir = data_dir or workdir / f"{label}.data"
         self.log_path = workdir / f"{label}.log"
-        self.client_port = free_port()
-        self.peer_port = free_port()
+        self.client_port, self.peer_port = ports or (free_port(), free_port())
+        self.values = dict(values or {})
         self.proc: subprocess.Popen | None = None
         self.started_at = 0.0
 
@@ -193,6 +196,7 @@ class Server:
             "peer_url": f"http://127.0.0.1:{self.peer_port}",
             "client_port": str(self.client_port),
             "peer_port": str(self.peer_port),
+            **self.values,
         }
         return [arg.format(**values) for arg in shlex.split(self.template)]
 
@@ -278,3 +282,105 @@ class Server:
                 return b"".join(f.readlines()[-lines:]).decode(errors="replace")
         except FileNotFoundError:
             return ""
+
+
+class ServerCluster:
+    """`size` members of one system started together as a new cluster from one template.
+
+    Members are named m1..mN, each on its own loopback client and peer ports and
+    data dir; the template gets {initial_cluster} (every member's name=peer URL)
+    and {token} (the --initial-cluster-token, unique per cluster).
+    """
+
+    def __init__(self, label: str, template: str, workdir: Path, size: int = 3, data_root: Path | None = None):
+        self.label = label
+        names = [f"m{i}" for i in range(1, size + 1)]
+        ports = [(free_port(), free_port()) for _ in names]
+        initial = ",".join(f"{n}=http://127.0.0.1:{peer}" for n, (_, peer) in zip(names, ports))
+        values = {"initial_cluster": initial, "token": f"{label}-{os.getpid()}-{int(time.time())}"}
+        self.members = [Server(f"{label}-{n}", template, workdir, name=n, ports=p, values=values,
+                               data_dir=(data_root or workdir) / f"{label}-{n}.data")
+                        for n, p in zip(names, ports)]
+        self.started_at = 0.0
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [m.endpoint for m in self.members]
+
+    def running(self) -> list[Server]:
+        return [m for m in self.members if m.running()]
+
+    def start(self, timeout: float, fresh: bool = True) -> float:
+        """Spawns every member at once, then waits until each serves a linearizable Range.
+
+        Returns seconds from the first spawn until the last member was ready.
+        """
+        self.started_at = time.monotonic()
+        for m in self.members:
+            m.start(fresh=fresh)
+        for m in self.members:
+            m.wait_ready(max(1.0, timeout - (time.monotonic() - self.started_at)))
+        return time.monotonic() - self.started_at
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
+        for m in self.members:
+            m.stop(sig, timeout)
+
+    def verify(self, timeout: float = 30.0) -> None:
+        """Raises ServerStartError unless the members form one cluster: the same cluster id,
+        every member in every member's MemberList, and one leader they all name."""
+        seen = {}
+        for m in self.members:
+            with m.channel() as ch:
+                resp = rpc_pb2_grpc.ClusterStub(ch).MemberList(rpc_pb2.MemberListRequest(), timeout=timeout)
+            seen[m.name] = (resp.header.cluster_id, sorted(x.name for x in resp.members))
+        want = sorted(m.name for m in self.members)
+        if len({c for c, _ in seen.values()}) != 1 or any(names != want for _, names in seen.values()):
+            raise ServerStartError(f"{self.label}: members do not form one cluster "
+                                   f"(cluster id, member names per member: {seen})")
+        self.leader(timeout)
+
+    def status(self, member: Server, timeout: float = 1.0) -> rpc_pb2.StatusResponse:
+        """Maintenance.Status of one member (raises grpc.RpcError when it does not answer)."""
+        with member.channel() as ch:
+            return rpc_pb2_grpc.MaintenanceStub(ch).Status(rpc_pb2.StatusRequest(), timeout=timeout)
+
+    def leader(self, timeout: float = 30.0) -> tuple[Server, dict[str, int]]:
+        """The member every running member names as leader, and the members' ids by name.
+
+        Waits (up to `timeout`) until all running members answer Status and agree.
+        """
+        deadline = time.monotonic() + timeout
+        last: object = None
+        while time.monotonic() < deadline:
+            try:
+                statuses = {m.name: self.status(m) for m in self.running()}
+            except grpc.RpcError as exc:
+                last = exc
+                time.sleep(0.05)
+                continue
+            ids = {name: st.header.member_id for name, st in statuses.items()}
+            leaders = {st.leader for st in statuses.values()}
+            last = {name: st.leader for name, st in statuses.items()}
+            if len(leaders) == 1 and (lead := leaders.pop()) in ids.values():
+                name = next(n for n, i in ids.items() if i == lead)
+                return next(m for m in self.members if m.name == name), ids
+            time.sleep(0.05)
+        raise ServerStartError(f"{self.label}: no leader agreed on after {timeout}s (last: {last!r})")
+
+    def move_leader(self, target: Server, timeout: float = 30.0) -> None:
+        """Makes `target` the leader (MoveLeader sent to the current leader)."""
+        leader, ids = self.leader(timeout)
+        if leader is target:
+            return
+        with leader.channel() as ch:
+            rpc_pb2_grpc.MaintenanceStub(ch).MoveLeader(
+                rpc_pb2.MoveLeaderRequest(targetID=ids[target.name]), timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while self.leader(timeout)[0] is not target:
+            if time.monotonic() > deadline:
+                raise ServerStartError(f"{self.label}: {target.name} did not become leader")
+            time.sleep(0.05)
+
+    def log_tails(self, lines: int = 15) -> str:
+        return "\n".join(f"--- {m.label} ---\n{m.log_tail(lines)}" for m in self.members)
