@@ -1,0 +1,27 @@
+"""Member-to-member transport: raft messages, snapshots and calls between etcdx members.
+
+Why it is shaped this way:
+
+- **One stream per direction.** Each member dials each peer once and only
+  writes its own raft messages on that connection; the peer's messages come
+  back on the connection the peer dialled. This mirrors etcd's per-direction
+  streams, keeps a link's failure and back-pressure local to one direction,
+  and lets the fault-injecting test proxy cut, delay or drop one link
+  (A→B but not B→A) by reading the handshake line.
+- **Snapshots on their own connection.** A multi-megabyte backend snapshot on
+  the raft stream would hold up heartbeats and appends behind it for the whole
+  transfer and make the follower look dead; a separate ``snapshot``
+  connection streams the file while the raft stream keeps flowing.
+- **Calls pipelined on a third connection**, for lease keep-alives forwarded
+  to the leader and membership discovery by a joining member (``fetch``).
+
+Raft is never re-entered from ``Transport.send()``: unreachable and snapshot
+reports always come later, from a loop callback or a transport task.
+"""
+
+from .call import fetch
+from .errors import RemoteError, TransportError
+from .snapshot import snapshot_db_path
+from .transport import Transport
+
+__all__ = ["RemoteError", "Transport", "TransportError", "fetch", "snapshot_db_path"]

@@ -1,0 +1,47 @@
+"""Opening a peer connection (dial + handshake) and reading frames off one."""
+
+from __future__ import annotations
+
+import asyncio
+
+from .errors import TransportError
+from .wire import MAX_FRAME, OK_LINE, U32, Handshake
+
+READ_LIMIT = 1 << 20
+"""StreamReader buffer limit: big enough that a 4 MiB frame is read without many pause/resume cycles."""
+
+
+class HandshakeRejected(TransportError):
+    """The acceptor answered ``ERR <message>`` (wrong cluster, wrong member, removed member)."""
+
+
+Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+async def dial(address: tuple[str, int], hello: Handshake, timeout: float) -> Conn:
+    """A connection to ``address`` on which the acceptor has answered OK to ``hello``."""
+    writer = None
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(address[0], address[1], limit=READ_LIMIT)
+            writer.write(hello.line())
+            answer = await reader.readuntil(b"\n")
+    except (OSError, EOFError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError) as err:
+        if writer is not None:
+            writer.close()
+        reason = "timed out" if isinstance(err, TimeoutError) else (str(err) or type(err).__name__)
+        raise TransportError(f"dial {address[0]}:{address[1]}: {reason}") from None
+    if answer == OK_LINE:
+        return reader, writer
+    writer.close()
+    if answer.startswith(b"ERR "):
+        raise HandshakeRejected(answer[4:].decode("ascii", "replace").strip())
+    raise TransportError(f"dial {address[0]}:{address[1]}: bad handshake answer {answer[:80]!r}")
+
+
+async def read_frame(reader: asyncio.StreamReader) -> bytes:
+    """The next frame's payload; IncompleteReadError at EOF, ValueError on an absurd length."""
+    (n,) = U32.unpack(await reader.readexactly(4))
+    if n > MAX_FRAME:
+        raise ValueError(f"frame of {n} bytes exceeds the limit")
+    return await reader.readexactly(n) if n else b""
