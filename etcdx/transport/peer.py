@@ -16,7 +16,7 @@ import os
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from etcdx.raft.types import Message
@@ -27,7 +27,7 @@ from .conn import Conn, HandshakeRejected, dial
 from .errors import TransportError
 from .snapshot import send_snapshot
 from .throttle import Throttle
-from .wire import U32, Handshake, encode_batch_frames, parse_url
+from .wire import U32, Handshake, parse_url, take_frame
 
 log = logging.getLogger("etcdx.transport")
 
@@ -188,27 +188,24 @@ class Peer:
         q = self.queue
         wake = self._wake
         timeout = self._conn_timeout
+        carry: bytes | None = None  # encoded, popped, and not yet written: lost with the connection
         while True:
             if self._broken:
                 raise ConnectionResetError("stream closed by peer")
-            if q:
-                frames: Iterable[bytes] = encode_batch_frames(list(q))
-                q.clear()
+            if q or carry is not None:
+                frame, carry = take_frame(q, carry)
             elif self._beat_due:
-                frames = (_LINK_HEARTBEAT,)
+                frame = _LINK_HEARTBEAT
             else:
                 wake.clear()
                 await wake.wait()
                 continue
             self._beat_due = False
             self._wrote = True
-            sent = 0
-            for f in frames:
-                writer.write(f)
-                sent += len(f)
-                async with asyncio.timeout(timeout):
-                    await writer.drain()
-            self._sent_bytes.inc(sent)
+            writer.write(frame)
+            self._sent_bytes.inc(len(frame))
+            async with asyncio.timeout(timeout):
+                await writer.drain()
 
     async def _watch_close(self, reader: asyncio.StreamReader) -> None:
         """The acceptor never writes on a stream: any read result means the connection is gone."""

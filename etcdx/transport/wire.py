@@ -14,7 +14,7 @@ After it, everything is frames: ``u32 big-endian length`` + payload.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections import deque
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -80,27 +80,33 @@ def error_line(message: str) -> bytes:
     return f"ERR {message}\n".encode("ascii", "replace")
 
 
-def encode_batch_frames(msgs: list[Message]) -> Iterator[bytes]:
-    """Frames (length prefix included) holding ``msgs`` in order, each payload ~<= MAX_BATCH_FRAME.
+def take_frame(queue: deque[Message], carry: bytes | None = None) -> tuple[bytes, bytes | None]:
+    """Pop messages off the front of ``queue`` into one frame (length prefix included).
 
-    A generator, so a writer that drains between frames holds one encoded frame at a time.
+    The payload stops short of MAX_BATCH_FRAME unless a single message is larger.
+    ``carry`` is a message already encoded and popped that goes first; the
+    returned carry is the one that did not fit (pass it to the next call).
+    Taking one frame at a time keeps the messages waiting behind a slow
+    ``drain()`` in the queue, where its bound counts them.
     """
     parts: list[bytes] = [b""]  # parts[0] becomes the frame's length prefix
     size = 0
     pack = U32.pack
-    for m in msgs:
-        b = encode_message(m)
+    if carry is not None:
+        parts.append(pack(len(carry)))
+        parts.append(carry)
+        size = 4 + len(carry)
+        carry = None
+    while queue:
+        b = encode_message(queue.popleft())
         if size and size + 4 + len(b) > MAX_BATCH_FRAME:
-            parts[0] = pack(size)
-            yield b"".join(parts)
-            parts = [b""]
-            size = 0
+            carry = b
+            break
         parts.append(pack(len(b)))
         parts.append(b)
         size += 4 + len(b)
-    if size:
-        parts[0] = pack(size)
-        yield b"".join(parts)
+    parts[0] = pack(size)
+    return b"".join(parts), carry
 
 
 def decode_batch(payload: bytes) -> list[Message]:
