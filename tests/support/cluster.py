@@ -183,7 +183,7 @@ class Cluster:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # -- lookups ------------------------------------------------------------------------

@@ -225,8 +225,8 @@ class FaultProxy:
     def _link_delay(self, frm: int | None, to: int | None) -> float:
         if not self._delays:
             return 0.0
-        for link in ((frm, to), (frm, ANY), (ANY, to)):
-            if link in self._delays and (link[0] is not None or link[1] is not None):
+        for link in ((frm, to), (frm, ANY), (ANY, to), (ANY, ANY)):
+            if link in self._delays:
                 seconds, jitter = self._delays[link]
                 return max(0.0, seconds + self._random.uniform(-jitter, jitter))
         return 0.0
@@ -247,7 +247,7 @@ class FaultProxy:
             up_reader, upstream = await asyncio.wait_for(
                 asyncio.open_connection("127.0.0.1", self.upstream_port), SNIFF_TIMEOUT
             )
-        except (OSError, asyncio.TimeoutError):
+        except (OSError, TimeoutError):
             client.transport.abort()
             return
         conn.upstream = upstream
@@ -283,7 +283,7 @@ class FaultProxy:
                 break
             try:
                 chunk = await asyncio.wait_for(reader.read(4096), remaining)
-            except (asyncio.TimeoutError, OSError):
+            except (TimeoutError, OSError):
                 break
             if not chunk:
                 break
