@@ -38,8 +38,8 @@ BACKOFF_MIN = 0.05
 BACKOFF_MAX = 1.0
 
 _LINK_HEARTBEAT = U32.pack(0)
-"""An empty frame: written when the stream has been idle, so the receiver's read timeout tells a
-dead link from a quiet one (etcd's linkHeartbeatMessage)."""
+"""An empty frame, written every conn_timeout/3 so the receiver's read timeout tells a dead link
+from a quiet one (etcd's linkHeartbeatMessage)."""
 
 Spawn = Callable[[Coroutine[Any, Any, Any], str], asyncio.Task]
 
@@ -67,7 +67,6 @@ class Peer:
         self._wake = asyncio.Event()
         self._failing = False  # the stream failed and is not back: sends are dropped, not queued
         self._broken = False  # the current stream connection was closed by the peer
-        self._wrote = False  # something was written since the last heartbeat tick
         self._beat_due = False
         self._beat_handle: asyncio.TimerHandle | None = None
         self._active_since: float | None = None
@@ -201,7 +200,6 @@ class Peer:
                 await wake.wait()
                 continue
             self._beat_due = False
-            self._wrote = True
             writer.write(frame)
             self._sent_bytes.inc(len(frame))
             async with asyncio.timeout(timeout):
@@ -217,10 +215,9 @@ class Peer:
         self._wake.set()
 
     def _tick(self) -> None:
-        if not self._wrote:
-            self._beat_due = True
-            self._wake.set()
-        self._wrote = False
+        # Unconditional, as etcd's: a frame every conn_timeout/3 whatever else is written.
+        self._beat_due = True
+        self._wake.set()
         self._beat_handle = asyncio.get_running_loop().call_later(self._conn_timeout / 3, self._tick)
 
     def _fail(self, err: Exception) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import tracemalloc
 
 from prometheus_client import REGISTRY
@@ -23,32 +24,37 @@ def test_stuck_peer_keeps_queue_bounded_and_loop_responsive(tmp_path, caplog):
             peer = a.transport._peers[0x52]
             failures_before = REGISTRY.get_sample_value("etcd_network_peer_sent_failures_total", {"To": "52"}) or 0
 
+            blob = bytes(16 * 1024)  # shared by all messages: only what the transport allocates is measured
+
+            async def flood(rounds: int) -> int:
+                """Send rounds x 500 x 16 KiB (8 MB a round); return the longest queue seen."""
+                longest = 0
+                for r in range(rounds):
+                    a.transport.send([Message(type=MessageType.APP, to=0x52, from_=0x51, index=r * 500 + i,
+                                              entries=[Entry(term=1, index=r * 500 + i + 1, data=blob)])
+                                      for i in range(500)])
+                    longest = max(longest, len(peer.queue))
+                    await asyncio.sleep(0.002)
+                return longest
+
+            # Responsiveness: the longest gap between two 5 ms timer callbacks, in this process's CPU
+            # time, so that other processes on a loaded machine do not count as our stall (the
+            # figure includes tracemalloc's own overhead, so it is an upper bound).
             lag = 0.0
             flooding = True
 
-            async def ticker():  # how late does a 5 ms timer fire while the sender floods?
+            async def ticker():
                 nonlocal lag
-                loop = asyncio.get_running_loop()
                 while flooding:
-                    t = loop.time()
+                    t = time.process_time()
                     await asyncio.sleep(0.005)
-                    lag = max(lag, loop.time() - t - 0.005)
-
-            blob = bytes(16 * 1024)  # shared by all messages: only what the transport allocates is measured
-
-            def flood(index: int) -> Message:
-                return Message(type=MessageType.APP, to=0x52, from_=0x51, index=index,
-                               entries=[Entry(term=1, index=index + 1, data=blob)])
+                    lag = max(lag, time.process_time() - t)
 
             tick = asyncio.ensure_future(ticker())
             tracemalloc.start()
             try:
                 baseline = tracemalloc.get_traced_memory()[0]
-                max_queue = 0
-                for round_ in range(40):  # 40 x 500 x 16 KiB = 320 MB if it were all buffered
-                    a.transport.send([flood(round_ * 500 + i) for i in range(500)])
-                    max_queue = max(max_queue, len(peer.queue))
-                    await asyncio.sleep(0.002)
+                max_queue = await flood(40)  # 320 MB if it were all buffered
                 grown = tracemalloc.get_traced_memory()[1] - baseline
             finally:
                 tracemalloc.stop()
@@ -60,7 +66,7 @@ def test_stuck_peer_keeps_queue_bounded_and_loop_responsive(tmp_path, caplog):
             failures = REGISTRY.get_sample_value("etcd_network_peer_sent_failures_total", {"To": "52"})
             assert failures - failures_before > 10_000
             assert grown < 24 * 1024 * 1024, f"memory grew by {grown / 1e6:.0f} MB"
-            assert lag < 0.25, f"event loop stalled for {lag:.3f}s"
+            assert lag < 0.1, f"event loop stalled for {lag:.3f}s of CPU"
             assert a.transport.is_active(0x52)  # a slow peer is not a dead one (yet)
     run(scenario)
     assert any(r.getMessage() == "dropped internal raft message since sending buffer is full" for r in caplog.records)

@@ -185,11 +185,11 @@ def test_callbacks_never_run_inside_send(tmp_path):
 
 def test_idle_stream_stays_up_and_a_silent_dialer_is_cut(tmp_path):
     async def scenario():
-        async with Member(1, str(tmp_path), conn_timeout=0.3) as a, Member(2, str(tmp_path), conn_timeout=0.3) as b:
+        async with Member(1, str(tmp_path), conn_timeout=0.4) as a, Member(2, str(tmp_path), conn_timeout=0.4) as b:
             mesh(a, b)
             await eventually(lambda: a.transport.is_active(2) and b.transport.is_active(1), "streams up")
             since = a.transport.active_since(2)
-            await asyncio.sleep(1.0)  # three read timeouts with nothing to send: link heartbeats keep it up
+            await asyncio.sleep(1.0)  # 2.5 read timeouts with nothing to send: link heartbeats keep it up
             assert a.transport.active_since(2) == since and b.transport.active_since(1) is not None
             a.transport.send([app(1, 2, 7)])
             await eventually(lambda: len(b.received) == 1, "message on the idle stream")
