@@ -42,9 +42,18 @@ class Verdict:
         found = []
         if self.linearizable is False:
             found.append("not linearizable:\n" + self.explanation)
-        found += [f"watch: {v}" for v in self.watch_violations]
-        found += [f"serializable read: {v}" for v in self.serializable_violations]
+        found += [f"watch: {v}" for v in _first(self.watch_violations)]
+        found += [f"serializable read: {v}" for v in _first(self.serializable_violations)]
         return found
+
+
+SHOWN = 10
+
+
+def _first(problems: list[str]) -> list[str]:
+    if len(problems) <= SHOWN:
+        return problems
+    return problems[:SHOWN] + [f"... and {len(problems) - SHOWN} more"]
 
 
 def check_history(history: History, timeout: float | None = 120.0, final_revision: int | None = None) -> Verdict:
