@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import os
 
-from etcdx.raft.codec import decode_message, encode_message
+from etcdx.raft.codec import encode_message
 from etcdx.raft.types import Message, MessageType
 
 from .conn import Conn, read_frame
 from .errors import TransportError
-from .wire import OK_LINE, U64, frame
+from .wire import OK_LINE, U64, decode_wire_message, frame
 
 CHUNK = 1 << 20
 ACK_TIMEOUT = 60.0
@@ -73,7 +73,7 @@ async def receive_snapshot(conn: Conn, snapshot_dir: str, io_timeout: float) -> 
     async with asyncio.timeout(io_timeout):
         payload = await read_frame(reader)
         (size,) = U64.unpack(await reader.readexactly(8))
-    msg = decode_message(payload)
+    msg = decode_wire_message(payload)
     if msg.type != MessageType.SNAP or msg.snapshot is None:
         raise ValueError(f"snapshot connection carried a {msg.type.name} message")
     path = snapshot_db_path(snapshot_dir, msg.snapshot.metadata.index)

@@ -222,8 +222,11 @@ class Transport:
             try:
                 async with asyncio.timeout(self._conn_timeout):
                     hello = parse_handshake(await reader.readuntil(b"\n"))
-            except (*_CONN_ERRORS, TimeoutError, UnicodeDecodeError) as err:
+            except (*_CONN_ERRORS, TimeoutError) as err:
+                # Not a member (a port scan, an HTTP probe, a client at the wrong port): say so and close.
                 log.debug("dropped peer connection without a valid handshake", extra={"fields": {"error": str(err)}})
+                if isinstance(err, ValueError):
+                    writer.write(error_line("bad handshake"))
                 return
             reason = self._refusal(hello)
             if reason is not None:
@@ -247,6 +250,9 @@ class Transport:
             log.warning("peer connection failed", extra={"fields": {
                 "peer-id": metrics.id_label(hello.from_id) if hello else "", "kind": hello.kind if hello else "",
                 "error": str(err) or type(err).__name__}})
+        except Exception:
+            log.exception("peer connection handler failed", extra={"fields": {
+                "peer-id": metrics.id_label(hello.from_id) if hello else "", "kind": hello.kind if hello else ""}})
         finally:
             writer.close()
             if hello is not None:

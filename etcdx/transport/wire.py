@@ -123,9 +123,17 @@ def decode_batch(payload: bytes) -> list[Message]:
         pos += 4
         if pos + n > end:
             raise ValueError("truncated message in batch")
-        out.append(decode_message(view[pos:pos + n]))
+        out.append(decode_wire_message(view[pos:pos + n]))
         pos += n
     return out
+
+
+def decode_wire_message(b: bytes | memoryview) -> Message:
+    """decode_message, with every malformed input reported as ValueError."""
+    try:
+        return decode_message(b)
+    except Exception as err:  # protobuf's DecodeError, or an enum value this version does not know
+        raise ValueError(f"undecodable raft message: {err}") from None
 
 
 def frame(payload: bytes) -> bytes:

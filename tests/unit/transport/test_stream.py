@@ -228,3 +228,24 @@ def test_https_listen_url_is_refused_at_start(tmp_path):
             await t.start()
         await t.stop()
     run(scenario)
+
+
+def test_corrupt_frame_closes_only_that_connection(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="etcdx.transport")
+
+    async def scenario():
+        async with Member(1, str(tmp_path)) as a, Member(2, str(tmp_path)) as b:
+            mesh(a, b)
+            reader, writer = await asyncio.open_connection("127.0.0.1", int(b.url.rsplit(":", 1)[1]))
+            writer.write(Handshake("stream", 7, 2, CLUSTER).line())
+            assert await reader.readline() == b"OK\n"
+            writer.write(b"\x00\x00\x00\x07" + b"\x00\x00\x00\x03\xff\xff\xff")
+            async with asyncio.timeout(1):
+                assert await reader.read() == b""  # closed by the acceptor
+            writer.close()
+            a.transport.send([app(1, 2, 0)])
+            await eventually(lambda: len(b.received) == 1, "the real peer's stream unaffected")
+            assert b.received[0].from_ == 1
+    run(scenario)
+    assert any(r.getMessage() == "peer connection failed" and "undecodable" in r.fields["error"]
+               for r in caplog.records)
