@@ -15,8 +15,16 @@ from collections.abc import Awaitable, Callable
 
 from .conn import Conn, dial, read_frame
 from .errors import RemoteError, TransportError
-from .wire import (CALL_ERROR, CALL_OK, Handshake, decode_call_request, decode_call_response,
-                   encode_call_request, encode_call_response, parse_url)
+from .wire import (
+    CALL_ERROR,
+    CALL_OK,
+    Handshake,
+    decode_call_request,
+    decode_call_response,
+    encode_call_request,
+    encode_call_response,
+    parse_url,
+)
 
 log = logging.getLogger("etcdx.transport")
 
@@ -34,7 +42,7 @@ _READ_ERRORS = (OSError, asyncio.IncompleteReadError, ValueError, struct.error, 
 class _Batcher:
     """Coalesces the frames written in one loop pass into one ``write``."""
 
-    __slots__ = ("_writer", "_out", "_loop")
+    __slots__ = ("_loop", "_out", "_writer")
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self._writer = writer
@@ -58,7 +66,7 @@ class _Batcher:
 
 
 class _CallConn:
-    __slots__ = ("reader", "writer", "out", "pending", "closed", "reader_task")
+    __slots__ = ("closed", "out", "pending", "reader", "reader_task", "writer")
 
     def __init__(self, conn: Conn) -> None:
         self.reader, self.writer = conn

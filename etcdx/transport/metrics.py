@@ -13,7 +13,7 @@ def _metric(cls: type, name: str, doc: str, labels: tuple[str, ...]):
     try:
         return cls(name, doc, labels)
     except ValueError:  # already registered: this module was loaded twice (importlib.reload)
-        return REGISTRY._names_to_collectors[name]  # noqa: SLF001 - prometheus_client has no public lookup
+        return REGISTRY._names_to_collectors[name]
 
 
 sent_bytes = _metric(Counter, "etcd_network_peer_sent_bytes_total",

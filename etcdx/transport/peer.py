@@ -54,7 +54,7 @@ class Peer:
         self._local_id = local_id
         self._local_label = metrics.id_label(local_id)
         self._cluster_id = cluster_id
-        self._addresses = [parse_url(u) for u in urls]
+        self._addresses = _addresses(urls)
         self._address_index = 0
         self._on_unreachable = on_unreachable
         self._on_snapshot_status = on_snapshot_status
@@ -113,7 +113,7 @@ class Peer:
         self._snapshot_task = self._spawn(self._send_snapshot(m), f"etcdx-snapshot-{self.label}")
 
     def update_urls(self, urls: list[str]) -> None:
-        addresses = [parse_url(u) for u in urls]
+        addresses = _addresses(urls)
         if set(addresses) == set(self._addresses):
             return
         self._addresses = addresses
@@ -286,7 +286,7 @@ class Peer:
             log.info("sent database snapshot", extra={"fields": {
                 "peer-id": self.label, "snapshot-index": index, "bytes": sent,
                 "took-seconds": round(time.monotonic() - started, 3)}})
-        except Exception as err:  # whatever went wrong, raft hears "snapshot failed" and retries later
+        except Exception as err:  # noqa: BLE001 - whatever went wrong, raft hears "snapshot failed" and retries
             log.warning("failed to send database snapshot", extra={"fields": {
                 "peer-id": self.label, "snapshot-index": index, "error": str(err) or type(err).__name__}})
         finally:
@@ -302,6 +302,12 @@ class Peer:
             self._on_snapshot_status(self.peer_id, ok)
         except Exception:
             log.exception("on_snapshot_status callback failed", extra={"fields": {"peer-id": self.label}})
+
+
+def _addresses(urls: list[str]) -> list[tuple[str, int]]:
+    if not urls:
+        raise ValueError("a peer needs at least one URL")
+    return [parse_url(u) for u in urls]
 
 
 def _remove(path: str) -> None:

@@ -23,6 +23,10 @@ CHUNK = 1 << 20
 ACK_TIMEOUT = 60.0
 """How long the sender waits for the receiver to fsync and rename a file it has fully received."""
 
+PREPARE_TIMEOUT = 120.0
+"""How long the receiver waits for the first bytes: the sender dials before it asks the server
+for the snapshot file (no copy of the backend for an unreachable peer), and the copy takes time."""
+
 
 def snapshot_db_path(snapshot_dir: str, index: int) -> str:
     """Where a received backend snapshot for raft index ``index`` lands."""
@@ -63,20 +67,40 @@ async def send_snapshot(conn: Conn, msg: Message, path: str, io_timeout: float) 
     return len(head) + size
 
 
-async def receive_snapshot(conn: Conn, snapshot_dir: str, io_timeout: float) -> tuple[Message, int]:
+async def receive_snapshot(conn: Conn, snapshot_dir: str, io_timeout: float,
+                           receiving: set[int]) -> tuple[Message, int]:
     """Receive one snapshot, make it durable at ``snapshot_db_path``, acknowledge it.
 
     Returns the SNAP message (for the caller to deliver only now that the file
-    exists) and the bytes received.
+    exists) and the bytes received. ``receiving`` holds the indexes being
+    received: a second sender of the same index (a new leader) is turned away
+    rather than let two writers share one ``.part`` file.
     """
     reader, writer = conn
-    async with asyncio.timeout(io_timeout):
+    async with asyncio.timeout(PREPARE_TIMEOUT):
         payload = await read_frame(reader)
+    async with asyncio.timeout(io_timeout):
         (size,) = U64.unpack(await reader.readexactly(8))
     msg = decode_wire_message(payload)
     if msg.type != MessageType.SNAP or msg.snapshot is None:
         raise ValueError(f"snapshot connection carried a {msg.type.name} message")
-    path = snapshot_db_path(snapshot_dir, msg.snapshot.metadata.index)
+    index = msg.snapshot.metadata.index
+    if index in receiving:
+        raise ValueError(f"a snapshot at index {index} is already being received")
+    receiving.add(index)
+    try:
+        await _receive_file(reader, snapshot_db_path(snapshot_dir, index), size, io_timeout)
+    finally:
+        receiving.discard(index)
+    writer.write(OK_LINE)
+    async with asyncio.timeout(io_timeout):
+        await writer.drain()
+    return msg, len(payload) + 12 + size
+
+
+async def _receive_file(reader: asyncio.StreamReader, path: str, size: int, io_timeout: float) -> None:
+    """``size`` bytes from ``reader`` into ``path``: written to ``.part``, fsynced, renamed into place."""
+    snapshot_dir = os.path.dirname(path) or "."
     part = path + ".part"
     await asyncio.to_thread(os.makedirs, snapshot_dir, exist_ok=True)
     f = await asyncio.to_thread(open, part, "wb")
@@ -93,10 +117,6 @@ async def receive_snapshot(conn: Conn, snapshot_dir: str, io_timeout: float) -> 
         f.close()
         _remove(part)  # small and rare: not worth a thread hop on a failure path
         raise
-    writer.write(OK_LINE)
-    async with asyncio.timeout(io_timeout):
-        await writer.drain()
-    return msg, len(payload) + 12 + size
 
 
 def _sync_and_close(f) -> None:

@@ -8,7 +8,7 @@ import time
 class Throttle:
     """Lets one event through per ``interval`` seconds and counts the ones it held back."""
 
-    __slots__ = ("interval", "_next", "_suppressed")
+    __slots__ = ("_next", "_suppressed", "interval")
 
     def __init__(self, interval: float = 5.0) -> None:
         self.interval = interval

@@ -17,7 +17,14 @@ from .errors import RemoteError, TransportError
 from .peer import Peer
 from .snapshot import receive_snapshot
 from .throttle import Throttle
-from .wire import OK_LINE, Handshake, decode_batch, error_line, parse_handshake, parse_url
+from .wire import (
+    OK_LINE,
+    Handshake,
+    decode_batch,
+    error_line,
+    parse_handshake,
+    parse_url,
+)
 
 log = logging.getLogger("etcdx.transport")
 
@@ -71,6 +78,7 @@ class Transport:
         self._inbound: dict[int, set[asyncio.StreamWriter]] = {}  # remote id -> its connections to us
         self._inbound_streams: dict[int, asyncio.StreamWriter] = {}
         self._reject_throttles: dict[tuple[str, int], Throttle] = {}
+        self._receiving_snapshots: set[int] = set()  # raft indexes of snapshots being received
         self._started = False
         self._stopped = False
 
@@ -101,9 +109,8 @@ class Transport:
         for peer in self._peers.values():
             self._tasks.update(peer.close())
         self._peers.clear()
-        for writers in self._inbound.values():
-            for w in writers:
-                w.close()
+        for w in [w for writers in self._inbound.values() for w in writers]:
+            w.close()
         tasks = list(self._tasks)
         for t in tasks:
             t.cancel()
@@ -162,7 +169,7 @@ class Transport:
         if peer is not None:
             self._tasks.update(peer.close())
         self._removed.add(peer_id)
-        for w in self._inbound.get(peer_id, ()):
+        for w in list(self._inbound.get(peer_id, ())):
             w.close()
 
     # -- sending --------------------------------------------------------------------------
@@ -276,6 +283,8 @@ class Transport:
         return None
 
     def _warn_rejected(self, what: str, hello: Handshake) -> None:
+        if len(self._reject_throttles) > 1024:  # ids come from the network: keep this bounded
+            self._reject_throttles.clear()
         throttle = self._reject_throttles.setdefault((what, hello.from_id), Throttle())
         held = throttle.allow()
         if held is not None:
@@ -312,7 +321,8 @@ class Transport:
                 del self._inbound_streams[from_id]
 
     async def _serve_snapshot(self, from_id: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        msg, size = await receive_snapshot((reader, writer), self._snapshot_dir, self._conn_timeout)
+        msg, size = await receive_snapshot((reader, writer), self._snapshot_dir, self._conn_timeout,
+                                           self._receiving_snapshots)
         metrics.received_bytes.labels(From=metrics.id_label(from_id)).inc(size)
         log.info("received database snapshot", extra={"fields": {
             "peer-id": metrics.id_label(from_id), "snapshot-index": msg.snapshot.metadata.index, "bytes": size}})

@@ -132,7 +132,7 @@ def decode_wire_message(b: bytes | memoryview) -> Message:
     """decode_message, with every malformed input reported as ValueError."""
     try:
         return decode_message(b)
-    except Exception as err:  # protobuf's DecodeError, or an enum value this version does not know
+    except Exception as err:  # noqa: BLE001 - protobuf's DecodeError, or an enum value we do not know
         raise ValueError(f"undecodable raft message: {err}") from None
 
 

@@ -5,10 +5,22 @@ from __future__ import annotations
 import asyncio
 import os
 
-from transport_testkit import Member, RawPeer, app, eventually, free_port, mesh, run, url
+from transport_testkit import (
+    CLUSTER,
+    Member,
+    RawPeer,
+    app,
+    eventually,
+    free_port,
+    mesh,
+    run,
+    url,
+)
 
+from etcdx.raft.codec import encode_message
 from etcdx.raft.types import ConfState, Message, MessageType, Snapshot, SnapshotMetadata
 from etcdx.transport import snapshot_db_path
+from etcdx.transport.wire import U64, Handshake, frame
 
 
 def snap(frm: int, to: int, index: int) -> Message:
@@ -29,10 +41,14 @@ class SnapshotSource:
         if self.gate is not None:
             await self.gate.wait()
         path = os.path.join(self.directory, f"outgoing-{len(self.paths)}.db")
-        with open(path, "wb") as f:
-            f.write(self.content)
         self.paths.append(path)
+        await asyncio.to_thread(_write, path, self.content)
         return path
+
+
+def _write(path: str, content: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(content)
 
 
 def test_snapshot_file_arrives_byte_exact_before_the_message(tmp_path):
@@ -112,3 +128,35 @@ def test_one_snapshot_in_flight_per_peer_and_the_stream_keeps_flowing(tmp_path):
             assert b.received[:50] == sent and b.received[50].snapshot.metadata.index == 7
             assert os.path.exists(snapshot_db_path(str(tmp_path / "b"), 7))
     run(scenario)
+
+
+def test_two_senders_of_the_same_snapshot_do_not_share_a_part_file(tmp_path):
+    first, second = os.urandom(1000), os.urandom(10)
+
+    async def scenario():
+        async with Member(2, str(tmp_path)) as b:
+            port = int(b.url.rsplit(":", 1)[1])
+
+            async def open_snapshot_conn(sender: int):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(Handshake("snapshot", sender, 2, CLUSTER).line())
+                assert await reader.readline() == b"OK\n"
+                return reader, writer
+
+            r1, w1 = await open_snapshot_conn(1)
+            w1.write(frame(encode_message(snap(1, 2, 9))) + U64.pack(len(first)) + first[:500])
+            await eventually(lambda: os.path.exists(snapshot_db_path(str(tmp_path), 9) + ".part"), "first transfer")
+            r3, w3 = await open_snapshot_conn(3)
+            w3.write(frame(encode_message(snap(3, 2, 9))) + U64.pack(len(second)) + second)
+            async with asyncio.timeout(1):
+                assert await r3.read() == b""  # turned away, no OK
+            w1.write(first[500:])
+            async with asyncio.timeout(1):
+                assert await r1.readline() == b"OK\n"
+            await eventually(lambda: len(b.received) == 1, "the first sender's SNAP delivered")
+            assert b.received[0].from_ == 1
+            w1.close()
+            w3.close()
+    run(scenario)
+    with open(snapshot_db_path(str(tmp_path), 9), "rb") as f:
+        assert f.read() == first

@@ -7,11 +7,22 @@ import logging
 
 import pytest
 from prometheus_client import REGISTRY
-from transport_testkit import CLUSTER, Member, RawPeer, app, eventually, free_port, mesh, run, url
+from transport_testkit import (
+    CLUSTER,
+    Member,
+    RawPeer,
+    app,
+    eventually,
+    free_port,
+    mesh,
+    run,
+    url,
+)
 
+from etcdx.raft.codec import encode_message
 from etcdx.raft.types import Message
 from etcdx.transport import Transport
-from etcdx.transport.wire import Handshake
+from etcdx.transport.wire import U32, Handshake
 
 
 @pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
@@ -79,7 +90,7 @@ def test_restarted_peer_is_reconnected_and_later_messages_all_arrive(tmp_path, c
 
     async def scenario():
         async with Member(1, str(tmp_path)) as a:
-            async with Member(2, str(tmp_path), port=port) as b:
+            async with Member(2, str(tmp_path), port=port):
                 a.transport.add_peer(2, [url(port)])
                 await eventually(lambda: a.transport.is_active(2), "first connection")
                 first_since = a.transport.active_since(2)
@@ -220,13 +231,19 @@ def test_peer_metrics_use_etcds_names(tmp_path):
     run(scenario)
 
 
-def test_https_listen_url_is_refused_at_start(tmp_path):
+def test_https_and_missing_urls_are_refused(tmp_path):
     async def scenario():
         t = Transport(local_id=1, cluster_id=CLUSTER, listen_urls=["https://127.0.0.1:0"], on_messages=print,
                       on_unreachable=print, on_snapshot_status=print, snapshot_dir=str(tmp_path))
         with pytest.raises(ValueError, match="https"):
             await t.start()
         await t.stop()
+        fresh = Transport(local_id=1, cluster_id=CLUSTER, listen_urls=[url(0)], on_messages=print,
+                          on_unreachable=print, on_snapshot_status=print, snapshot_dir=str(tmp_path))
+        with pytest.raises(ValueError, match="https"):
+            fresh.add_peer(2, ["https://127.0.0.1:2380"])
+        with pytest.raises(ValueError, match="at least one URL"):
+            fresh.add_peer(2, [])
     run(scenario)
 
 
@@ -249,3 +266,23 @@ def test_corrupt_frame_closes_only_that_connection(tmp_path, caplog):
     run(scenario)
     assert any(r.getMessage() == "peer connection failed" and "undecodable" in r.fields["error"]
                for r in caplog.records)
+
+
+def test_a_peers_new_stream_replaces_its_stale_one(tmp_path):
+    async def scenario():
+        async with Member(2, str(tmp_path)) as b:
+            port = int(b.url.rsplit(":", 1)[1])
+            conns = []
+            for _ in range(2):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(Handshake("stream", 7, 2, CLUSTER).line())
+                assert await reader.readline() == b"OK\n"
+                conns.append((reader, writer))
+            async with asyncio.timeout(1):
+                assert await conns[0][0].read() == b""  # the older one was closed
+            frame_ = encode_message(app(7, 2, 1))
+            conns[1][1].write(U32.pack(len(frame_) + 4) + U32.pack(len(frame_)) + frame_)
+            await eventually(lambda: len(b.received) == 1, "message on the newer stream")
+            for _, w in conns:
+                w.close()
+    run(scenario)

@@ -11,9 +11,19 @@ from hypothesis import strategies as st
 from transport_testkit import Member, app, run
 
 from etcdx.raft.codec import encode_message
-from etcdx.transport.wire import (MAX_BATCH_FRAME, U32, Handshake, decode_batch, decode_call_request,
-                                  decode_call_response, encode_call_request, encode_call_response,
-                                  parse_handshake, parse_url, take_frame)
+from etcdx.transport.wire import (
+    MAX_BATCH_FRAME,
+    U32,
+    Handshake,
+    decode_batch,
+    decode_call_request,
+    decode_call_response,
+    encode_call_request,
+    encode_call_response,
+    parse_handshake,
+    parse_url,
+    take_frame,
+)
 
 
 def test_handshake_line_is_the_format_the_fault_proxy_parses():
@@ -105,5 +115,5 @@ def test_call_frames_round_trip():
     req = encode_call_request(7, "lease/keepalive", b"\x00\x01")
     assert U32.unpack_from(req)[0] == len(req) - 4
     assert decode_call_request(req[4:]) == (7, "lease/keepalive", b"\x00\x01")
-    resp = encode_call_response(2**64 - 1, 1, "not the leader".encode())
+    resp = encode_call_response(2**64 - 1, 1, b"not the leader")
     assert decode_call_response(resp[4:]) == (2**64 - 1, 1, b"not the leader")

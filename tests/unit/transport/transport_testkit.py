@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Awaitable, Callable
+from typing import Self
 
 import uvloop
 
@@ -79,7 +80,7 @@ class Member:
     def url(self) -> str:
         return self.transport.urls[0]
 
-    async def __aenter__(self) -> Member:
+    async def __aenter__(self) -> Self:
         await self.transport.start()
         return self
 
@@ -109,7 +110,7 @@ class RawPeer:
         self.writers: list[asyncio.StreamWriter] = []
         self._server: asyncio.Server | None = None
 
-    async def __aenter__(self) -> RawPeer:
+    async def __aenter__(self) -> Self:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         return self
 
