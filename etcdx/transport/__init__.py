@@ -15,8 +15,19 @@ Why it is shaped this way:
 - **Calls pipelined on a third connection**, for lease keep-alives forwarded
   to the leader and membership discovery by a joining member (``fetch``).
 
-Raft is never re-entered from ``Transport.send()``: unreachable and snapshot
-reports always come later, from a loop callback or a transport task.
+What the host (``etcdx.server``) may rely on:
+
+- ``send()`` never blocks and never calls back before it returns; unreachable
+  and snapshot reports come later from a loop callback or a transport task, so
+  raft is not re-entered while a Ready is being handled. ``on_messages`` runs
+  on the loop, once per received frame, and may itself call ``send()``.
+- Per sender and receiver, stream messages arrive in ``send()`` order. On a
+  failed connection the queued ones are dropped and ``on_unreachable`` fires;
+  while the stream is down sends are dropped (and reported), and messages
+  sent before the first connection attempt ends are queued. SNAP messages
+  take their own connection and may overtake or trail stream messages.
+- A received snapshot is durable at ``snapshot_db_path(snapshot_dir, index)``
+  before its SNAP message reaches ``on_messages``.
 """
 
 from .call import fetch

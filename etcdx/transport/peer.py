@@ -45,6 +45,8 @@ Spawn = Callable[[Coroutine[Any, Any, Any], str], asyncio.Task]
 
 
 class Peer:
+    """What this member sends to one peer, and whether that peer is reachable (its health)."""
+
     def __init__(self, *, local_id: int, cluster_id: int, peer_id: int, urls: list[str],
                  on_unreachable: Callable[[int], None], on_snapshot_status: Callable[[int, bool], None],
                  open_snapshot: Callable[[], Awaitable[str]] | None,
