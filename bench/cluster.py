@@ -257,8 +257,9 @@ class Runner:
     def _start(self, c: ServerCluster, out: dict) -> None:
         log(f"{c.label}: starting {len(c.members)} members")
         try:
-            out["start_s"] = c.start(self.args.start_timeout)
+            start_s = c.start(self.args.start_timeout)
             c.verify(self.args.start_timeout)
+            out["start_s"] = start_s
             out["idle_memory_kib"] = sum(m.memory().get("VmRSS", 0) for m in c.members)
             log(f"  {c.label}: all members ready after {out['start_s']:.2f}s")
         except (ServerStartError, grpc.RpcError) as exc:
