@@ -63,6 +63,18 @@ class CoreConnection(ipc.FrameConnection):
         """The core's reply; if the caller is cancelled, the reply is dropped on arrival."""
         return await self.call_future(method, body)
 
+    async def member_add(self, r: rpc_pb2.MemberAddRequest) -> rpc_pb2.MemberAddResponse:
+        return await self._forward(ipc.MEMBER_ADD, r, rpc_pb2.MemberAddResponse)
+
+    async def member_remove(self, r: rpc_pb2.MemberRemoveRequest) -> rpc_pb2.MemberRemoveResponse:
+        return await self._forward(ipc.MEMBER_REMOVE, r, rpc_pb2.MemberRemoveResponse)
+
+    async def member_update(self, r: rpc_pb2.MemberUpdateRequest) -> rpc_pb2.MemberUpdateResponse:
+        return await self._forward(ipc.MEMBER_UPDATE, r, rpc_pb2.MemberUpdateResponse)
+
+    async def member_promote(self, r: rpc_pb2.MemberPromoteRequest) -> rpc_pb2.MemberPromoteResponse:
+        return await self._forward(ipc.MEMBER_PROMOTE, r, rpc_pb2.MemberPromoteResponse)
+
     def open_stream(self, method: int, first: bytes = b"") -> RemoteStream:
         ident = self.next_id()
         st = self._streams[ident] = RemoteStream(self, ident)
@@ -336,6 +348,18 @@ class RemoteServer:
 
     async def member_list(self) -> rpc_pb2.MemberListResponse:
         return rpc_pb2.MemberListResponse.FromString(await self.conn.call(ipc.MEMBER_LIST))
+
+    async def member_add(self, r: rpc_pb2.MemberAddRequest) -> rpc_pb2.MemberAddResponse:
+        return await self._forward(ipc.MEMBER_ADD, r, rpc_pb2.MemberAddResponse)
+
+    async def member_remove(self, r: rpc_pb2.MemberRemoveRequest) -> rpc_pb2.MemberRemoveResponse:
+        return await self._forward(ipc.MEMBER_REMOVE, r, rpc_pb2.MemberRemoveResponse)
+
+    async def member_update(self, r: rpc_pb2.MemberUpdateRequest) -> rpc_pb2.MemberUpdateResponse:
+        return await self._forward(ipc.MEMBER_UPDATE, r, rpc_pb2.MemberUpdateResponse)
+
+    async def member_promote(self, r: rpc_pb2.MemberPromoteRequest) -> rpc_pb2.MemberPromoteResponse:
+        return await self._forward(ipc.MEMBER_PROMOTE, r, rpc_pb2.MemberPromoteResponse)
 
     def open_stream(self, method: int, first: bytes = b"") -> RemoteStream:
         return self.conn.open_stream(method, first)

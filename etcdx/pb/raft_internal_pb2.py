@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from etcdx.pb import rpc_pb2 as etcdx_dot_pb_dot_rpc__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x65tcdx/pb/raft_internal.proto\x12\x0c\x65tcdserverpb\x1a\x12\x65tcdx/pb/rpc.proto\"D\n\rRequestHeader\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x15\n\rauth_revision\x18\x03 \x01(\x04\"\x8d\x04\n\x13InternalRaftRequest\x12+\n\x06header\x18\x64 \x01(\x0b\x32\x1b.etcdserverpb.RequestHeader\x12\n\n\x02id\x18\x01 \x01(\x04\x12)\n\x05range\x18\x03 \x01(\x0b\x32\x1a.etcdserverpb.RangeRequest\x12%\n\x03put\x18\x04 \x01(\x0b\x32\x18.etcdserverpb.PutRequest\x12\x36\n\x0c\x64\x65lete_range\x18\x05 \x01(\x0b\x32 .etcdserverpb.DeleteRangeRequest\x12%\n\x03txn\x18\x06 \x01(\x0b\x32\x18.etcdserverpb.TxnRequest\x12\x33\n\ncompaction\x18\x07 \x01(\x0b\x32\x1f.etcdserverpb.CompactionRequest\x12\x34\n\x0blease_grant\x18\x08 \x01(\x0b\x32\x1f.etcdserverpb.LeaseGrantRequest\x12\x36\n\x0clease_revoke\x18\t \x01(\x0b\x32 .etcdserverpb.LeaseRevokeRequest\x12)\n\x05\x61larm\x18\n \x01(\x0b\x32\x1a.etcdserverpb.AlarmRequest\x12>\n\x10lease_checkpoint\x18\x0b \x01(\x0b\x32$.etcdserverpb.LeaseCheckpointRequestb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x65tcdx/pb/raft_internal.proto\x12\x0c\x65tcdserverpb\x1a\x12\x65tcdx/pb/rpc.proto\"D\n\rRequestHeader\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x15\n\rauth_revision\x18\x03 \x01(\x04\"\xda\x04\n\x13InternalRaftRequest\x12+\n\x06header\x18\x64 \x01(\x0b\x32\x1b.etcdserverpb.RequestHeader\x12\n\n\x02id\x18\x01 \x01(\x04\x12)\n\x05range\x18\x03 \x01(\x0b\x32\x1a.etcdserverpb.RangeRequest\x12%\n\x03put\x18\x04 \x01(\x0b\x32\x18.etcdserverpb.PutRequest\x12\x36\n\x0c\x64\x65lete_range\x18\x05 \x01(\x0b\x32 .etcdserverpb.DeleteRangeRequest\x12%\n\x03txn\x18\x06 \x01(\x0b\x32\x18.etcdserverpb.TxnRequest\x12\x33\n\ncompaction\x18\x07 \x01(\x0b\x32\x1f.etcdserverpb.CompactionRequest\x12\x34\n\x0blease_grant\x18\x08 \x01(\x0b\x32\x1f.etcdserverpb.LeaseGrantRequest\x12\x36\n\x0clease_revoke\x18\t \x01(\x0b\x32 .etcdserverpb.LeaseRevokeRequest\x12)\n\x05\x61larm\x18\n \x01(\x0b\x32\x1a.etcdserverpb.AlarmRequest\x12>\n\x10lease_checkpoint\x18\x0b \x01(\x0b\x32$.etcdserverpb.LeaseCheckpointRequest\x12K\n\x17\x63luster_member_attr_set\x18\x95\n \x01(\x0b\x32).etcdserverpb.ClusterMemberAttrSetRequest\"S\n\x1b\x43lusterMemberAttrSetRequest\x12\x11\n\tmember_ID\x18\x01 \x01(\x04\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x63lient_urls\x18\x03 \x03(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,5 +35,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REQUESTHEADER']._serialized_start=66
   _globals['_REQUESTHEADER']._serialized_end=134
   _globals['_INTERNALRAFTREQUEST']._serialized_start=137
-  _globals['_INTERNALRAFTREQUEST']._serialized_end=662
+  _globals['_INTERNALRAFTREQUEST']._serialized_end=739
+  _globals['_CLUSTERMEMBERATTRSETREQUEST']._serialized_start=741
+  _globals['_CLUSTERMEMBERATTRSETREQUEST']._serialized_end=824
 # @@protoc_insertion_point(module_scope)

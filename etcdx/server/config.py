@@ -72,6 +72,11 @@ _FLAGS: list[_Flag] = [
     _Flag("heartbeat-interval", 100, int, "Time (in milliseconds) of a heartbeat interval."),
     _Flag("election-timeout", 1000, int, "Time (in milliseconds) for an election to timeout."),
     _Flag("snapshot-count", 100000, int, "Number of committed transactions to trigger a snapshot."),
+    _Flag("snapshot-catchup-entries", 5000, int, "Entries kept after a snapshot so slow followers can catch up without one."),
+    _Flag("experimental-snapshot-catchup-entries", 0, int, "Old name of --snapshot-catchup-entries (used when set)."),
+    _Flag("strict-reconfig-check", True, _bool, "Reject reconfiguration requests that would cause quorum loss."),
+    _Flag("experimental-enable-lease-checkpoint", True, _bool, "Leader persists remaining lease TTLs so a new leader does not reset them."),
+    _Flag("experimental-lease-checkpoint-interval", "5s", str, "How often the leader persists remaining lease TTLs."),
     _Flag("quota-backend-bytes", 0, int, "Raise an alarm when the backend size exceeds this (0 means the 2 GiB default)."),
     _Flag("max-request-bytes", 1572864, int, "Maximum client request size in bytes the server will accept."),
     _Flag("max-txn-ops", 128, int, "Maximum number of operations permitted in a transaction."),
@@ -104,6 +109,11 @@ class Config:
     heartbeat_interval: int = 100
     election_timeout: int = 1000
     snapshot_count: int = 100000
+    snapshot_catchup_entries: int = 5000
+    experimental_snapshot_catchup_entries: int = 0
+    strict_reconfig_check: bool = True
+    experimental_enable_lease_checkpoint: bool = True
+    experimental_lease_checkpoint_interval: str = "5s"
     quota_backend_bytes: int = 0
     max_request_bytes: int = 1572864
     max_txn_ops: int = 128
@@ -121,6 +131,14 @@ class Config:
     @property
     def watch_progress_notify_interval(self) -> float:
         return parse_duration(self.experimental_watch_progress_notify_interval)
+
+    @property
+    def catchup_entries(self) -> int:
+        return self.experimental_snapshot_catchup_entries or self.snapshot_catchup_entries
+
+    @property
+    def lease_checkpoint_interval(self) -> float:
+        return parse_duration(self.experimental_lease_checkpoint_interval)
 
     @property
     def quota_bytes(self) -> int:

@@ -61,12 +61,20 @@ PEER_URL_EXISTS = _e("FAILED_PRECONDITION", "Peer URLs already exists")
 NOT_LEADER = _e("FAILED_PRECONDITION", "not leader")
 BAD_LEADER_TRANSFEREE = _e("FAILED_PRECONDITION", "bad leader transferee")
 NOT_CAPABLE = _e("FAILED_PRECONDITION", "not capable")
+NOT_ENOUGH_STARTED_MEMBERS = _e("FAILED_PRECONDITION", "re-configuration failed due to not enough started members")
+MEMBER_NOT_LEARNER = _e("FAILED_PRECONDITION", "can only promote a learner member")
+LEARNER_NOT_READY = _e("FAILED_PRECONDITION", "can only promote a learner member which is in sync with leader")
+TOO_MANY_LEARNERS = _e("FAILED_PRECONDITION", "too many learner members in cluster")
+CLUSTER_ID_MISMATCH = _e("FAILED_PRECONDITION", "cluster ID mismatch")
+LEARNER_NOT_SUPPORTED = _e("FAILED_PRECONDITION", "rpc not supported for learner")
 
 # Unavailable
 NO_LEADER = _e("UNAVAILABLE", "no leader")
 LEADER_CHANGED = _e("UNAVAILABLE", "leader changed")
 STOPPED = _e("UNAVAILABLE", "server stopped")
 TIMEOUT = _e("UNAVAILABLE", "request timed out")
+TIMEOUT_DUE_TO_LEADER_FAIL = _e("UNAVAILABLE", "request timed out, possibly due to previous leader failure")
+TIMEOUT_LEADER_TRANSFER = _e("UNAVAILABLE", "request timed out, leader transfer took too long")
 UNHEALTHY_CLUSTER = _e("UNAVAILABLE", "unhealthy cluster")
 
 # Canceled

@@ -17,13 +17,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import functools
 import hashlib
-import json
 import logging
 import os
 import tempfile
 import time
 from typing import Any, Iterator
+from urllib.parse import urlsplit
 
 from etcdx.backend import Backend
 from etcdx.lease import Lessor
@@ -33,14 +34,19 @@ from etcdx.mvcc.errors import CompactedError, FutureRevisionError
 from etcdx.mvcc.kvstore import current_revision
 from etcdx.mvcc.watch_hub import WatchHub
 from etcdx.pb import raft_internal_pb2, rpc_pb2
-from etcdx.raft.types import Entry, EntryType, HardState
-from etcdx.server import errors, kvops
+from etcdx.raft import Config as RaftConfig
+from etcdx.raft import ProposalDropped, RaftError, RawNode
+from etcdx.raft.codec import decode_conf_change
+from etcdx.raft.types import (ConfChange, ConfChangeType, Entry, EntryType, Message, Snapshot,
+                              SoftState, StateType)
+from etcdx.server import bootstrap, errors, kvops
 from etcdx.server.alarms import NOSPACE, AlarmStore
+from etcdx.server.bootstrap import ClusterInfo
 from etcdx.server.config import Config, parse_retention
-from etcdx.server.ids import IdGenerator, cluster_id, member_id
-from etcdx.server.membership import Member, load_members, save_member
-from etcdx.server.solo import SoloNode
-from etcdx.wal import WAL
+from etcdx.server.ids import IdGenerator, member_id
+from etcdx.server.membership import (Member, load_members, load_removed, save_member, validate_conf_change)
+from etcdx.server.membership import apply_conf_change as apply_member_change
+from etcdx.transport import RemoteError, Transport, TransportError, snapshot_db_path
 
 log = logging.getLogger("etcdx.server")
 
@@ -48,9 +54,12 @@ SERVER_VERSION = "3.5.0"
 CLUSTER_VERSION = "3.5.0"
 MAX_LEASE_TTL = 9_000_000_000
 KV_OVERHEAD = 256  # bytes a put costs the quota beyond its key and value, as etcd counts it
-SNAPSHOT_SYNC_INTERVAL = 1.0  # seconds between backend syncs that let old WAL segments go
+SNAPSHOT_SYNC_INTERVAL = 1.0  # seconds between checks whether a snapshot is due
+LEARNER_READY_PERCENT = 0.9  # a learner within 90% of the leader's log may be promoted
+READ_INDEX_RETRY = 0.5  # seconds before an unanswered ReadIndex request is sent again
 
 InternalRaftRequest = raft_internal_pb2.InternalRaftRequest
+DATA_FILE = "data.mdb"  # the backend's database file inside its directory
 
 
 class EtcdServer:
@@ -59,15 +68,19 @@ class EtcdServer:
         self.data_dir = cfg.data_dir
         self.member_dir = os.path.join(cfg.data_dir, "member")
         self.wal_dir = os.path.join(self.member_dir, "wal")
-        self.db_dir = os.path.join(self.member_dir, "snap", "db")
+        self.snap_dir = os.path.join(self.member_dir, "snap")
+        self.db_dir = os.path.join(self.snap_dir, "db")
         self._io = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="etcdx-wal")
         self._waiters: dict[int, asyncio.Future] = {}
         self._read_waiter: asyncio.Future | None = None
         self._read_ctx: dict[bytes, asyncio.Future] = {}
+        self._read_started: dict[bytes, float] = {}
         self._applied_waiters: list[tuple[int, asyncio.Future]] = []
         self._wake = asyncio.Event()
         self._deadlines: collections.deque[tuple[float, int]] = collections.deque()
         self._read_deadlines: collections.deque[tuple[float, bytes]] = collections.deque()
+        self._pending_props: list[bytes] = []
+        self._props_scheduled = False
         self._timeout = self.request_timeout()
         self._db_size = 0
         self._watch_kick = asyncio.Event()
@@ -78,63 +91,70 @@ class EtcdServer:
         self._compacting = False
         self.applied_index = 0
         self.applied_term = 0
+        self._backend_index = 0  # entries up to here are in the backend already (after a snapshot install)
         self._since_snapshot = 0
         self._snapshot_index = 0
+        self.transport: Transport | None = None
+        # Set when this member applies its own removal: the process should exit.
+        self.removed = asyncio.Event()
+        # Set when a task the member cannot run without has failed: the process should exit.
+        self.failed = asyncio.Event()
         # Called (on the loop) right after the backend file is replaced, e.g. by
         # defragment: other processes reading it (API workers) must reopen it.
         self.on_backend_swap: list[Any] = []
 
     # -- lifecycle -----------------------------------------------------------------
 
-    def open(self) -> None:
-        """Open (or create) the data dir and replay the WAL tail; synchronous, before serving."""
+    def open(self, joined: ClusterInfo | None = None) -> None:
+        """Open (or create) the data dir and the raft node; synchronous, before serving.
+
+        ``joined`` is the membership fetched from the cluster by ``fetch_cluster``
+        when this member joins an existing cluster with an empty data dir.
+        """
         os.makedirs(self.member_dir, exist_ok=True)
         self.backend = Backend(self.db_dir)
-        peers = self.cfg.initial_cluster_members()
-        if WAL.exists(self.wal_dir):
-            self.wal, state = WAL.open(self.wal_dir)
-            meta = json.loads(state.metadata)
-            self.member_id, self.cluster_id = int(meta["member_id"]), int(meta["cluster_id"])
-            hard_state, entries = state.hard_state, state.entries
-            self._snapshot_index = state.snapshot_index
-        else:
-            ids = {name: member_id(urls, self.cfg.initial_cluster_token) for name, urls in peers.items()}
-            self.member_id = ids[self.cfg.name]
-            self.cluster_id = cluster_id(list(ids.values()))
-            meta = json.dumps({"member_id": self.member_id, "cluster_id": self.cluster_id}).encode()
-            self.wal = WAL.create(self.wal_dir, meta)
-            hard_state, entries = HardState(), []
-            with self.backend.write() as btx:
-                for name, urls in peers.items():
-                    save_member(btx, Member(ids[name], name, urls, []))
-        self.members = load_members(self.backend)
-        me = self.members.get(self.member_id)
-        if me is not None and (me.name != self.cfg.name or me.client_urls != self.cfg.advertise_client_urls):
-            me.name, me.client_urls = self.cfg.name, list(self.cfg.advertise_client_urls)
-            with self.backend.write() as btx:
-                save_member(btx, me)
-        self.kv = KVStore(self.backend)
-        self.hub = WatchHub(self.backend)
-        self.lessor = Lessor(self.backend, min_ttl=self._min_lease_ttl())
-        self.alarms = AlarmStore(self.backend)
-        self.ids = IdGenerator(self.member_id)
-        ci, ct = self.backend.consistent_index()
-        self.applied_index, self.applied_term = ci, ct
-        tail = [e for e in entries if e.index > ci]
-        if tail:
-            log.info("replaying WAL tail", extra={"fields": {"from": tail[0].index, "to": tail[-1].index}})
-            self._apply_entries(tail, replay=True)
+        bs = bootstrap.boot(self.cfg, self.backend, self.wal_dir, joined)
+        self.wal, self.storage = bs.wal, bs.storage
+        self.member_id, self.cluster_id = bs.member_id, bs.cluster_id
+        self.members, self.removed_ids = bs.members, load_removed(self.backend)
+        self._load_state()
         # A compaction interrupted by a crash is finished before serving.
         while True:
             with self.backend.write() as btx:
                 if self.kv.compact_step(btx, 10000):
                     break
-        last_index = entries[-1].index if entries else max(ci, self._snapshot_index)
-        self.node = SoloNode(self.member_id, hard_state, last_index, self.applied_index)
-        self.lessor.promote(time.monotonic())
+        self._snapshot_index = self.storage.snapshot().metadata.index
+        rc = RaftConfig(
+            id=self.member_id, storage=self.storage,
+            election_tick=max(2, self.cfg.election_timeout // self.cfg.heartbeat_interval),
+            heartbeat_tick=1, applied=bs.applied, pre_vote=self.cfg.pre_vote, check_quorum=True,
+            max_size_per_msg=1 << 20, max_inflight_msgs=512,
+            max_uncommitted_entries_size=1 << 30, max_committed_size_per_ready=16 << 20)
+        self.node = RawNode(rc)
+        cs = self.storage.snapshot().metadata.conf_state
+        if cs.voters == [self.member_id] and not cs.learners:
+            # Alone in the cluster: no one to wait for, lead at once.
+            self.node.campaign()
         log.info("member ready", extra={"fields": {
             "member-id": f"{self.member_id:x}", "cluster-id": f"{self.cluster_id:x}",
-            "applied-index": self.applied_index, "revision": self.kv.current_revision}})
+            "applied-index": self.applied_index, "revision": self.kv.current_revision,
+            "voters": [f"{v:x}" for v in cs.voters]}})
+
+    def _load_state(self) -> None:
+        """(Re)build everything that reads the backend; after open and after a snapshot install."""
+        self.kv = KVStore(self.backend)
+        if hasattr(self, "hub"):
+            self.hub.restore(self.backend)
+        else:
+            self.hub = WatchHub(self.backend)
+        self.lessor = Lessor(self.backend, min_ttl=self._min_lease_ttl())
+        self.alarms = AlarmStore(self.backend)
+        if not hasattr(self, "ids"):
+            self.ids = IdGenerator(self.member_id)
+        ci, ct = self.backend.consistent_index()
+        self.applied_index, self.applied_term = ci, ct
+        self._backend_index = ci
+        self._db_size = self.backend.size()
 
     def _min_lease_ttl(self) -> int:
         # ceil(1.5 * election timeout), in seconds, as etcd bounds it
@@ -143,9 +163,28 @@ class EtcdServer:
     async def start(self) -> None:
         loop = self._loop = asyncio.get_running_loop()
         self._db_size = self.backend.size()
-        for coro in (self._run_ready_loop(), self._run_lease_expiry(), self._run_watch_sync(),
-                     self._run_housekeeping(), self._run_auto_compaction(), self._run_timeouts()):
-            self._tasks.append(loop.create_task(coro))
+        self.transport = Transport(
+            local_id=self.member_id, cluster_id=self.cluster_id, listen_urls=self.cfg.listen_peer_urls,
+            on_messages=self._on_messages, on_unreachable=self._on_unreachable,
+            on_snapshot_status=self._on_snapshot_status, snapshot_dir=self.snap_dir,
+            open_snapshot=self._open_snapshot, request_handler=self._on_peer_request)
+        await self.transport.start()
+        self._sync_peers()
+        for coro in (self._run_ready_loop(), self._run_ticker(), self._run_lease_expiry(), self._run_watch_sync(),
+                     self._run_housekeeping(), self._run_auto_compaction(), self._run_timeouts(),
+                     self._run_publish(), self._run_lease_checkpoints()):
+            self._tasks.append(loop.create_task(self._guard(coro)))
+        self._wake.set()
+
+    async def _guard(self, coro) -> None:
+        """Run one of the member's loops; if it fails, the member must not limp on."""
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.critical("a member task failed; stopping", exc_info=True)
+            self.failed.set()
 
     async def stop(self) -> None:
         self._stopping = True
@@ -157,6 +196,8 @@ class EtcdServer:
                 await t
             except (asyncio.CancelledError, Exception):
                 pass
+        if self.transport is not None:
+            await self.transport.stop()
         for fut in list(self._waiters.values()):
             if not fut.done():
                 fut.set_exception(errors.STOPPED)
@@ -165,6 +206,59 @@ class EtcdServer:
         self.wal.close()
         self.backend.sync()
         self.backend.close()
+
+    # -- raft plumbing ----------------------------------------------------------------
+
+    def _sync_peers(self) -> None:
+        """Make the transport's peers the current members (learners included), minus us."""
+        if self.transport is None:
+            return
+        want = {m.id: m.peer_urls for m in self.members.values() if m.id != self.member_id}
+        have = getattr(self, "_peer_urls", {})
+        for pid, urls in want.items():
+            if pid not in have:
+                self.transport.add_peer(pid, urls)
+            elif have[pid] != urls:
+                self.transport.update_peer(pid, urls)
+        for pid in have:
+            if pid not in want:
+                self.transport.remove_peer(pid)
+        self._peer_urls = {pid: list(urls) for pid, urls in want.items()}
+
+    def _on_messages(self, msgs: list[Message]) -> None:
+        node = self.node
+        for m in msgs:
+            try:
+                node.step(m)
+            except RaftError as err:
+                log.debug("dropped a peer message: %s", err)
+        self._wake.set()
+
+    def _on_unreachable(self, peer: int) -> None:
+        self.node.report_unreachable(peer)
+
+    def _on_snapshot_status(self, peer: int, ok: bool) -> None:
+        self.node.report_snapshot(peer, failed=not ok)
+        self._wake.set()
+
+    async def _open_snapshot(self) -> str:
+        """A point-in-time copy of the backend for a follower that needs a snapshot."""
+        def write() -> str:
+            fd, path = tempfile.mkstemp(prefix="send-", suffix=".db", dir=self.snap_dir)
+            with os.fdopen(fd, "wb") as fh:
+                self.backend.snapshot(fh)
+            return path
+        return await asyncio.get_running_loop().run_in_executor(None, write)
+
+    async def _run_ticker(self) -> None:
+        interval = self.cfg.heartbeat_interval / 1000.0
+        node = self.node
+        while not self._stopping:
+            await asyncio.sleep(interval)
+            node.tick()
+            if self._pending_props and node.lead:
+                self._flush_proposals()
+            self._wake.set()
 
     # -- the Ready loop -------------------------------------------------------------
 
@@ -176,12 +270,24 @@ class EtcdServer:
             self._wake.clear()
             while node.has_ready():
                 rd = node.ready()
+                if rd.snapshot is not None and not rd.snapshot.is_empty():
+                    await self._install_snapshot(rd.snapshot)
                 if rd.entries or rd.hard_state is not None:
-                    await loop.run_in_executor(self._io, self.wal.save, rd.hard_state, rd.entries)
+                    await loop.run_in_executor(
+                        self._io, functools.partial(self.wal.save, rd.hard_state, rd.entries, sync=rd.must_sync))
+                    if rd.hard_state is not None:
+                        self.storage.set_hard_state(rd.hard_state)
+                    if rd.entries:
+                        self.storage.append(rd.entries)
+                if rd.messages:
+                    self.transport.send(rd.messages)
+                if rd.soft_state is not None:
+                    self._on_soft_state(rd.soft_state)
                 if rd.committed_entries:
                     self._apply_entries(rd.committed_entries)
                 for rs in rd.read_states:
                     fut = self._read_ctx.pop(rs.request_ctx, None)
+                    self._read_started.pop(rs.request_ctx, None)
                     if fut is not None:
                         if self._read_waiter is fut:
                             self._read_waiter = None
@@ -190,34 +296,65 @@ class EtcdServer:
                 node.advance(rd)
                 if self._compacting:
                     self._compact_step()
+            if self.removed.is_set():
+                return
+
+    def _on_soft_state(self, ss: SoftState) -> None:
+        now = time.monotonic()
+        if ss.raft_state == StateType.LEADER:
+            if not self.lessor.is_primary:
+                # The old leader's keep-alives are unknown: give every lease its TTL
+                # (or checkpointed remainder) plus an election timeout, as etcd does.
+                self.lessor.promote(now, extend=self.cfg.election_timeout / 1000.0)
+            log.info("became leader", extra={"fields": {"term": self.node.term}})
+        elif self.lessor.is_primary:
+            self.lessor.demote()
+        if ss.lead and self._pending_props:
+            self._flush_proposals()
+        log.info("leader changed", extra={"fields": {"leader": f"{ss.lead:x}", "term": self.node.term,
+                                                     "state": ss.raft_state.name}})
 
     def _kick(self) -> None:
         self._wake.set()
 
     # -- apply ----------------------------------------------------------------------
 
-    def _apply_entries(self, entries: list[Entry], replay: bool = False) -> None:
+    def _apply_entries(self, entries: list[Entry]) -> None:
+        """Apply committed entries in one backend transaction, then answer their proposers."""
         results: list[tuple[int, Any]] = []
         notifications: list[tuple[list, int]] = []
+        conf_changed = False
         with self.backend.write() as btx:
             for e in entries:
-                if e.type != EntryType.NORMAL or not e.data:
+                if e.index <= self._backend_index:
+                    # Already in a backend received as a snapshot; raft still needs its conf changes.
+                    if e.type == EntryType.CONF_CHANGE:
+                        self.node.apply_conf_change(decode_conf_change(e))
                     continue
-                req = InternalRaftRequest.FromString(e.data)
-                try:
-                    res = self._apply_request(btx, req, notifications)
-                except errors.EtcdError as err:
-                    res = err
-                results.append((req.header.id, res))
+                if e.type == EntryType.NORMAL:
+                    if not e.data:
+                        continue  # a new leader's empty entry
+                    req = InternalRaftRequest.FromString(e.data)
+                    try:
+                        res = self._apply_request(btx, req, notifications)
+                    except errors.EtcdError as err:
+                        res = err
+                    results.append((req.header.id, res))
+                elif e.type == EntryType.CONF_CHANGE:
+                    cc = decode_conf_change(e)
+                    results.append((cc.id, self._apply_conf_change(btx, cc)))
+                    conf_changed = True
             last = entries[-1]
-            btx.set_consistent_index(last.index, last.term)
-        self.applied_index, self.applied_term = entries[-1].index, entries[-1].term
+            if last.index > self._backend_index:
+                btx.set_consistent_index(last.index, last.term)
+        if last.index > self.applied_index:
+            self.applied_index, self.applied_term = last.index, last.term
         self._since_snapshot += len(entries)
         self._db_size = self.backend.size()
+        if conf_changed:
+            self._sync_peers()
         for events, rev in notifications:
             self.hub.notify(events, rev)
-        if replay:
-            return
         waiters = self._waiters
         for rid, res in results:
             fut = waiters.pop(rid, None)
@@ -236,6 +373,26 @@ class EtcdServer:
                     keep.append((index, fut))
             self._applied_waiters = keep
 
+    def _apply_conf_change(self, btx, cc: ConfChange) -> Any:
+        try:
+            validate_conf_change(self.members, self.removed_ids, cc)
+        except errors.EtcdError as err:
+            # Invalid by the time it applies (e.g. raced with another change): a
+            # no-op on every member alike.
+            return err
+        cs = self.node.apply_conf_change(cc)
+        bootstrap.save_conf_state(btx, cs)
+        apply_member_change(btx, self.members, cc)
+        if cc.type == ConfChangeType.REMOVE_NODE:
+            self.removed_ids.add(cc.node_id)
+            if cc.node_id == self.member_id:
+                log.warning("the member has been permanently removed from the cluster")
+                self.removed.set()
+        log.info("applied membership change", extra={"fields": {
+            "change": cc.type.name, "member-id": f"{cc.node_id:x}",
+            "voters": [f"{v:x}" for v in cs.voters], "learners": [f"{v:x}" for v in cs.learners]}})
+        return list(self.members.values())
+
     def _apply_request(self, btx, req: InternalRaftRequest, notes: list) -> Any:
         if req.HasField("put"):
             return self._apply_kv(btx, notes, "put", req.put)
@@ -251,6 +408,15 @@ class EtcdServer:
             return self._apply_lease_revoke(btx, req.lease_revoke, notes)
         if req.HasField("alarm"):
             return self._apply_alarm(btx, req.alarm)
+        if req.HasField("lease_checkpoint"):
+            return self._apply_lease_checkpoint(btx, req.lease_checkpoint)
+        if req.HasField("cluster_member_attr_set"):
+            r = req.cluster_member_attr_set
+            m = self.members.get(r.member_ID)
+            if m is not None:
+                m.name, m.client_urls = r.name, list(r.client_urls)
+                save_member(btx, m)
+            return None
         raise RuntimeError(f"unknown internal request {req}")
 
     def _apply_kv(self, btx, notes: list, op: str, r: Any) -> Any:
@@ -362,12 +528,39 @@ class EtcdServer:
         data = req.SerializeToString()
         if len(data) > self.cfg.max_request_bytes:
             raise errors.REQUEST_TOO_LARGE
+        if self._learner():
+            raise errors.LEARNER_NOT_SUPPORTED
         fut = self._loop.create_future()
         self._waiters[rid] = fut
         self._deadlines.append((self._loop.time() + self._timeout, rid))
-        self.node.propose(data)
-        self._wake.set()
+        self._pending_props.append(data)
+        if not self._props_scheduled:
+            self._props_scheduled = True
+            self._loop.call_soon(self._flush_proposals)
         return await fut
+
+    def _flush_proposals(self) -> None:
+        """Hand every proposal of this loop iteration to raft as one batch.
+
+        Without a leader raft drops them; they stay queued and go again when a
+        leader is known (or fail with a timeout), as a client would want.
+        """
+        self._props_scheduled = False
+        props = self._pending_props
+        if not props:
+            return
+        try:
+            self.node.propose_many(props)
+        except ProposalDropped:
+            if len(props) > 100_000:
+                del props[:-100_000]
+            return
+        self._pending_props = []
+        self._wake.set()
+
+    def _learner(self) -> bool:
+        me = self.members.get(self.member_id)
+        return me is not None and me.is_learner
 
     async def _run_timeouts(self) -> None:
         """Fail proposals still unanswered after the request timeout.
@@ -384,10 +577,17 @@ class EtcdServer:
                 fut = self._waiters.pop(rid, None)
                 if fut is not None and not fut.done():
                     fut.set_exception(errors.TIMEOUT)
+            for ctx, started in list(self._read_started.items()):
+                if now - started >= READ_INDEX_RETRY:
+                    # Lost with a leader change or sent while there was none: ask again.
+                    self._read_started[ctx] = now
+                    self.node.read_index(ctx)
+                    self._wake.set()
             reads = self._read_deadlines
             while reads and reads[0][0] <= now:
                 _, ctx = reads.popleft()
                 fut = self._read_ctx.pop(ctx, None)
+                self._read_started.pop(ctx, None)
                 if fut is not None:
                     if self._read_waiter is fut:
                         self._read_waiter = None
@@ -400,11 +600,14 @@ class EtcdServer:
         Every read arriving while no ReadIndex request is outstanding joins the
         next one: one round serves them all.
         """
+        if self._learner():
+            raise errors.LEARNER_NOT_SUPPORTED
         fut = self._read_waiter
         if fut is None:
             fut = self._read_waiter = self._loop.create_future()
             ctx = self.ids.next().to_bytes(8, "big")
             self._read_ctx[ctx] = fut
+            self._read_started[ctx] = self._loop.time()
             self._read_deadlines.append((self._loop.time() + self._timeout, ctx))
             self.node.read_index(ctx)
             self._wake.set()
@@ -513,24 +716,85 @@ class EtcdServer:
         return resp
 
     async def lease_renew(self, lease_id: int) -> int:
-        """Keep-alive: the new TTL, or 0 when the lease does not exist (etcd's answer)."""
+        """Keep-alive: the new TTL, or 0 when the lease does not exist (etcd's answer).
+
+        Only the leader counts leases down, so a follower forwards it there.
+        """
+        leader = await self._wait_leader()
+        if leader != self.member_id:
+            raw = await self._call_peer(leader, "lease_renew", lease_id.to_bytes(8, "big", signed=True))
+            return int.from_bytes(raw, "big", signed=True)
         await self.linearizable_barrier()
+        lease = self.lessor.lookup(lease_id)
+        if lease is not None and lease.remaining_ttl > 0 and self.cfg.experimental_enable_lease_checkpoint:
+            # Persist "full TTL again" first, or a new leader would resume the old remainder.
+            await self._propose(InternalRaftRequest(lease_checkpoint=rpc_pb2.LeaseCheckpointRequest(
+                checkpoints=[rpc_pb2.LeaseCheckpoint(ID=lease_id, remaining_TTL=0)])))
         try:
             return self.lessor.renew(lease_id, time.monotonic())
         except lease_errors.LeaseNotFoundError:
             return 0
+        except lease_errors.LeaseNotPrimaryError:
+            raise errors.NOT_LEADER from None
 
     async def lease_time_to_live(self, r: rpc_pb2.LeaseTimeToLiveRequest) -> rpc_pb2.LeaseTimeToLiveResponse:
-        await self.linearizable_barrier()
-        resp = rpc_pb2.LeaseTimeToLiveResponse(ID=r.ID)
-        ttl, granted, keys = self.lessor.time_to_live(r.ID, time.monotonic(), r.keys)
-        resp.TTL = ttl
-        if ttl != -1:
-            resp.grantedTTL = granted
-            if r.keys:
-                resp.keys.extend(sorted(keys))
+        leader = await self._wait_leader()
+        if leader != self.member_id:
+            raw = await self._call_peer(leader, "lease_ttl", r.SerializeToString())
+            resp = rpc_pb2.LeaseTimeToLiveResponse.FromString(raw)
+        else:
+            await self.linearizable_barrier()
+            resp = rpc_pb2.LeaseTimeToLiveResponse(ID=r.ID)
+            ttl, granted, keys = self.lessor.time_to_live(r.ID, time.monotonic(), r.keys)
+            resp.TTL = ttl
+            if ttl != -1:
+                resp.grantedTTL = granted
+                if r.keys:
+                    resp.keys.extend(sorted(keys))
         self.header(resp.header)
         return resp
+
+    async def _wait_leader(self) -> int:
+        """The current leader's id, waiting up to an election or two for one."""
+        deadline = self._loop.time() + 2 * self.cfg.election_timeout / 1000.0 + 1.0
+        while not self.node.lead:
+            if self._loop.time() >= deadline:
+                raise errors.NO_LEADER
+            await asyncio.sleep(self.cfg.heartbeat_interval / 1000.0)
+        return self.node.lead
+
+    async def _call_peer(self, peer: int, method: str, payload: bytes) -> bytes:
+        try:
+            return await self.transport.call(peer, method, payload, timeout=self._timeout)
+        except RemoteError as err:
+            code, _, message = str(err).partition(" ")
+            raise errors.EtcdError(code, message) from None
+        except TransportError:
+            raise errors.TIMEOUT_DUE_TO_LEADER_FAIL from None
+
+    async def _on_peer_request(self, method: str, payload: bytes) -> bytes:
+        """Requests other members send us over the peer transport."""
+        try:
+            if method == "members":
+                return bootstrap.members_payload(self.cluster_id, self.members)
+            if method == "lease_renew":
+                if self.node.lead != self.member_id:
+                    raise errors.NOT_LEADER
+                ttl = await self.lease_renew(int.from_bytes(payload, "big", signed=True))
+                return ttl.to_bytes(8, "big", signed=True)
+            if method == "lease_ttl":
+                if self.node.lead != self.member_id:
+                    raise errors.NOT_LEADER
+                resp = await self.lease_time_to_live(rpc_pb2.LeaseTimeToLiveRequest.FromString(payload))
+                return resp.SerializeToString()
+            if method == "member_promote":
+                if self.node.lead != self.member_id:
+                    raise errors.NOT_LEADER
+                resp = await self.member_promote(rpc_pb2.MemberPromoteRequest.FromString(payload))
+                return resp.SerializeToString()
+        except errors.EtcdError as err:
+            raise RemoteError(f"{err.code} {err.message}") from None
+        raise RemoteError(f"UNIMPLEMENTED unknown peer request {method}")
 
     async def lease_leases(self) -> rpc_pb2.LeaseLeasesResponse:
         await self.linearizable_barrier()
@@ -568,7 +832,7 @@ class EtcdServer:
         resp = rpc_pb2.StatusResponse(
             version=SERVER_VERSION, dbSize=self.backend.size(), dbSizeInUse=self.backend.size_in_use(),
             leader=self.node.lead, raftIndex=self.node.commit, raftTerm=self.node.term,
-            raftAppliedIndex=self.applied_index, isLearner=False)
+            raftAppliedIndex=self.applied_index, isLearner=self._learner())
         for _, a in self.alarms.get():
             resp.errors.append(f"memberID:{self.member_id} alarm:{rpc_pb2.AlarmType.Name(a)} ")
         self.header(resp.header)
@@ -626,17 +890,165 @@ class EtcdServer:
 
     def member_list(self) -> rpc_pb2.MemberListResponse:
         resp = rpc_pb2.MemberListResponse()
-        for m in sorted(self.members.values(), key=lambda m: m.id):
-            resp.members.add(ID=m.id, name=m.name, peerURLs=m.peer_urls, clientURLs=m.client_urls, isLearner=m.is_learner)
+        self._fill_members(resp.members)
         self.header_without_revision(resp.header)
         return resp
 
+    def _fill_members(self, out, members: list[Member] | None = None) -> None:
+        for m in sorted(members if members is not None else self.members.values(), key=lambda m: m.id):
+            out.add(ID=m.id, name=m.name, peerURLs=m.peer_urls, clientURLs=m.client_urls, isLearner=m.is_learner)
+
+    async def member_add(self, r: rpc_pb2.MemberAddRequest) -> rpc_pb2.MemberAddResponse:
+        urls = list(r.peerURLs)
+        if not urls or not all(_valid_peer_url(u) for u in urls):
+            raise errors.MEMBER_BAD_URLS
+        m = Member(member_id(urls, "", time.time()), "", urls, [], r.isLearner)
+        if self.cfg.strict_reconfig_check and not r.isLearner:
+            voters = sum(1 for x in self.members.values() if not x.is_learner)
+            if self._started_voters() < (voters + 1) // 2 + 1:
+                raise errors.NOT_ENOUGH_STARTED_MEMBERS
+        cc = ConfChange(type=ConfChangeType.ADD_LEARNER_NODE if r.isLearner else ConfChangeType.ADD_NODE,
+                        node_id=m.id, context=m.encode())
+        members = await self._change_membership(cc)
+        resp = rpc_pb2.MemberAddResponse()
+        resp.member.ID, resp.member.peerURLs[:], resp.member.isLearner = m.id, urls, r.isLearner
+        self._fill_members(resp.members, members)
+        self.header_without_revision(resp.header)
+        return resp
+
+    async def member_remove(self, r: rpc_pb2.MemberRemoveRequest) -> rpc_pb2.MemberRemoveResponse:
+        m = self.members.get(r.ID)
+        if m is None:
+            raise errors.MEMBER_NOT_FOUND
+        if self.cfg.strict_reconfig_check and not m.is_learner:
+            voters = sum(1 for x in self.members.values() if not x.is_learner) - 1
+            started = self._started_voters() - (1 if self._is_started(m.id) else 0)
+            if started < voters // 2 + 1:
+                raise errors.NOT_ENOUGH_STARTED_MEMBERS
+        members = await self._change_membership(ConfChange(type=ConfChangeType.REMOVE_NODE, node_id=r.ID))
+        resp = rpc_pb2.MemberRemoveResponse()
+        self._fill_members(resp.members, members)
+        self.header_without_revision(resp.header)
+        return resp
+
+    async def member_update(self, r: rpc_pb2.MemberUpdateRequest) -> rpc_pb2.MemberUpdateResponse:
+        urls = list(r.peerURLs)
+        if not urls or not all(_valid_peer_url(u) for u in urls):
+            raise errors.MEMBER_BAD_URLS
+        old = self.members.get(r.ID)
+        if old is None:
+            raise errors.MEMBER_NOT_FOUND
+        m = Member(r.ID, old.name, urls, old.client_urls, old.is_learner)
+        members = await self._change_membership(
+            ConfChange(type=ConfChangeType.UPDATE_NODE, node_id=r.ID, context=m.encode()))
+        resp = rpc_pb2.MemberUpdateResponse()
+        self._fill_members(resp.members, members)
+        self.header_without_revision(resp.header)
+        return resp
+
+    async def member_promote(self, r: rpc_pb2.MemberPromoteRequest) -> rpc_pb2.MemberPromoteResponse:
+        """Make a learner a voter; only the leader can tell whether it has caught up."""
+        leader = await self._wait_leader()
+        if leader != self.member_id:
+            raw = await self._call_peer(leader, "member_promote", r.SerializeToString())
+            return rpc_pb2.MemberPromoteResponse.FromString(raw)
+        m = self.members.get(r.ID)
+        if m is None:
+            raise errors.MEMBER_NOT_FOUND
+        if not m.is_learner:
+            raise errors.MEMBER_NOT_LEARNER
+        progress = self.node.status().progress
+        mine, theirs = progress.get(self.member_id), progress.get(r.ID)
+        if mine is None or theirs is None or theirs.match < mine.match * LEARNER_READY_PERCENT:
+            raise errors.LEARNER_NOT_READY
+        if self.cfg.strict_reconfig_check:
+            voters = sum(1 for x in self.members.values() if not x.is_learner)
+            if self._started_voters() + 1 < (voters + 1) // 2 + 1:
+                raise errors.NOT_ENOUGH_STARTED_MEMBERS
+        cc = ConfChange(type=ConfChangeType.ADD_NODE, node_id=r.ID, context=m.encode())
+        members = await self._change_membership(cc)
+        resp = rpc_pb2.MemberPromoteResponse()
+        self._fill_members(resp.members, members)
+        self.header_without_revision(resp.header)
+        return resp
+
+    def _is_started(self, mid: int) -> bool:
+        if mid == self.member_id:
+            return True
+        return self.transport is not None and self.transport.is_active(mid)
+
+    def _started_voters(self) -> int:
+        return sum(1 for m in self.members.values() if not m.is_learner and self._is_started(m.id))
+
+    async def _change_membership(self, cc: ConfChange) -> list[Member]:
+        """Propose a membership change and wait until it is applied here; the members after it."""
+        if self._stopping:
+            raise errors.STOPPED
+        if self._learner():
+            raise errors.LEARNER_NOT_SUPPORTED
+        validate_conf_change(self.members, self.removed_ids, cc)
+        cc.id = self.ids.next()
+        fut = self._loop.create_future()
+        self._waiters[cc.id] = fut
+        self._deadlines.append((self._loop.time() + self._timeout, cc.id))
+        retry = 2 * self.cfg.election_timeout / 1000.0 + 0.5
+        while True:
+            await self._wait_leader()
+            try:
+                self.node.propose_conf_change(cc)
+            except ProposalDropped:
+                pass
+            self._wake.set()
+            # A leader still applying its predecessor's log turns a conf change into
+            # an empty entry; propose again (a duplicate fails validation and is a no-op).
+            done, _ = await asyncio.wait([fut], timeout=retry)
+            if done:
+                break
+        members = await fut
+        return [Member(m.id, m.name, list(m.peer_urls), list(m.client_urls), m.is_learner) for m in members]
+
     async def move_leader(self, r: rpc_pb2.MoveLeaderRequest) -> rpc_pb2.MoveLeaderResponse:
-        if r.targetID != self.member_id:
+        if self.node.raft_state != StateType.LEADER:
+            raise errors.NOT_LEADER
+        target = self.members.get(r.targetID)
+        if target is None or target.is_learner:
             raise errors.BAD_LEADER_TRANSFEREE
+        if r.targetID != self.member_id:
+            self.node.transfer_leader(r.targetID)
+            self._wake.set()
+            deadline = self._loop.time() + self._timeout
+            while self.node.lead != r.targetID:
+                if self._loop.time() >= deadline:
+                    raise errors.TIMEOUT_LEADER_TRANSFER
+                await asyncio.sleep(self.cfg.heartbeat_interval / 1000.0)
+            log.info("leadership transferred", extra={"fields": {"to": f"{r.targetID:x}", "term": self.node.term}})
         resp = rpc_pb2.MoveLeaderResponse()
         self.header(resp.header)
         return resp
+
+    async def _run_publish(self) -> None:
+        """Publish this member's name and client URLs through the log until they are applied."""
+        while not self._stopping:
+            me = self.members.get(self.member_id)
+            if me is not None and me.name == self.cfg.name and me.client_urls == list(self.cfg.advertise_client_urls):
+                return
+            if me is not None and self.node.lead:
+                req = InternalRaftRequest(cluster_member_attr_set=raft_internal_pb2.ClusterMemberAttrSetRequest(
+                    member_ID=self.member_id, name=self.cfg.name, client_urls=self.cfg.advertise_client_urls))
+                try:
+                    rid = self.ids.next()
+                    req.header.id = rid
+                    fut = self._loop.create_future()
+                    self._waiters[rid] = fut
+                    self._deadlines.append((self._loop.time() + self._timeout, rid))
+                    self._pending_props.append(req.SerializeToString())
+                    self._flush_proposals()
+                    await fut
+                    log.info("published member attributes", extra={"fields": {"name": self.cfg.name}})
+                    continue
+                except errors.EtcdError as err:
+                    log.debug("publish failed: %s", err.message)
+            await asyncio.sleep(0.2)
 
     # -- background work ----------------------------------------------------------------
 
@@ -657,19 +1069,92 @@ class EtcdServer:
         self._watch_kick.set()
 
     async def _run_housekeeping(self) -> None:
-        """Sync the backend and let WAL segments go once it holds what they hold."""
+        """Every --snapshot-count applied entries: snapshot and compact the raft log.
+
+        The backend is the snapshot: once it is synced up to the applied index,
+        the WAL records a snapshot marker there, raft's in-memory log drops all
+        but --snapshot-catchup-entries entries before it (slow followers can
+        still catch up from those), and old WAL segments are released.
+        """
         loop = asyncio.get_running_loop()
         while not self._stopping:
             await asyncio.sleep(SNAPSHOT_SYNC_INTERVAL)
             if self._since_snapshot < self.cfg.snapshot_count:
                 continue
             index, term = self.applied_index, self.applied_term
+            cs = self.node.status().conf_state
             await loop.run_in_executor(self._io, self.backend.sync)
             await loop.run_in_executor(self._io, self.wal.save_snapshot, index, term)
+            try:
+                self.storage.create_snapshot(index, cs, b"")
+                compact_to = index - self.cfg.catchup_entries
+                if compact_to > self.storage.first_index():
+                    self.storage.compact(compact_to)
+            except RaftError as err:  # a newer snapshot was installed meanwhile
+                log.info("skipped log compaction: %s", err)
             await loop.run_in_executor(self._io, self.wal.release_to, index)
             self._since_snapshot = 0
             self._snapshot_index = index
-            log.info("saved snapshot marker and released WAL segments", extra={"fields": {"index": index}})
+            log.info("saved snapshot", extra={"fields": {"index": index, "term": term,
+                                                        "log-first-index": self.storage.first_index()}})
+
+    async def _install_snapshot(self, snap: Snapshot) -> None:
+        """Replace the backend by the one the leader sent with this snapshot."""
+        index = snap.metadata.index
+        path = snapshot_db_path(self.snap_dir, index)
+        if not os.path.exists(path):
+            raise RuntimeError(f"snapshot at {index} arrived without its database file {path}")
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        self.backend.close()
+        os.replace(path, os.path.join(self.db_dir, DATA_FILE))
+        dfd = os.open(self.db_dir, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+        self.backend = Backend(self.db_dir)
+        self._load_state()
+        self.members, self.removed_ids = load_members(self.backend), load_removed(self.backend)
+        if self.node.raft_state == StateType.LEADER:
+            self.lessor.promote(time.monotonic(), extend=self.cfg.election_timeout / 1000.0)
+        await loop.run_in_executor(self._io, self.wal.save_snapshot, index, snap.metadata.term)
+        self.storage.apply_snapshot(snap)
+        self._snapshot_index = index
+        self._since_snapshot = 0
+        self._sync_peers()
+        for cb in self.on_backend_swap:
+            cb()
+        self.kick_watch_sync()
+        log.info("installed snapshot from the leader", extra={"fields": {
+            "index": index, "backend-index": self._backend_index, "revision": self.kv.current_revision,
+            "took-seconds": round(time.monotonic() - started, 3)}})
+
+    async def _run_lease_checkpoints(self) -> None:
+        """Leader: persist the remaining TTL of long leases, so a new leader resumes from it."""
+        if not self.cfg.experimental_enable_lease_checkpoint:
+            return
+        interval = self.cfg.lease_checkpoint_interval
+        while not self._stopping:
+            await asyncio.sleep(interval)
+            if not self.lessor.is_primary:
+                continue
+            now = time.monotonic()
+            cps = [rpc_pb2.LeaseCheckpoint(ID=lease.id, remaining_TTL=max(1, int(lease.remaining(now) + 0.999)))
+                   for lease in self.lessor.leases() if lease.ttl > interval and lease.remaining(now) > 0]
+            for i in range(0, len(cps), 1000):
+                try:
+                    await self._propose(InternalRaftRequest(
+                        lease_checkpoint=rpc_pb2.LeaseCheckpointRequest(checkpoints=cps[i:i + 1000])))
+                except errors.EtcdError as err:
+                    log.warning("lease checkpoint failed: %s", err.message)
+                    break
+
+    def _apply_lease_checkpoint(self, btx, r: rpc_pb2.LeaseCheckpointRequest) -> Any:
+        now = time.monotonic()
+        for cp in r.checkpoints:
+            self.lessor.checkpoint(btx, cp.ID, cp.remaining_TTL, now)
+        return rpc_pb2.LeaseCheckpointResponse()
 
     async def _run_auto_compaction(self) -> None:
         retention = parse_retention(self.cfg.auto_compaction_mode, self.cfg.auto_compaction_retention)
@@ -734,3 +1219,11 @@ def _txn_cost(r: rpc_pb2.TxnRequest) -> int:
         elif kind == "request_txn":
             cost += _txn_cost(op.request_txn)
     return cost
+
+
+def _valid_peer_url(u: str) -> bool:
+    try:
+        parts = urlsplit(u)
+        return parts.scheme in ("http", "https", "unix", "unixs") and bool(parts.netloc) and parts.port is not None
+    except ValueError:
+        return False

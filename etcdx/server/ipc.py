@@ -53,7 +53,7 @@ CALL, REPLY, ERROR, OPEN, SEND, HALF_CLOSE, CLOSE, CREDIT, END, NOTICE = range(1
 # CALL methods
 (HELLO, READY, BARRIER, PUT, DELETE_RANGE, TXN, COMPACT, LEASE_GRANT, LEASE_REVOKE, LEASE_RENEW,
  LEASE_TIME_TO_LIVE, LEASE_LEASES, ALARM, STATUS, HASH, HASH_KV, DEFRAGMENT, MEMBER_LIST,
- MOVE_LEADER) = range(1, 20)
+ MOVE_LEADER, MEMBER_ADD, MEMBER_REMOVE, MEMBER_UPDATE, MEMBER_PROMOTE) = range(1, 24)
 
 # OPEN methods (streams)
 WATCH, SNAPSHOT = 1, 2
@@ -222,6 +222,10 @@ _METHODS: dict[int, Callable[[Any, bytes], Awaitable[bytes]]] = {
     DEFRAGMENT: _defragment,
     MEMBER_LIST: _sync(None, lambda s: s.member_list()),
     MOVE_LEADER: _call(rpc_pb2.MoveLeaderRequest.FromString, lambda s, r: s.move_leader(r)),
+    MEMBER_ADD: _call(rpc_pb2.MemberAddRequest.FromString, lambda s, r: s.member_add(r)),
+    MEMBER_REMOVE: _call(rpc_pb2.MemberRemoveRequest.FromString, lambda s, r: s.member_remove(r)),
+    MEMBER_UPDATE: _call(rpc_pb2.MemberUpdateRequest.FromString, lambda s, r: s.member_update(r)),
+    MEMBER_PROMOTE: _call(rpc_pb2.MemberPromoteRequest.FromString, lambda s, r: s.member_promote(r)),
 }
 
 

@@ -16,14 +16,19 @@ log = logging.getLogger("etcdx.main")
 async def serve(cfg: config.Config) -> None:
     # Imported here so that `etcdx --help` stays fast and never touches the data dir.
     from etcdx.api import grpc_server
+    from etcdx.server.bootstrap import BootError, fetch_cluster, needs_cluster_info
     from etcdx.server.etcdserver import EtcdServer
     from etcdx.wal.errors import CorruptWALError
 
     server = EtcdServer(cfg)
     try:
-        server.open()
+        joined = await fetch_cluster(cfg) if needs_cluster_info(cfg) else None
+        server.open(joined)
     except CorruptWALError as err:
         log.critical("refusing to start: the WAL is corrupt", extra={"fields": {"error": str(err), "data-dir": cfg.data_dir}})
+        raise SystemExit(1) from None
+    except BootError as err:
+        log.critical("refusing to start", extra={"fields": {"error": str(err), "data-dir": cfg.data_dir}})
         raise SystemExit(1) from None
     await server.start()
     workers = None
@@ -50,7 +55,10 @@ async def serve(cfg: config.Config) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    waits = [loop.create_task(e.wait()) for e in (stop, server.removed, server.failed)]
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for w in waits:
+        w.cancel()
     log.info("stopping member")
     if workers is not None:
         await workers.stop()
@@ -58,6 +66,8 @@ async def serve(cfg: config.Config) -> None:
         await g.stop(grace=1.0)
     await server.stop()
     log.info("stopped member")
+    if server.failed.is_set():
+        raise SystemExit(1)
 
 
 def main(argv: list[str] | None = None) -> int:
