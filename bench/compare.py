@@ -15,7 +15,8 @@ Scenarios (--scenarios, comma-separated; default put,range,watch,bulk):
 Each server starts on a fresh data dir on free loopback ports.  Throughput and
 latency come from etcd's Go tool at bench/out/benchmark when it exists (build it with
 /work/shared/tools/build-etcd-benchmark.sh bench/out/benchmark), else from loadgen.py.
-Results go to bench/out/results-<timestamp>.json as well.
+Results go to bench/out/results-<timestamp>.json as well.  Three-member clusters (put,
+range and leader failover) are measured by bench/cluster.py, which reuses this file's tools.
 """
 from __future__ import annotations
 
