@@ -286,3 +286,33 @@ def test_a_peers_new_stream_replaces_its_stale_one(tmp_path):
             for _, w in conns:
                 w.close()
     run(scenario)
+
+
+def test_peer_urls_are_tried_in_turn_and_updates_redial(tmp_path):
+    async def scenario():
+        async with RawPeer() as old, Member(1, str(tmp_path)) as a, Member(2, str(tmp_path)) as b:
+            a.transport.add_peer(2, [url(free_port()), b.url])  # the first URL is dead
+            await eventually(lambda: a.transport.is_active(2), "stream via the second URL")
+            a.transport.update_peer(2, [old.url])
+            await eventually(lambda: len(old.handshakes) == 1, "redial at the new URL")
+            await eventually(lambda: a.transport.is_active(2), "stream at the new URL")
+            a.transport.send([app(1, 2, 0)])
+            a.transport.update_peer(2, [b.url])
+            await eventually(lambda: old.eofs == 1, "the old URL's stream closed")
+            await eventually(lambda: a.transport.is_active(2), "back at the real member")
+            a.transport.send([app(1, 2, 1)])
+            await eventually(lambda: any(m.index == 1 for m in b.received), "message at the real member")
+    run(scenario)
+
+
+def test_stop_is_idempotent_and_works_without_start(tmp_path):
+    async def scenario():
+        idle = Member(1, str(tmp_path)).transport
+        idle.add_peer(2, [url(free_port())])
+        await idle.stop()
+        await idle.stop()
+        async with Member(3, str(tmp_path)) as c:
+            c.transport.add_peer(2, [url(free_port())])
+            await c.transport.stop()
+        assert not c.transport.is_active(2)
+    run(scenario)
