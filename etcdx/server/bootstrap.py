@@ -50,6 +50,7 @@ class ClusterInfo:
 
     cluster_id: int
     members: list[Member]
+    removed: set[int] = field(default_factory=set)
 
 
 @dataclass
@@ -173,13 +174,14 @@ async def fetch_cluster(cfg: Config, timeout: float = 30.0) -> ClusterInfo:
             await asyncio.sleep(0.5)
 
 
-def members_payload(cluster: int, members: dict[int, Member]) -> bytes:
-    """The answer to a joining member's ``members`` request."""
-    return json.dumps({"cluster_id": cluster, "members": [
+def members_payload(cluster: int, members: dict[int, Member], removed: set[int] = frozenset()) -> bytes:
+    """The answer to a ``members`` request: from a joining member, or one that suspects its removal."""
+    return json.dumps({"cluster_id": cluster, "removed": sorted(removed), "members": [
         {"id": m.id, "name": m.name, "peer_urls": m.peer_urls, "client_urls": m.client_urls,
          "is_learner": m.is_learner} for m in members.values()]}).encode()
 
 
 def parse_members_payload(raw: bytes) -> ClusterInfo:
     doc = json.loads(raw)
-    return ClusterInfo(int(doc["cluster_id"]), [Member(**m) for m in doc["members"]])
+    return ClusterInfo(int(doc["cluster_id"]), [Member(**m) for m in doc["members"]],
+                       {int(r) for r in doc.get("removed", [])})

@@ -172,7 +172,7 @@ class EtcdServer:
         self._sync_peers()
         for coro in (self._run_ready_loop(), self._run_ticker(), self._run_lease_expiry(), self._run_watch_sync(),
                      self._run_housekeeping(), self._run_auto_compaction(), self._run_timeouts(),
-                     self._run_publish(), self._run_lease_checkpoints()):
+                     self._run_publish(), self._run_lease_checkpoints(), self._run_removal_check()):
             self._tasks.append(loop.create_task(self._guard(coro)))
         self._wake.set()
 
@@ -776,7 +776,7 @@ class EtcdServer:
         """Requests other members send us over the peer transport."""
         try:
             if method == "members":
-                return bootstrap.members_payload(self.cluster_id, self.members)
+                return bootstrap.members_payload(self.cluster_id, self.members, self.removed_ids)
             if method == "lease_renew":
                 if self.node.lead != self.member_id:
                     raise errors.NOT_LEADER
@@ -1025,6 +1025,38 @@ class EtcdServer:
         resp = rpc_pb2.MoveLeaderResponse()
         self.header(resp.header)
         return resp
+
+    async def _run_removal_check(self) -> None:
+        """Notice our own removal when the entry that removed us never reaches us.
+
+        The leader stops replicating to a member as soon as it applies its
+        removal, so the member may never apply it. A member that has had no
+        leader for a few election timeouts asks its peers whether it was removed.
+        """
+        leaderless_since: float | None = None
+        patience = 3 * self.cfg.election_timeout / 1000.0
+        while not self._stopping:
+            await asyncio.sleep(1.0)
+            now = self._loop.time()
+            if self.node.lead:
+                leaderless_since = None
+                continue
+            leaderless_since = leaderless_since or now
+            if now - leaderless_since < patience:
+                continue
+            for peer in list(self.members):
+                if peer == self.member_id:
+                    continue
+                try:
+                    info = bootstrap.parse_members_payload(
+                        await self.transport.call(peer, "members", b"", timeout=1.0))
+                except TransportError:
+                    continue
+                if self.member_id in info.removed:
+                    log.warning("the member has been permanently removed from the cluster")
+                    self.removed.set()
+                    return
+                break
 
     async def _run_publish(self) -> None:
         """Publish this member's name and client URLs through the log until they are applied."""
