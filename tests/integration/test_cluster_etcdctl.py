@@ -26,7 +26,7 @@ from support.cluster import Cluster, ClusterMember
 
 from etcdx.pb import rpc_pb2
 
-# The etcdx case fails until clustering (issue 4) lands; drop it from this list to skip it.
+# The etcdx case needs clustering (issue 4); drop "etcdx" from this list to skip it.
 KINDS = ["etcd", "etcdx"]
 
 pytestmark = [pytest.mark.etcd, pytest.mark.timeout(120)]
@@ -75,7 +75,7 @@ def ok(r: subprocess.CompletedProcess) -> str:
 
 def error_line(r: subprocess.CompletedProcess) -> str:
     """etcdctl's last stderr line (`Error: ...`); the retry warnings before it are zap JSON logs."""
-    return r.stderr.strip().splitlines()[-1]
+    return (r.stderr.strip().splitlines() or [""])[-1]
 
 
 def hexid(n: int) -> str:
@@ -125,8 +125,9 @@ def reconfigure(endpoints, *args: str) -> subprocess.CompletedProcess:
     """A `member add`/`member remove`, retried while etcd refuses it as "unhealthy cluster".
 
     etcd (strict reconfig check, on by default) refuses to add a voter or a learner, or
-    to remove a voter, until the leader has been connected to the other voters for 5 s
-    (etcdserver.HealthInterval), so the first change in a fresh cluster waits that long.
+    to remove a voter, until the member handling the request has been connected to the
+    other voters for 5 s (etcdserver.HealthInterval): gRPC Unavailable, so the first
+    change in a fresh cluster waits that long.
     """
     deadline = time.monotonic() + WAIT
     while True:
