@@ -317,7 +317,7 @@ class Runner:
 
 ROWS = [
     ("cluster start to all members ready: s", "start_s", None),
-    ("idle RSS, 3 members: MiB", "idle_memory_kib", lambda k: k / 1024),
+    ("idle RSS, all members: MiB", "idle_memory_kib", lambda k: k / 1024),
     ("put 1 client: req/s", "workloads.put_c1.throughput", None),
     ("put 1 client: p50 ms", "workloads.put_c1.p50_ms", None),
     ("put 1 client: p99 ms", "workloads.put_c1.p99_ms", None),
