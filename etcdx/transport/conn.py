@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
 from .errors import TransportError
 from .wire import MAX_FRAME, OK_LINE, U32, Handshake
@@ -18,12 +19,32 @@ class HandshakeRejected(TransportError):
 Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
-async def dial(address: tuple[str, int], hello: Handshake, timeout: float) -> Conn:
+def set_user_timeout(writer: asyncio.StreamWriter, seconds: float) -> None:
+    """Have the kernel fail the connection when data it sent stays unacknowledged for ``seconds``.
+
+    Without it a peer host that died (power loss, not a process exit) keeps our
+    connection "up" for the ~15 minutes of TCP retransmission, and the link
+    heartbeats only fill the send buffer. Linux only; elsewhere a no-op.
+    """
+    option = getattr(socket, "TCP_USER_TIMEOUT", None)
+    sock = writer.get_extra_info("socket")
+    if option is None or sock is None:
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, option, max(1, int(seconds * 1000)))
+    except (OSError, AttributeError):
+        pass
+
+
+async def dial(address: tuple[str, int], hello: Handshake, timeout: float,
+               user_timeout: float | None = None) -> Conn:
     """A connection to ``address`` on which the acceptor has answered OK to ``hello``."""
     writer = None
     try:
         async with asyncio.timeout(timeout):
             reader, writer = await asyncio.open_connection(address[0], address[1], limit=READ_LIMIT)
+            if user_timeout is not None:
+                set_user_timeout(writer, user_timeout)
             writer.write(hello.line())
             answer = await reader.readuntil(b"\n")
     except (OSError, EOFError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError) as err:

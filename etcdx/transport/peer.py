@@ -143,7 +143,7 @@ class Peer:
         address = self._addresses[self._address_index % len(self._addresses)]
         try:
             return await dial(address, Handshake(kind, self._local_id, self.peer_id, self._cluster_id),
-                              self._dial_timeout)
+                              self._dial_timeout, user_timeout=self._conn_timeout)
         except TransportError:
             self._address_index += 1  # try the peer's next URL next time
             raise

@@ -12,7 +12,7 @@ from etcdx.raft.types import Message, MessageType
 
 from . import metrics
 from .call import RequestHandler, serve_calls
-from .conn import READ_LIMIT, read_frame
+from .conn import READ_LIMIT, read_frame, set_user_timeout
 from .errors import RemoteError, TransportError
 from .peer import Peer
 from .snapshot import receive_snapshot
@@ -240,6 +240,7 @@ class Transport:
                 writer.write(error_line(reason))
                 return
             self._inbound.setdefault(hello.from_id, set()).add(writer)
+            set_user_timeout(writer, self._conn_timeout)
             writer.write(OK_LINE)
             if hello.kind == "stream":
                 await self._serve_stream(hello.from_id, reader, writer)

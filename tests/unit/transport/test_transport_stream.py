@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 
 import pytest
 from prometheus_client import REGISTRY
@@ -22,7 +23,8 @@ from transport_testkit import (
 from etcdx.raft.codec import encode_message
 from etcdx.raft.types import Message
 from etcdx.transport import Transport
-from etcdx.transport.wire import U32, Handshake
+from etcdx.transport.conn import dial
+from etcdx.transport.wire import U32, Handshake, parse_url
 
 
 @pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
@@ -316,3 +318,19 @@ def test_stop_is_idempotent_and_works_without_start(tmp_path):
             await c.transport.stop()
         assert not c.transport.is_active(2)
     run(scenario)
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_peer_sockets_give_up_on_unacknowledged_data_after_conn_timeout(tmp_path, loop):
+    # A peer host that lost power never closes the connection; the kernel's TCP_USER_TIMEOUT does.
+    async def scenario():
+        async with Member(2, str(tmp_path), conn_timeout=4.0) as b:
+            host, port = parse_url(b.url)
+            _, writer = await dial((host, port), Handshake("stream", 1, 2, CLUSTER), 1.0, user_timeout=2.5)
+            dialled = writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT)
+            await eventually(lambda: 1 in b.transport._inbound, "the acceptor registered the stream")
+            (accepted,) = b.transport._inbound[1]
+            assert dialled == 2500
+            assert accepted.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 4000
+            writer.close()
+    run(scenario, loop=loop)
