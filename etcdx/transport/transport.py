@@ -184,7 +184,8 @@ class Transport:
         for m in msgs:
             peer = peers.get(m.to)
             if peer is None:
-                log.debug("dropped message to unknown peer", extra={"fields": {"peer-id": f"{m.to:x}"}})
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("dropped message to unknown peer", extra={"fields": {"peer-id": f"{m.to:x}"}})
             elif m.type == MessageType.SNAP:
                 peer.send_snapshot(m)
             else:
