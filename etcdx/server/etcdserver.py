@@ -270,6 +270,12 @@ class EtcdServer:
             self._wake.clear()
             while node.has_ready():
                 rd = node.ready()
+                # A leader may send before its own fsync (raft thesis 10.2.1): commit
+                # still needs a quorum of persisted copies, and it applies (and
+                # acknowledges) only after persisting. Everyone else sends after.
+                early = rd.messages if node.raft_state == StateType.LEADER else None
+                if early:
+                    self.transport.send(early)
                 if rd.snapshot is not None and not rd.snapshot.is_empty():
                     await self._install_snapshot(rd.snapshot)
                 if rd.entries or rd.hard_state is not None:
@@ -279,7 +285,7 @@ class EtcdServer:
                         self.storage.set_hard_state(rd.hard_state)
                     if rd.entries:
                         self.storage.append(rd.entries)
-                if rd.messages:
+                if rd.messages and not early:
                     self.transport.send(rd.messages)
                 if rd.soft_state is not None:
                     self._on_soft_state(rd.soft_state)
