@@ -55,6 +55,7 @@ CLUSTER_VERSION = "3.5.0"
 MAX_LEASE_TTL = 9_000_000_000
 KV_OVERHEAD = 256  # bytes a put costs the quota beyond its key and value, as etcd counts it
 SNAPSHOT_SYNC_INTERVAL = 1.0  # seconds between checks whether a snapshot is due
+HEALTH_INTERVAL = 5.0  # seconds a peer must have been connected before a reconfiguration relies on it
 LEARNER_READY_PERCENT = 0.9  # a learner within 90% of the leader's log may be promoted
 READ_INDEX_RETRY = 0.5  # seconds before an unanswered ReadIndex request is sent again
 
@@ -113,6 +114,9 @@ class EtcdServer:
         """
         os.makedirs(self.member_dir, exist_ok=True)
         self.backend = Backend(self.db_dir)
+        for name in os.listdir(self.snap_dir):  # copies being sent or received when we stopped
+            if name.startswith("send-") or name.endswith(".part") or name.endswith(".snap.db"):
+                os.remove(os.path.join(self.snap_dir, name))
         bs = bootstrap.boot(self.cfg, self.backend, self.wal_dir, joined)
         self.wal, self.storage = bs.wal, bs.storage
         self.member_id, self.cluster_id = bs.member_id, bs.cluster_id
@@ -909,10 +913,12 @@ class EtcdServer:
         if not urls or not all(_valid_peer_url(u) for u in urls):
             raise errors.MEMBER_BAD_URLS
         m = Member(member_id(urls, "", time.time()), "", urls, [], r.isLearner)
-        if self.cfg.strict_reconfig_check and not r.isLearner:
-            voters = sum(1 for x in self.members.values() if not x.is_learner)
-            if self._started_voters() < (voters + 1) // 2 + 1:
+        if self.cfg.strict_reconfig_check:
+            voters = [x for x in self.members.values() if not x.is_learner]
+            if not r.isLearner and sum(1 for x in voters if x.name) + 1 < (len(voters) + 1) // 2 + 1:
                 raise errors.NOT_ENOUGH_STARTED_MEMBERS
+            if self._connected_voters() < len(voters):
+                raise errors.UNHEALTHY_CLUSTER
         cc = ConfChange(type=ConfChangeType.ADD_LEARNER_NODE if r.isLearner else ConfChangeType.ADD_NODE,
                         node_id=m.id, context=m.encode())
         members = await self._change_membership(cc)
@@ -927,10 +933,14 @@ class EtcdServer:
         if m is None:
             raise errors.MEMBER_NOT_FOUND
         if self.cfg.strict_reconfig_check and not m.is_learner:
-            voters = sum(1 for x in self.members.values() if not x.is_learner) - 1
-            started = self._started_voters() - (1 if self._is_started(m.id) else 0)
-            if started < voters // 2 + 1:
+            voters = [x for x in self.members.values() if not x.is_learner]
+            remaining = len(voters) - 1
+            if sum(1 for x in voters if x.name and x.id != r.ID) < remaining // 2 + 1:
                 raise errors.NOT_ENOUGH_STARTED_MEMBERS
+            down = r.ID != self.member_id and (self.transport is None or self.transport.active_since(r.ID) is None)
+            # A member that is down is not part of the active quorum: removing it is safe.
+            if not down and self._connected_voters(exclude=r.ID) < remaining // 2 + 1:
+                raise errors.UNHEALTHY_CLUSTER
         members = await self._change_membership(ConfChange(type=ConfChangeType.REMOVE_NODE, node_id=r.ID))
         resp = rpc_pb2.MemberRemoveResponse()
         self._fill_members(resp.members, members)
@@ -968,9 +978,11 @@ class EtcdServer:
         if mine is None or theirs is None or theirs.match < mine.match * LEARNER_READY_PERCENT:
             raise errors.LEARNER_NOT_READY
         if self.cfg.strict_reconfig_check:
-            voters = sum(1 for x in self.members.values() if not x.is_learner)
-            if self._started_voters() + 1 < (voters + 1) // 2 + 1:
+            voters = [x for x in self.members.values() if not x.is_learner]
+            if sum(1 for x in voters if x.name) + 1 < (len(voters) + 1) // 2 + 1:
                 raise errors.NOT_ENOUGH_STARTED_MEMBERS
+            if self._connected_voters() < len(voters):
+                raise errors.UNHEALTHY_CLUSTER
         cc = ConfChange(type=ConfChangeType.ADD_NODE, node_id=r.ID, context=m.encode())
         members = await self._change_membership(cc)
         resp = rpc_pb2.MemberPromoteResponse()
@@ -978,13 +990,24 @@ class EtcdServer:
         self.header_without_revision(resp.header)
         return resp
 
-    def _is_started(self, mid: int) -> bool:
-        if mid == self.member_id:
-            return True
-        return self.transport is not None and self.transport.is_active(mid)
+    def _connected_voters(self, exclude: int = 0) -> int:
+        """Voters (us included) this member has been connected to for HEALTH_INTERVAL seconds.
 
-    def _started_voters(self) -> int:
-        return sum(1 for m in self.members.values() if not m.is_learner and self._is_started(m.id))
+        As etcd: a reconfiguration is refused ("unhealthy cluster") unless the
+        member handling it has seen the voters it depends on up for a while.
+        """
+        since = time.monotonic() - HEALTH_INTERVAL
+        n = 0
+        for m in self.members.values():
+            if m.is_learner or m.id == exclude:
+                continue
+            if m.id == self.member_id:
+                n += 1
+                continue
+            up = self.transport.active_since(m.id) if self.transport is not None else None
+            if up is not None and up <= since:
+                n += 1
+        return n
 
     async def _change_membership(self, cc: ConfChange) -> list[Member]:
         """Propose a membership change and wait until it is applied here; the members after it."""

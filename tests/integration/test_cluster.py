@@ -202,7 +202,7 @@ def test_membership_grows_to_five_and_shrinks_to_three_under_load(tmp_path):
         c.start()
         first = c.members[0]
         with Writers([first], b"grow/", threads_per_member=2) as w:
-            learner = c.add_member("m2", learner=True)
+            learner = add_member(c, "m2", learner=True)
             st = learner.status()
             assert st.isLearner
             with pytest.raises(grpc.RpcError) as err:
@@ -212,12 +212,12 @@ def test_membership_grows_to_five_and_shrinks_to_three_under_load(tmp_path):
                 rpc_pb2.MemberPromoteRequest(ID=learner.member_id), timeout=3), timeout=15)
             eventually(lambda: not learner.status().isLearner, timeout=5)
             for name in ("m3", "m4", "m5"):
-                c.add_member(name)
+                add_member(c, name)
             members = first.cluster.MemberList(rpc_pb2.MemberListRequest()).members
             assert len(members) == 5 and not any(m.isLearner for m in members)
             time.sleep(1.0)
             for name in ("m1", "m2"):  # m1 probably leads
-                c.remove_member(c.member_by_name(name))
+                eventually(lambda: c.remove_member(c.member_by_name(name)) or True, timeout=20, interval=0.5)
             time.sleep(1.0)
         survivors = c.members
         assert len(survivors) == 3
@@ -228,6 +228,18 @@ def test_membership_grows_to_five_and_shrinks_to_three_under_load(tmp_path):
         assert len(w.acked) > 50
         for m in survivors:
             assert_all_present(m, w.acked)
+
+
+def add_member(c: Cluster, name: str, learner: bool = False):
+    """As etcd, a member refuses reconfigurations until it has seen every voter up for 5 s."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            return c.add_member(name, learner=learner)
+        except grpc.RpcError as err:
+            if err.details() != "etcdserver: unhealthy cluster" or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def test_lease_remaining_ttl_survives_leader_change(tmp_path):
