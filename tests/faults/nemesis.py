@@ -4,7 +4,8 @@ One fault at a time: a recovery gap, then a fault held for 1-3 s, then its
 recovery. Which fault, its target (the leader, or a member drawn at random),
 how long it is held and the gaps all come from the seed; what "the leader" is
 depends on the run. With one member only process faults apply: kill -9 and
-restart on the same data dir, SIGSTOP/SIGCONT. With several members (proxied)
+restart on the same data dir (also a second kill while the member boots),
+SIGSTOP/SIGCONT of the member and its worker processes. With several members (proxied)
 also: leader-targeted kills and pauses, isolating the leader or a member, a
 partial partition (two members that cannot talk, both reaching the third),
 one-way partitions around the leader, delays on every link, and connection
@@ -28,7 +29,7 @@ from support.procs import MemberStartError
 
 from .history import FaultRecord, History
 
-PROCESS_FAULTS = ("kill", "kill_leader", "pause", "pause_leader")
+PROCESS_FAULTS = ("kill", "kill_leader", "pause", "pause_leader", "double_kill")
 NETWORK_FAULTS = ("isolate_leader", "isolate", "partial", "one_way_from_leader", "one_way_to_leader", "delay", "reset")
 GAP = (0.5, 1.5)
 HOLD = (1.0, 3.0)
@@ -48,7 +49,7 @@ class Nemesis:
         several = len(cluster.members) > 1
         self.kinds = PROCESS_FAULTS + (NETWORK_FAULTS if several and cluster.net is not None else ())
         if not several:
-            self.kinds = ("kill", "pause")
+            self.kinds = ("kill", "pause", "double_kill")
         self._paused: list[list[int]] = []
 
     def run(self, until: float) -> None:
@@ -91,6 +92,24 @@ class Nemesis:
         self.history.kills.setdefault(m.name, []).append(record.start)
         m.kill()
         self._hold(hold, until)
+        self._restart(m)
+        record.end = self.history.now()
+
+    def _double_kill(self, hold: float, until: float) -> None:
+        """Kill -9, start, and kill -9 again while it boots (replaying its WAL), then restart."""
+        m = self._any()
+        record = self._begin("double_kill", m.name)
+        kills = self.history.kills.setdefault(m.name, [])
+        kills.append(record.start)
+        m.kill()
+        self._hold(hold / 2, until)
+        m.start(wait=False)
+        booting = self.rng.uniform(0.05, 1.0)
+        time.sleep(booting)
+        kills.append(self.history.now())
+        m.kill()
+        record.note = f"second kill {booting:.2f}s into the restart"
+        self._hold(hold / 2, until)
         self._restart(m)
         record.end = self.history.now()
 

@@ -199,3 +199,18 @@ def test_drop_connections_resets_the_link_now(proxy):
             pass
     t.sendall(b"still")
     assert recv_exactly(t, 5) == b"still"
+
+
+def test_rules_apply_to_connections_opened_before_the_member_id_was_known(echo):
+    proxy = FaultProxy(echo.port, name="late").start()
+    try:
+        hello = etcdx_hello(PEER)
+        s = dial(proxy, hello)
+        assert recv_exactly(s, len(hello)) == hello
+        proxy.member_id = ME
+        proxy.block(ME, PEER)
+        s.sendall(b"ping")
+        wait_for(lambda: bytes(echo.received[0]) == hello + b"ping")
+        assert nothing_arrives(s)
+    finally:
+        proxy.close()

@@ -27,7 +27,7 @@ import os
 import pathlib
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Self
 
 import grpc
@@ -38,6 +38,8 @@ from .faultproxy import FaultNetwork, FaultProxy
 from .procs import ETCD_BIN, ETCDX_MODULE, START_TIMEOUT, Member, MemberStartError
 
 _tokens = itertools.count(1)
+# "unhealthy cluster", "leader changed", "request timed out", no leader: retried.
+_TRANSIENT_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
 
 class ClusterMember(Member):
@@ -257,16 +259,31 @@ class Cluster:
         raise RuntimeError("no live member to talk to")
 
     # -- membership --------------------------------------------------------------------
+    def _reconfigure(self, call: Callable[[ClusterMember], Any], timeout: float, exclude: Iterable[Member] = ()) -> Any:
+        """``call`` through a live member, retried while the cluster refuses it as unhealthy.
+
+        etcd refuses a membership change until the members it needs have been
+        connected for a while ("unhealthy cluster"), and a leader change fails
+        it in flight; both pass on their own.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return call(self.live_member(exclude))
+            except (grpc.RpcError, RuntimeError) as e:
+                transient = isinstance(e, RuntimeError) or e.code() in _TRANSIENT_CODES
+                if not transient or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
     def add_member(self, name: str, learner: bool = False, timeout: float = START_TIMEOUT) -> ClusterMember:
         """MemberAdd through a live member, then start the new one into the existing cluster."""
         if self.member_by_name(name) is not None:
             raise ValueError(f"a member named {name!r} exists")
         m = self._new_member(name)
         try:
-            via = self.live_member()
-            resp = via.cluster.MemberAdd(
-                rpc_pb2.MemberAddRequest(peerURLs=[m.advertise_peer_url], isLearner=learner), timeout=timeout
-            )
+            request = rpc_pb2.MemberAddRequest(peerURLs=[m.advertise_peer_url], isLearner=learner)
+            resp = self._reconfigure(lambda via: via.cluster.MemberAdd(request, timeout=5.0), timeout)
             m.member_id = resp.member.ID
             if m.peer_proxy is not None:
                 m.peer_proxy.member_id = m.member_id
@@ -286,12 +303,12 @@ class Cluster:
             raise
         return m
 
-    def remove_member(self, m: ClusterMember, timeout: float = 10.0) -> None:
+    def remove_member(self, m: ClusterMember, timeout: float = 30.0) -> None:
         """MemberRemove through another live member, then stop the removed one."""
         if m.member_id is None:
             raise ValueError(f"{m!r} has no known member id")
-        via = self.live_member(exclude=[m])
-        via.cluster.MemberRemove(rpc_pb2.MemberRemoveRequest(ID=m.member_id), timeout=timeout)
+        request = rpc_pb2.MemberRemoveRequest(ID=m.member_id)
+        self._reconfigure(lambda via: via.cluster.MemberRemove(request, timeout=5.0), timeout, exclude=[m])
         self.members.remove(m)
         self._retired.append(m)
         m.stop()

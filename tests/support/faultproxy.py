@@ -252,10 +252,11 @@ class FaultProxy:
             return
         conn.upstream = upstream
         self._connections.add(conn)
-        me = self.member_id
+        # The member id may be learned after the connection opened (members
+        # dial each other before the cluster has told us their ids).
         conn.tasks = [
-            asyncio.ensure_future(self._pipe(conn, head, reader, upstream, lambda: (conn.sender, me))),
-            asyncio.ensure_future(self._pipe(conn, b"", up_reader, client, lambda: (me, conn.sender))),
+            asyncio.ensure_future(self._pipe(conn, head, reader, upstream, lambda: (conn.sender, self.member_id))),
+            asyncio.ensure_future(self._pipe(conn, b"", up_reader, client, lambda: (self.member_id, conn.sender))),
         ]
         try:
             await asyncio.gather(*conn.tasks, return_exceptions=True)
