@@ -1184,6 +1184,8 @@ class EtcdServer:
         self._snapshot_index = index
         self._since_snapshot = 0
         self._sync_peers()
+        self._compacting = True  # finish a compaction the sender's backend had under way
+        self._compact_done.clear()
         for cb in self.on_backend_swap:
             cb()
         self.kick_watch_sync()
@@ -1244,6 +1246,8 @@ class EtcdServer:
             await asyncio.sleep(interval)
 
     async def _auto_compact(self, revision: int) -> None:
+        if self.node.raft_state != StateType.LEADER:
+            return  # as in etcd, only the leader's compactor proposes
         try:
             await self._propose(InternalRaftRequest(compaction=rpc_pb2.CompactionRequest(revision=revision)))
             log.info("auto compaction", extra={"fields": {"revision": revision}})
