@@ -8,9 +8,7 @@ import grpc
 import pytest
 
 from etcdx.pb import rpc_pb2
-
-# Kinds that form multi-member clusters; etcdx joins once its clustering has landed.
-CLUSTER_KINDS = ["etcd"]
+from faults import CLUSTER_KINDS
 
 
 def names(members) -> list[str]:

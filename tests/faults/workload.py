@@ -71,9 +71,11 @@ MIX = {
     "lease": 6,
 }
 
-# Codes whose error says the request had no effect. Everything else
-# (UNAVAILABLE, DEADLINE_EXCEEDED, "leader changed", ...) may have applied.
-NO_EFFECT = {grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION}
+# Codes whose error says the request had no effect: a lease that does not
+# exist (checked again when the put applies) or a malformed request. Everything
+# else (UNAVAILABLE, DEADLINE_EXCEEDED, "leader changed", "not leader", ...)
+# may have applied.
+NO_EFFECT = {grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT}
 
 CHANNEL_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 100),

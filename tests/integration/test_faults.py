@@ -15,13 +15,12 @@ Longer randomized schedules: `python3 -m tests.faults --kind etcdx --members 1
 from __future__ import annotations
 
 import pytest
-from faults import runner
+from faults import (  # CLUSTER_KINDS: add "etcdx" there once clustering lands
+    CLUSTER_KINDS,
+    runner,
+)
 from faults.lying import LyingProxy
 from support import procs
-
-# Kinds run as 3-member clusters. etcdx joins once its clustering has landed:
-# CLUSTER_KINDS = ["etcd", "etcdx"] is the whole change.
-CLUSTER_KINDS = ["etcd"]
 
 DURATION = 20.0
 SEED = 1
