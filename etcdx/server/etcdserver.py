@@ -24,7 +24,6 @@ import os
 import tempfile
 import time
 from typing import Any, Iterator
-from urllib.parse import urlsplit
 
 from etcdx.backend import Backend
 from etcdx.lease import Lessor
@@ -42,9 +41,10 @@ from etcdx.raft.types import (ConfChange, ConfChangeType, Entry, EntryType, Mess
 from etcdx.server import bootstrap, errors, kvops
 from etcdx.server.alarms import NOSPACE, AlarmStore
 from etcdx.server.bootstrap import ClusterInfo
+from etcdx.server.cluster_ops import MembershipOps
 from etcdx.server.config import Config, parse_retention
-from etcdx.server.ids import IdGenerator, member_id
-from etcdx.server.membership import (Member, load_members, load_removed, save_member, validate_conf_change)
+from etcdx.server.ids import IdGenerator
+from etcdx.server.membership import load_members, load_removed, save_member, validate_conf_change
 from etcdx.server.membership import apply_conf_change as apply_member_change
 from etcdx.transport import RemoteError, Transport, TransportError, snapshot_db_path
 
@@ -55,15 +55,13 @@ CLUSTER_VERSION = "3.5.0"
 MAX_LEASE_TTL = 9_000_000_000
 KV_OVERHEAD = 256  # bytes a put costs the quota beyond its key and value, as etcd counts it
 SNAPSHOT_SYNC_INTERVAL = 1.0  # seconds between checks whether a snapshot is due
-HEALTH_INTERVAL = 5.0  # seconds a peer must have been connected before a reconfiguration relies on it
-LEARNER_READY_PERCENT = 0.9  # a learner within 90% of the leader's log may be promoted
 READ_INDEX_RETRY = 0.5  # seconds before an unanswered ReadIndex request is sent again
 
 InternalRaftRequest = raft_internal_pb2.InternalRaftRequest
 DATA_FILE = "data.mdb"  # the backend's database file inside its directory
 
 
-class EtcdServer:
+class EtcdServer(MembershipOps):
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.data_dir = cfg.data_dir
@@ -898,219 +896,6 @@ class EtcdServer:
                 yield chunk, total - sent
             yield digest.digest(), 0
 
-    def member_list(self) -> rpc_pb2.MemberListResponse:
-        resp = rpc_pb2.MemberListResponse()
-        self._fill_members(resp.members)
-        self.header_without_revision(resp.header)
-        return resp
-
-    def _fill_members(self, out, members: list[Member] | None = None) -> None:
-        for m in sorted(members if members is not None else self.members.values(), key=lambda m: m.id):
-            out.add(ID=m.id, name=m.name, peerURLs=m.peer_urls, clientURLs=m.client_urls, isLearner=m.is_learner)
-
-    async def member_add(self, r: rpc_pb2.MemberAddRequest) -> rpc_pb2.MemberAddResponse:
-        urls = list(r.peerURLs)
-        if not urls or not all(_valid_peer_url(u) for u in urls):
-            raise errors.MEMBER_BAD_URLS
-        m = Member(member_id(urls, "", time.time()), "", urls, [], r.isLearner)
-        if self.cfg.strict_reconfig_check:
-            voters = [x for x in self.members.values() if not x.is_learner]
-            if not r.isLearner and sum(1 for x in voters if x.name) + 1 < (len(voters) + 1) // 2 + 1:
-                raise errors.NOT_ENOUGH_STARTED_MEMBERS
-            if self._connected_voters() < len(voters):
-                raise errors.UNHEALTHY_CLUSTER
-        cc = ConfChange(type=ConfChangeType.ADD_LEARNER_NODE if r.isLearner else ConfChangeType.ADD_NODE,
-                        node_id=m.id, context=m.encode())
-        members = await self._change_membership(cc)
-        resp = rpc_pb2.MemberAddResponse()
-        resp.member.ID, resp.member.peerURLs[:], resp.member.isLearner = m.id, urls, r.isLearner
-        self._fill_members(resp.members, members)
-        self.header_without_revision(resp.header)
-        return resp
-
-    async def member_remove(self, r: rpc_pb2.MemberRemoveRequest) -> rpc_pb2.MemberRemoveResponse:
-        m = self.members.get(r.ID)
-        if m is None:
-            raise errors.MEMBER_NOT_FOUND
-        if self.cfg.strict_reconfig_check and not m.is_learner:
-            voters = [x for x in self.members.values() if not x.is_learner]
-            remaining = len(voters) - 1
-            if sum(1 for x in voters if x.name and x.id != r.ID) < remaining // 2 + 1:
-                raise errors.NOT_ENOUGH_STARTED_MEMBERS
-            down = r.ID != self.member_id and (self.transport is None or self.transport.active_since(r.ID) is None)
-            # A member that is down is not part of the active quorum: removing it is safe.
-            if not down and self._connected_voters(exclude=r.ID) < remaining // 2 + 1:
-                raise errors.UNHEALTHY_CLUSTER
-        members = await self._change_membership(ConfChange(type=ConfChangeType.REMOVE_NODE, node_id=r.ID))
-        resp = rpc_pb2.MemberRemoveResponse()
-        self._fill_members(resp.members, members)
-        self.header_without_revision(resp.header)
-        return resp
-
-    async def member_update(self, r: rpc_pb2.MemberUpdateRequest) -> rpc_pb2.MemberUpdateResponse:
-        urls = list(r.peerURLs)
-        if not urls or not all(_valid_peer_url(u) for u in urls):
-            raise errors.MEMBER_BAD_URLS
-        old = self.members.get(r.ID)
-        if old is None:
-            raise errors.MEMBER_NOT_FOUND
-        m = Member(r.ID, old.name, urls, old.client_urls, old.is_learner)
-        members = await self._change_membership(
-            ConfChange(type=ConfChangeType.UPDATE_NODE, node_id=r.ID, context=m.encode()))
-        resp = rpc_pb2.MemberUpdateResponse()
-        self._fill_members(resp.members, members)
-        self.header_without_revision(resp.header)
-        return resp
-
-    async def member_promote(self, r: rpc_pb2.MemberPromoteRequest) -> rpc_pb2.MemberPromoteResponse:
-        """Make a learner a voter; only the leader can tell whether it has caught up."""
-        leader = await self._wait_leader()
-        if leader != self.member_id:
-            raw = await self._call_peer(leader, "member_promote", r.SerializeToString())
-            return rpc_pb2.MemberPromoteResponse.FromString(raw)
-        m = self.members.get(r.ID)
-        if m is None:
-            raise errors.MEMBER_NOT_FOUND
-        if not m.is_learner:
-            raise errors.MEMBER_NOT_LEARNER
-        progress = self.node.status().progress
-        mine, theirs = progress.get(self.member_id), progress.get(r.ID)
-        if mine is None or theirs is None or theirs.match < mine.match * LEARNER_READY_PERCENT:
-            raise errors.LEARNER_NOT_READY
-        if self.cfg.strict_reconfig_check:
-            voters = [x for x in self.members.values() if not x.is_learner]
-            if sum(1 for x in voters if x.name) + 1 < (len(voters) + 1) // 2 + 1:
-                raise errors.NOT_ENOUGH_STARTED_MEMBERS
-            if self._connected_voters() < len(voters):
-                raise errors.UNHEALTHY_CLUSTER
-        cc = ConfChange(type=ConfChangeType.ADD_NODE, node_id=r.ID, context=m.encode())
-        members = await self._change_membership(cc)
-        resp = rpc_pb2.MemberPromoteResponse()
-        self._fill_members(resp.members, members)
-        self.header_without_revision(resp.header)
-        return resp
-
-    def _connected_voters(self, exclude: int = 0) -> int:
-        """Voters (us included) this member has been connected to for HEALTH_INTERVAL seconds.
-
-        As etcd: a reconfiguration is refused ("unhealthy cluster") unless the
-        member handling it has seen the voters it depends on up for a while.
-        """
-        since = time.monotonic() - HEALTH_INTERVAL
-        n = 0
-        for m in self.members.values():
-            if m.is_learner or m.id == exclude:
-                continue
-            if m.id == self.member_id:
-                n += 1
-                continue
-            up = self.transport.active_since(m.id) if self.transport is not None else None
-            if up is not None and up <= since:
-                n += 1
-        return n
-
-    async def _change_membership(self, cc: ConfChange) -> list[Member]:
-        """Propose a membership change and wait until it is applied here; the members after it."""
-        if self._stopping:
-            raise errors.STOPPED
-        if self._learner():
-            raise errors.LEARNER_NOT_SUPPORTED
-        validate_conf_change(self.members, self.removed_ids, cc)
-        cc.id = self.ids.next()
-        fut = self._loop.create_future()
-        self._waiters[cc.id] = fut
-        self._deadlines.append((self._loop.time() + self._timeout, cc.id))
-        retry = 2 * self.cfg.election_timeout / 1000.0 + 0.5
-        while True:
-            await self._wait_leader()
-            try:
-                self.node.propose_conf_change(cc)
-            except ProposalDropped:
-                pass
-            self._wake.set()
-            # A leader still applying its predecessor's log turns a conf change into
-            # an empty entry; propose again (a duplicate fails validation and is a no-op).
-            done, _ = await asyncio.wait([fut], timeout=retry)
-            if done:
-                break
-        members = await fut
-        return [Member(m.id, m.name, list(m.peer_urls), list(m.client_urls), m.is_learner) for m in members]
-
-    async def move_leader(self, r: rpc_pb2.MoveLeaderRequest) -> rpc_pb2.MoveLeaderResponse:
-        if self.node.raft_state != StateType.LEADER:
-            raise errors.NOT_LEADER
-        target = self.members.get(r.targetID)
-        if target is None or target.is_learner:
-            raise errors.BAD_LEADER_TRANSFEREE
-        if r.targetID != self.member_id:
-            self.node.transfer_leader(r.targetID)
-            self._wake.set()
-            deadline = self._loop.time() + self._timeout
-            while self.node.lead != r.targetID:
-                if self._loop.time() >= deadline:
-                    raise errors.TIMEOUT_LEADER_TRANSFER
-                await asyncio.sleep(self.cfg.heartbeat_interval / 1000.0)
-            log.info("leadership transferred", extra={"fields": {"to": f"{r.targetID:x}", "term": self.node.term}})
-        resp = rpc_pb2.MoveLeaderResponse()
-        self.header(resp.header)
-        return resp
-
-    async def _run_removal_check(self) -> None:
-        """Notice our own removal when the entry that removed us never reaches us.
-
-        The leader stops replicating to a member as soon as it applies its
-        removal, so the member may never apply it. A member that has had no
-        leader for a few election timeouts asks its peers whether it was removed.
-        """
-        leaderless_since: float | None = None
-        patience = 3 * self.cfg.election_timeout / 1000.0
-        while not self._stopping:
-            await asyncio.sleep(1.0)
-            now = self._loop.time()
-            if self.node.lead:
-                leaderless_since = None
-                continue
-            leaderless_since = leaderless_since or now
-            if now - leaderless_since < patience:
-                continue
-            for peer in list(self.members):
-                if peer == self.member_id:
-                    continue
-                try:
-                    info = bootstrap.parse_members_payload(
-                        await self.transport.call(peer, "members", b"", timeout=1.0))
-                except TransportError:
-                    continue
-                if self.member_id in info.removed:
-                    log.warning("the member has been permanently removed from the cluster")
-                    self.removed.set()
-                    return
-                break
-
-    async def _run_publish(self) -> None:
-        """Publish this member's name and client URLs through the log until they are applied."""
-        while not self._stopping:
-            me = self.members.get(self.member_id)
-            if me is not None and me.name == self.cfg.name and me.client_urls == list(self.cfg.advertise_client_urls):
-                return
-            if me is not None and self.node.lead:
-                req = InternalRaftRequest(cluster_member_attr_set=raft_internal_pb2.ClusterMemberAttrSetRequest(
-                    member_ID=self.member_id, name=self.cfg.name, client_urls=self.cfg.advertise_client_urls))
-                try:
-                    rid = self.ids.next()
-                    req.header.id = rid
-                    fut = self._loop.create_future()
-                    self._waiters[rid] = fut
-                    self._deadlines.append((self._loop.time() + self._timeout, rid))
-                    self._pending_props.append(req.SerializeToString())
-                    self._flush_proposals()
-                    await fut
-                    log.info("published member attributes", extra={"fields": {"name": self.cfg.name}})
-                    continue
-                except errors.EtcdError as err:
-                    log.debug("publish failed: %s", err.message)
-            await asyncio.sleep(0.2)
-
     # -- background work ----------------------------------------------------------------
 
     async def _run_watch_sync(self) -> None:
@@ -1285,10 +1070,3 @@ def _txn_cost(r: rpc_pb2.TxnRequest) -> int:
             cost += _txn_cost(op.request_txn)
     return cost
 
-
-def _valid_peer_url(u: str) -> bool:
-    try:
-        parts = urlsplit(u)
-        return parts.scheme in ("http", "https", "unix", "unixs") and bool(parts.netloc) and parts.port is not None
-    except ValueError:
-        return False
