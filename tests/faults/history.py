@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -81,8 +82,11 @@ class History:
     def now(self) -> float:
         return time.monotonic() - self.start
 
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
     def count(self, op_type: str, outcome: str) -> None:
-        self.counts.setdefault(op_type, Counter())[outcome] += 1
+        with self._lock:  # += on a Counter is not atomic across threads
+            self.counts.setdefault(op_type, Counter())[outcome] += 1
 
     def record(self, op_type: str, client_id: int, input: Any, call: float, output: Any) -> None:
         """An operation that completed now with ``output``, or None when its outcome is unknown."""
@@ -110,6 +114,14 @@ class History:
         return writes
 
     # -- files ------------------------------------------------------------------------
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _lock=threading.Lock())
+
     def save(self, path) -> None:
         """Pickle (for re-checking) beside a readable transcript (``path`` + .txt)."""
         with open(path, "wb") as f:
