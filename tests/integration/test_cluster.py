@@ -17,6 +17,7 @@ import grpc
 import pytest
 
 from etcdx.pb import rpc_pb2
+from tests.support import procs
 from tests.support.cluster import Cluster
 from tests.support.procs import require
 
@@ -258,3 +259,27 @@ def test_lease_remaining_ttl_survives_leader_change(tmp_path):
         # Reset would give ~30 s; the checkpointed remainder is ~26 s (+ at most an election timeout).
         assert ttl.grantedTTL == 30
         assert 20 <= ttl.TTL <= 28, ttl
+
+
+def test_member_of_another_cluster_is_refused(tmp_path):
+    """Peers check the cluster id at the handshake: a member bootstrapped with another
+    --initial-cluster-token (hence another cluster id) is not let in."""
+    require("etcdx")
+    with Cluster("etcdx", tmp_path / "a", size=3, extra_args=FAST + ONE_PROCESS) as c:
+        c.start()
+        target = c.members[1]
+        stranger = procs.Member("etcdx", tmp_path / "b", name="x1", extra_args=FAST + ONE_PROCESS + [
+            "--initial-cluster-token", "another-token"])
+        stranger.extra_args += ["--initial-cluster", f"x1={stranger.peer_url},{target.name}={target.peer_url}"]
+        try:
+            stranger.start(wait=False)
+            eventually(lambda: "cluster ID mismatch" in target.log_path.read_text(), timeout=15)
+            time.sleep(1.0)
+            assert stranger.is_running()
+            with pytest.raises(grpc.RpcError):
+                get(stranger, b"k", timeout=1.0)  # no quorum: it never joined anything
+            statuses = [m.status() for m in c.members]
+            assert len({s.header.cluster_id for s in statuses}) == 1
+            assert len(target.cluster.MemberList(rpc_pb2.MemberListRequest()).members) == 3
+        finally:
+            stranger.close()
