@@ -71,7 +71,8 @@ class EtcdServer(MembershipOps):
         self.db_dir = os.path.join(self.snap_dir, "db")
         self._io = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="etcdx-wal")
         self._waiters: dict[int, asyncio.Future] = {}
-        self._read_waiter: asyncio.Future | None = None
+        self._read_next: asyncio.Future | None = None  # readers waiting for a round not yet sent
+        self._read_inflight: asyncio.Future | None = None  # the round sent and not yet answered
         self._read_ctx: dict[bytes, asyncio.Future] = {}
         self._read_started: dict[bytes, float] = {}
         self._applied_waiters: list[tuple[int, asyncio.Future]] = []
@@ -294,13 +295,7 @@ class EtcdServer(MembershipOps):
                 if rd.committed_entries:
                     self._apply_entries(rd.committed_entries)
                 for rs in rd.read_states:
-                    fut = self._read_ctx.pop(rs.request_ctx, None)
-                    self._read_started.pop(rs.request_ctx, None)
-                    if fut is not None:
-                        if self._read_waiter is fut:
-                            self._read_waiter = None
-                        if not fut.done():
-                            fut.set_result(rs.index)
+                    self._answer_read(rs.request_ctx, rs.index)
                 node.advance(rd)
                 if self._compacting:
                     self._compact_step()
@@ -597,32 +592,55 @@ class EtcdServer(MembershipOps):
                 fut = self._read_ctx.pop(ctx, None)
                 self._read_started.pop(ctx, None)
                 if fut is not None:
-                    if self._read_waiter is fut:
-                        self._read_waiter = None
                     if not fut.done():
                         fut.set_exception(errors.TIMEOUT)
+                    self._read_round_done(fut)
 
     async def linearizable_barrier(self) -> None:
         """Return once this member has applied everything committed before the call.
 
-        Every read arriving while no ReadIndex request is outstanding joins the
-        next one: one round serves them all.
+        Reads share ReadIndex rounds, one in flight at a time, but a read only
+        ever joins a round sent after it arrived: a round already in flight may
+        have confirmed leadership before the read was made (a leader paused and
+        resumed, with old heartbeat acks in its socket, would answer it stale).
+        Reads arriving meanwhile all wait for the next round.
         """
         if self._learner():
             raise errors.LEARNER_NOT_SUPPORTED
-        fut = self._read_waiter
+        fut = self._read_next
         if fut is None:
-            fut = self._read_waiter = self._loop.create_future()
-            ctx = self.ids.next().to_bytes(8, "big")
-            self._read_ctx[ctx] = fut
-            self._read_started[ctx] = self._loop.time()
-            self._read_deadlines.append((self._loop.time() + self._timeout, ctx))
-            self.node.read_index(ctx)
-            self._wake.set()
+            fut = self._read_next = self._loop.create_future()
+            if self._read_inflight is None:
+                self._send_read_round()
         # Shielded: one reader giving up (a cancelled RPC) must not cancel the round for the rest.
         index = await asyncio.shield(fut)
         if self.applied_index < index:
             await self.wait_applied(index)
+
+    def _send_read_round(self) -> None:
+        fut, self._read_next = self._read_next, None
+        self._read_inflight = fut
+        ctx = self.ids.next().to_bytes(8, "big")
+        self._read_ctx[ctx] = fut
+        self._read_started[ctx] = self._loop.time()
+        self._read_deadlines.append((self._loop.time() + self._timeout, ctx))
+        self.node.read_index(ctx)
+        self._wake.set()
+
+    def _answer_read(self, ctx: bytes, index: int) -> None:
+        """A ReadIndex round came back: its readers may read once ``index`` is applied."""
+        fut = self._read_ctx.pop(ctx, None)
+        self._read_started.pop(ctx, None)
+        if fut is not None:
+            if not fut.done():
+                fut.set_result(index)
+            self._read_round_done(fut)
+
+    def _read_round_done(self, fut: asyncio.Future) -> None:
+        if self._read_inflight is fut:
+            self._read_inflight = None
+            if self._read_next is not None:
+                self._send_read_round()
 
     async def wait_applied(self, index: int) -> None:
         if self.applied_index >= index:

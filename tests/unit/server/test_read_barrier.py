@@ -52,3 +52,33 @@ def test_reads_see_every_write_acknowledged_before_them(tmp_path: pathlib.Path) 
 
     revs = asyncio.run(scenario())
     assert revs == sorted(revs) and len(set(revs)) == 20
+
+
+def test_a_read_never_joins_a_round_sent_before_it_arrived(tmp_path: pathlib.Path) -> None:
+    """Found by the fault harness (seed 603, 3 members): a leader paused mid-round and resumed
+    answered a read made during the pause with a round confirmed before it. A read arriving
+    while a round is in flight must wait for the next round, which all such reads share."""
+
+    async def scenario() -> None:
+        s = _server(tmp_path)
+        await s.start()
+        try:
+            await s.put(rpc_pb2.PutRequest(key=b"k", value=b"v"))
+            sent: list[bytes] = []
+            s.node.read_index = sent.append  # hold the rounds: answer them by hand below
+            early = asyncio.ensure_future(s.linearizable_barrier())
+            await asyncio.sleep(0)
+            assert len(sent) == 1
+            late = [asyncio.ensure_future(s.linearizable_barrier()) for _ in range(3)]
+            await asyncio.sleep(0)
+            assert len(sent) == 1, "a read joined the round already in flight"
+            s._answer_read(sent[0], s.applied_index)
+            await asyncio.wait_for(early, 5)
+            assert len(sent) == 2, "the reads that waited get one new round"
+            assert not any(f.done() for f in late)
+            s._answer_read(sent[1], s.applied_index)
+            await asyncio.wait_for(asyncio.gather(*late), 5)
+        finally:
+            await s.stop()
+
+    asyncio.run(scenario())
