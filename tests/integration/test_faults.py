@@ -50,7 +50,7 @@ def test_fault_schedule_finds_no_violation(kind: str, members: int) -> None:
     _assert_made_progress(report)
 
 
-def test_harness_catches_a_server_that_serves_stale_reads() -> None:
+def test_harness_catches_a_server_that_serves_stale_reads(tmp_path) -> None:
     """Reads answered from a stale cache (a planted bug in a shim before a real etcd) must be flagged."""
     procs.require("etcd")
     shims: dict[str, LyingProxy] = {}
@@ -61,7 +61,7 @@ def test_harness_catches_a_server_that_serves_stale_reads() -> None:
         return shims[endpoint].endpoint
 
     try:
-        report = runner.run("etcd", 1, SEED, 5.0, faults=False, front=lying_front)
+        report = runner.run("etcd", 1, SEED, 5.0, base_dir=tmp_path / "run", faults=False, front=lying_front)
     finally:
         for shim in shims.values():
             shim.close()
