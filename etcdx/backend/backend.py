@@ -37,6 +37,7 @@ class Backend:
         self._map_size = map_size
         self._readonly = readonly
         if not readonly:
+            self.recover_swap(path)
             os.makedirs(path, exist_ok=True)
         self._open()
 
@@ -86,16 +87,47 @@ class Backend:
         """Rewrite the database without free pages and swap it in.
 
         The caller must ensure no transaction of this backend is open; other
-        processes that opened the same path keep reading the old file.
+        processes that opened the same path keep reading the old file until
+        they call ``reopen_if_replaced``.
         """
         tmp = self._scratch_dir("defrag")
         try:
             self._env.copy(tmp, compact=True)
-            self._env.close()
-            os.replace(os.path.join(tmp, _DATA_FILE), os.path.join(self._path, _DATA_FILE))
+            self.replace_with(os.path.join(tmp, _DATA_FILE))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+    def replace_with(self, data_file: str) -> None:
+        """Make the LMDB file ``data_file`` this backend's database (a snapshot from
+        the leader, a defragmented copy) and reopen; ``data_file`` is moved.
+
+        The new file goes into a fresh directory that is swapped in for the old
+        one, never over the old ``data.mdb``: LMDB keeps the last transaction id
+        in the lock file shared by every process with the environment open, and
+        a foreign file read through a stale lock picks the wrong meta page.
+        A crash between the two renames is finished by ``recover_swap``.
+        """
+        new_dir = self._path + ".new"
+        old_dir = self._path + ".old"
+        shutil.rmtree(new_dir, ignore_errors=True)
+        shutil.rmtree(old_dir, ignore_errors=True)
+        os.makedirs(new_dir)
+        os.replace(data_file, os.path.join(new_dir, _DATA_FILE))
+        _fsync_dir(new_dir)
+        self._env.close()
+        os.replace(self._path, old_dir)
+        os.replace(new_dir, self._path)
+        _fsync_dir(os.path.dirname(os.path.abspath(self._path)))
         self._open()
+        shutil.rmtree(old_dir, ignore_errors=True)
+
+    @staticmethod
+    def recover_swap(path: str) -> None:
+        """Finish a ``replace_with`` interrupted by a crash; call before opening ``path``."""
+        if not os.path.exists(path) and os.path.exists(os.path.join(path + ".new", _DATA_FILE)):
+            os.replace(path + ".new", path)
+        shutil.rmtree(path + ".new", ignore_errors=True)
+        shutil.rmtree(path + ".old", ignore_errors=True)
 
     def snapshot(self, out: BinaryIO) -> None:
         """Write a consistent point-in-time copy of the database file to ``out``.
@@ -139,3 +171,11 @@ class Backend:
         if not self._readonly:
             self.sync()
         self._env.close()
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -233,14 +233,7 @@ class MembershipOps:
                 req = InternalRaftRequest(cluster_member_attr_set=raft_internal_pb2.ClusterMemberAttrSetRequest(
                     member_ID=self.member_id, name=self.cfg.name, client_urls=self.cfg.advertise_client_urls))
                 try:
-                    rid = self.ids.next()
-                    req.header.id = rid
-                    fut = self._loop.create_future()
-                    self._waiters[rid] = fut
-                    self._deadlines.append((self._loop.time() + self._timeout, rid))
-                    self._pending_props.append(req.SerializeToString())
-                    self._flush_proposals()
-                    await fut
+                    await self._propose(req, learner_ok=True)
                     log.info("published member attributes", extra={"fields": {"name": self.cfg.name}})
                     continue
                 except errors.EtcdError as err:

@@ -58,7 +58,6 @@ SNAPSHOT_SYNC_INTERVAL = 1.0  # seconds between checks whether a snapshot is due
 READ_INDEX_RETRY = 0.5  # seconds before an unanswered ReadIndex request is sent again
 
 InternalRaftRequest = raft_internal_pb2.InternalRaftRequest
-DATA_FILE = "data.mdb"  # the backend's database file inside its directory
 
 
 class EtcdServer(MembershipOps):
@@ -79,7 +78,7 @@ class EtcdServer(MembershipOps):
         self._wake = asyncio.Event()
         self._deadlines: collections.deque[tuple[float, int]] = collections.deque()
         self._read_deadlines: collections.deque[tuple[float, bytes]] = collections.deque()
-        self._pending_props: list[bytes] = []
+        self._pending_props: list[tuple[int, bytes]] = []  # (request id, data) for the next batch
         self._props_scheduled = False
         self._timeout = self.request_timeout()
         self._db_size = 0
@@ -259,8 +258,6 @@ class EtcdServer(MembershipOps):
         while not self._stopping:
             await asyncio.sleep(interval)
             node.tick()
-            if self._pending_props and node.lead:
-                self._flush_proposals()
             self._wake.set()
 
     # -- the Ready loop -------------------------------------------------------------
@@ -312,8 +309,6 @@ class EtcdServer(MembershipOps):
             log.info("became leader", extra={"fields": {"term": self.node.term}})
         elif self.lessor.is_primary:
             self.lessor.demote()
-        if ss.lead and self._pending_props:
-            self._flush_proposals()
         log.info("leader changed", extra={"fields": {"leader": f"{ss.lead:x}", "term": self.node.term,
                                                      "state": ss.raft_state.name}})
 
@@ -523,7 +518,8 @@ class EtcdServer(MembershipOps):
     def request_timeout(self) -> float:
         return 5.0 + 2 * self.cfg.election_timeout / 1000.0
 
-    async def _propose(self, req: InternalRaftRequest) -> Any:
+    async def _propose(self, req: InternalRaftRequest, *, learner_ok: bool = False) -> Any:
+        """Propose ``req`` and wait until this member has applied it; its result or etcd's error."""
         if self._stopping:
             raise errors.STOPPED
         rid = self.ids.next()
@@ -531,34 +527,42 @@ class EtcdServer(MembershipOps):
         data = req.SerializeToString()
         if len(data) > self.cfg.max_request_bytes:
             raise errors.REQUEST_TOO_LARGE
-        if self._learner():
+        if not learner_ok and self._learner():
             raise errors.LEARNER_NOT_SUPPORTED
         fut = self._loop.create_future()
         self._waiters[rid] = fut
         self._deadlines.append((self._loop.time() + self._timeout, rid))
-        self._pending_props.append(data)
+        self._pending_props.append((rid, data))
         if not self._props_scheduled:
             self._props_scheduled = True
             self._loop.call_soon(self._flush_proposals)
-        return await fut
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            self._waiters.pop(rid, None)  # the client gave up
+            raise
 
     def _flush_proposals(self) -> None:
         """Hand every proposal of this loop iteration to raft as one batch.
 
-        Without a leader raft drops them; they stay queued and go again when a
-        leader is known (or fail with a timeout), as a client would want.
+        Without a known leader raft drops them, and they fail at once with
+        etcd's "raft proposal dropped" instead of being applied after their
+        client gave up; one whose proposer already gave up is left out.
         """
         self._props_scheduled = False
-        props = self._pending_props
-        if not props:
+        props, self._pending_props = self._pending_props, []
+        waiters = self._waiters
+        live = [p for p in props if p[0] in waiters]
+        if not live:
             return
         try:
-            self.node.propose_many(props)
+            self.node.propose_many([data for _, data in live])
         except ProposalDropped:
-            if len(props) > 100_000:
-                del props[:-100_000]
+            for rid, _ in live:
+                fut = waiters.pop(rid, None)
+                if fut is not None and not fut.done():
+                    fut.set_exception(errors.PROPOSAL_DROPPED)
             return
-        self._pending_props = []
         self._wake.set()
 
     def _learner(self) -> bool:
@@ -970,14 +974,7 @@ class EtcdServer(MembershipOps):
             raise RuntimeError(f"snapshot at {index} arrived without its database file {path}")
         loop = asyncio.get_running_loop()
         started = time.monotonic()
-        self.backend.close()
-        os.replace(path, os.path.join(self.db_dir, DATA_FILE))
-        dfd = os.open(self.db_dir, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-        self.backend = Backend(self.db_dir)
+        self.backend.replace_with(path)
         self._load_state()
         self.members, self.removed_ids = load_members(self.backend), load_removed(self.backend)
         if self.node.raft_state == StateType.LEADER:

@@ -25,4 +25,4 @@ if _TESTS not in sys.path:
 # Server kinds that the CI runs as 3-member clusters (tests/integration/test_faults.py,
 # tests/faults/test_cluster.py and test_regressions.py). etcdx joins once its clustering has landed:
 # CLUSTER_KINDS = ["etcd", "etcdx"] is the whole change.
-CLUSTER_KINDS = ["etcd"]
+CLUSTER_KINDS = ["etcd", "etcdx"]
