@@ -1,11 +1,13 @@
 """EtcdServer: one member's glue between the API and the replicated state.
 
-Every mutation becomes an ``InternalRaftRequest`` proposed to the consensus
-node; the Ready loop persists what the node hands out to the WAL (one
-fdatasync per Ready), applies committed entries in one backend transaction
-per batch, then resolves the waiting proposers and feeds the watch hub.
-Linearizable reads wait for a ReadIndex round shared by every read that
-arrived meanwhile, then for the applied index to reach it.
+Every mutation becomes an ``InternalRaftRequest`` proposed to the raft
+``RawNode``; the Ready loop persists what the node hands out to the WAL (one
+fdatasync per Ready), sends its messages to peers through the transport,
+applies committed entries in one backend transaction per batch, then resolves
+the waiting proposers and feeds the watch hub. Linearizable reads wait for a
+ReadIndex round sent after they arrived (shared by all reads that arrived
+while the previous round was in flight), then for the applied index to reach
+it. Membership operations live in ``cluster_ops``, boot in ``bootstrap``.
 
 All methods run on the member's one asyncio event loop; blocking disk work
 (WAL writes and fsync) runs on one worker thread so the loop keeps
