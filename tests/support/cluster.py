@@ -35,7 +35,7 @@ import grpc
 from etcdx.pb import rpc_pb2
 
 from .faultproxy import FaultNetwork, FaultProxy
-from .procs import ETCD_BIN, ETCDX_MODULE, START_TIMEOUT, Member, MemberStartError
+from .procs import ETCD_BIN, ETCDX_MODULE, START_TIMEOUT, Member
 
 _tokens = itertools.count(1)
 # "unhealthy cluster", "leader changed", "request timed out", no leader: retried.
@@ -83,26 +83,7 @@ class ClusterMember(Member):
             return [ETCD_BIN, *flags]
         return [sys.executable, "-m", ETCDX_MODULE, *flags]
 
-    def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
-        """Wait until a serializable Range succeeds (no quorum needed once up)."""
-        deadline = time.monotonic() + timeout
-        last_error: Exception | None = None
-        while time.monotonic() < deadline:
-            if not self.is_running():
-                raise MemberStartError(
-                    f"{self} exited with code {self.proc.returncode if self.proc else None} before ready\n"
-                    f"--- log tail ({self.log_path}) ---\n{self.log_tail()}"
-                )
-            try:
-                self.kv.Range(rpc_pb2.RangeRequest(key=b"__ready_probe__", serializable=True), timeout=1.0)
-                return
-            except grpc.RpcError as e:
-                last_error = e
-                time.sleep(0.05)
-        raise MemberStartError(
-            f"{self} not ready after {timeout}s (last error: {last_error!r})\n"
-            f"--- log tail ({self.log_path}) ---\n{self.log_tail()}"
-        )
+    ready_probe_serializable = True  # ready once it serves, with or without a quorum
 
     def status(self, timeout: float = 1.0) -> rpc_pb2.StatusResponse:
         return self.maintenance.Status(rpc_pb2.StatusRequest(), timeout=timeout)

@@ -260,6 +260,9 @@ class Member:
             )
         _live_members.add(self)
 
+    # A ready probe that needs no quorum (a cluster member cut off from the others is still up).
+    ready_probe_serializable = False
+
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
         """Wait until a Range succeeds; raise MemberStartError with the log tail otherwise."""
         deadline = time.monotonic() + timeout
@@ -271,7 +274,8 @@ class Member:
                     f"--- log tail ({self.log_path}) ---\n{self.log_tail()}"
                 )
             try:
-                self.kv.Range(rpc_pb2.RangeRequest(key=b"__ready_probe__"), timeout=1.0)
+                probe = rpc_pb2.RangeRequest(key=b"__ready_probe__", serializable=self.ready_probe_serializable)
+                self.kv.Range(probe, timeout=1.0)
                 return
             except grpc.RpcError as e:
                 last_error = e
