@@ -228,6 +228,7 @@ class MembershipOps:
         while not self._stopping:
             me = self.members.get(self.member_id)
             if me is not None and me.name == self.cfg.name and me.client_urls == list(self.cfg.advertise_client_urls):
+                self.published.set()
                 return
             if me is not None and self.node.lead:
                 req = InternalRaftRequest(cluster_member_attr_set=raft_internal_pb2.ClusterMemberAttrSetRequest(

@@ -77,9 +77,6 @@ TIMEOUT_DUE_TO_LEADER_FAIL = _e("UNAVAILABLE", "request timed out, possibly due 
 TIMEOUT_LEADER_TRANSFER = _e("UNAVAILABLE", "request timed out, leader transfer took too long")
 UNHEALTHY_CLUSTER = _e("UNAVAILABLE", "unhealthy cluster")
 
-# Unknown: etcd returns raft's own error, unmapped, for a proposal made while no leader is known
-PROPOSAL_DROPPED = EtcdError("UNKNOWN", "raft proposal dropped")
-
 # Canceled
 WATCH_CANCELED = _e("CANCELLED", "watch canceled")
 REQUEST_CANCELED = _e("CANCELLED", "request canceled")

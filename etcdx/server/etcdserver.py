@@ -100,6 +100,10 @@ class EtcdServer(MembershipOps):
         self.removed = asyncio.Event()
         # Set when a task the member cannot run without has failed: the process should exit.
         self.failed = asyncio.Event()
+        # Set once the members bucket holds this member's name and client URLs. As in
+        # etcd, a member serves clients only after that, so MemberList never shows a
+        # serving member as unstarted.
+        self.published = asyncio.Event()
         # Called (on the loop) right after the backend file is replaced, e.g. by
         # defragment: other processes reading it (API workers) must reopen it.
         self.on_backend_swap: list[Any] = []
@@ -548,8 +552,10 @@ class EtcdServer(MembershipOps):
         """Hand every proposal of this loop iteration to raft as one batch.
 
         Without a known leader raft drops them, and they fail at once with
-        etcd's "raft proposal dropped" instead of being applied after their
-        client gave up; one whose proposer already gave up is left out.
+        "etcdserver: no leader" (Unavailable: worth retrying) instead of waiting
+        and being applied after their client gave up. etcd answers "raft
+        proposal dropped" with code Unknown here, which clients do not retry.
+        A proposal whose proposer already gave up is left out.
         """
         self._props_scheduled = False
         props, self._pending_props = self._pending_props, []
@@ -563,7 +569,7 @@ class EtcdServer(MembershipOps):
             for rid, _ in live:
                 fut = waiters.pop(rid, None)
                 if fut is not None and not fut.done():
-                    fut.set_exception(errors.PROPOSAL_DROPPED)
+                    fut.set_exception(errors.NO_LEADER)
             return
         self._wake.set()
 

@@ -31,6 +31,15 @@ async def serve(cfg: config.Config) -> None:
         log.critical("refusing to start", extra={"fields": {"error": str(err), "data-dir": cfg.data_dir}})
         raise SystemExit(1) from None
     await server.start()
+    # A new or joining member publishes its name and client URLs through the log first
+    # (a restarted one whose attributes did not change has nothing to wait for).
+    waits = [asyncio.ensure_future(e.wait()) for e in (server.published, server.failed, server.removed)]
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for w in waits:
+        w.cancel()
+    if not server.published.is_set():
+        await server.stop()
+        raise SystemExit(0 if server.removed.is_set() else 1)
     workers = None
     if cfg.api_workers > 0:
         from etcdx.api.worker import WorkerPool, WorkerStartError
