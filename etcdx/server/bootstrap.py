@@ -30,7 +30,7 @@ from etcdx.raft.codec import decode_conf_state, encode_conf_state
 from etcdx.raft.types import ConfState, HardState, Snapshot, SnapshotMetadata
 from etcdx.server.config import Config
 from etcdx.server.ids import cluster_id, member_id
-from etcdx.server.membership import Member, load_members, save_member
+from etcdx.server.membership import Member, save_member
 from etcdx.transport import TransportError, fetch
 from etcdx.wal import WAL
 
@@ -60,7 +60,6 @@ class BootState:
     wal: WAL
     storage: MemoryStorage
     applied: int
-    members: dict[int, Member] = field(default_factory=dict)
     joining: bool = False
 
 
@@ -111,7 +110,7 @@ def _restart(backend: Backend, wal_dir: str) -> BootState:
     if hs.commit < ci:
         hs = HardState(hs.term, hs.vote, ci)
     storage.set_hard_state(hs)
-    return BootState(int(meta["member_id"]), int(meta["cluster_id"]), wal, storage, ci, load_members(backend))
+    return BootState(int(meta["member_id"]), int(meta["cluster_id"]), wal, storage, ci)
 
 
 def _new(cfg: Config, backend: Backend, wal_dir: str) -> BootState:
@@ -132,7 +131,7 @@ def _new(cfg: Config, backend: Backend, wal_dir: str) -> BootState:
     storage = MemoryStorage()
     storage.apply_snapshot(snap)
     storage.set_hard_state(hs)
-    return BootState(mid, cid, wal, storage, snap.metadata.index, load_members(backend))
+    return BootState(mid, cid, wal, storage, snap.metadata.index)
 
 
 def _join(cfg: Config, backend: Backend, wal_dir: str, info: ClusterInfo) -> BootState:
@@ -147,7 +146,7 @@ def _join(cfg: Config, backend: Backend, wal_dir: str, info: ClusterInfo) -> Boo
             save_member(btx, m)
     backend.sync()
     wal = WAL.create(wal_dir, _meta(me[0].id, info.cluster_id))
-    return BootState(me[0].id, info.cluster_id, wal, MemoryStorage(), 0, load_members(backend), joining=True)
+    return BootState(me[0].id, info.cluster_id, wal, MemoryStorage(), 0, joining=True)
 
 
 def needs_cluster_info(cfg: Config) -> bool:

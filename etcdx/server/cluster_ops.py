@@ -218,8 +218,7 @@ class MembershipOps:
                 except TransportError:
                     continue
                 if self.member_id in info.removed:
-                    log.warning("the member has been permanently removed from the cluster")
-                    self.removed.set()
+                    self._removed_from_cluster()
                     return
                 break
 

@@ -94,8 +94,8 @@ class EtcdServer(MembershipOps):
         self.applied_term = 0
         self._backend_index = 0  # entries up to here are in the backend already (after a snapshot install)
         self._since_snapshot = 0
-        self._snapshot_index = 0
         self.transport: Transport | None = None
+        self._peer_urls: dict[int, list[str]] = {}  # the peers the transport knows, and their URLs
         # Set when this member applies its own removal: the process should exit.
         self.removed = asyncio.Event()
         # Set when a task the member cannot run without has failed: the process should exit.
@@ -124,14 +124,14 @@ class EtcdServer(MembershipOps):
         bs = bootstrap.boot(self.cfg, self.backend, self.wal_dir, joined)
         self.wal, self.storage = bs.wal, bs.storage
         self.member_id, self.cluster_id = bs.member_id, bs.cluster_id
-        self.members, self.removed_ids = bs.members, load_removed(self.backend)
+        self.ids = IdGenerator(self.member_id)
         self._load_state()
+        self.hub = WatchHub(self.backend)
         # A compaction interrupted by a crash is finished before serving.
         while True:
             with self.backend.write() as btx:
                 if self.kv.compact_step(btx, 10000):
                     break
-        self._snapshot_index = self.storage.snapshot().metadata.index
         rc = RaftConfig(
             id=self.member_id, storage=self.storage,
             election_tick=max(2, self.cfg.election_timeout // self.cfg.heartbeat_interval),
@@ -149,16 +149,12 @@ class EtcdServer(MembershipOps):
             "voters": [f"{v:x}" for v in cs.voters]}})
 
     def _load_state(self) -> None:
-        """(Re)build everything that reads the backend; after open and after a snapshot install."""
+        """(Re)build what is read from the backend; after open and after a snapshot install
+        (the watch hub, which holds watchers, is restored rather than rebuilt)."""
         self.kv = KVStore(self.backend)
-        if hasattr(self, "hub"):
-            self.hub.restore(self.backend)
-        else:
-            self.hub = WatchHub(self.backend)
         self.lessor = Lessor(self.backend, min_ttl=self._min_lease_ttl())
         self.alarms = AlarmStore(self.backend)
-        if not hasattr(self, "ids"):
-            self.ids = IdGenerator(self.member_id)
+        self.members, self.removed_ids = load_members(self.backend), load_removed(self.backend)
         ci, ct = self.backend.consistent_index()
         self.applied_index, self.applied_term = ci, ct
         self._backend_index = ci
@@ -170,7 +166,6 @@ class EtcdServer(MembershipOps):
 
     async def start(self) -> None:
         loop = self._loop = asyncio.get_running_loop()
-        self._db_size = self.backend.size()
         self.transport = Transport(
             local_id=self.member_id, cluster_id=self.cluster_id, listen_urls=self.cfg.listen_peer_urls,
             on_messages=self._on_messages, on_unreachable=self._on_unreachable,
@@ -222,7 +217,7 @@ class EtcdServer(MembershipOps):
         if self.transport is None:
             return
         want = {m.id: m.peer_urls for m in self.members.values() if m.id != self.member_id}
-        have = getattr(self, "_peer_urls", {})
+        have = self._peer_urls
         for pid, urls in want.items():
             if pid not in have:
                 self.transport.add_peer(pid, urls)
@@ -306,17 +301,19 @@ class EtcdServer(MembershipOps):
                 return
 
     def _on_soft_state(self, ss: SoftState) -> None:
-        now = time.monotonic()
         if ss.raft_state == StateType.LEADER:
             if not self.lessor.is_primary:
-                # The old leader's keep-alives are unknown: give every lease its TTL
-                # (or checkpointed remainder) plus an election timeout, as etcd does.
-                self.lessor.promote(now, extend=self.cfg.election_timeout / 1000.0)
+                self._promote_lessor()
             log.info("became leader", extra={"fields": {"term": self.node.term}})
         elif self.lessor.is_primary:
             self.lessor.demote()
         log.info("leader changed", extra={"fields": {"leader": f"{ss.lead:x}", "term": self.node.term,
                                                      "state": ss.raft_state.name}})
+
+    def _promote_lessor(self) -> None:
+        """The old leader's keep-alives are unknown: give every lease its TTL (or
+        checkpointed remainder) plus an election timeout, as etcd does."""
+        self.lessor.promote(time.monotonic(), extend=self.cfg.election_timeout / 1000.0)
 
     def _kick(self) -> None:
         self._wake.set()
@@ -390,12 +387,15 @@ class EtcdServer(MembershipOps):
         if cc.type == ConfChangeType.REMOVE_NODE:
             self.removed_ids.add(cc.node_id)
             if cc.node_id == self.member_id:
-                log.warning("the member has been permanently removed from the cluster")
-                self.removed.set()
+                self._removed_from_cluster()
         log.info("applied membership change", extra={"fields": {
             "change": cc.type.name, "member-id": f"{cc.node_id:x}",
             "voters": [f"{v:x}" for v in cs.voters], "learners": [f"{v:x}" for v in cs.learners]}})
         return list(self.members.values())
+
+    def _removed_from_cluster(self) -> None:
+        log.warning("the member has been permanently removed from the cluster")
+        self.removed.set()
 
     def _apply_request(self, btx, req: InternalRaftRequest, notes: list) -> Any:
         if req.HasField("put"):
@@ -663,9 +663,7 @@ class EtcdServer(MembershipOps):
 
     def header(self, h: rpc_pb2.ResponseHeader, revision: int = 0) -> None:
         """Fill a response header; revision 0 means "the current store revision"."""
-        h.cluster_id = self.cluster_id
-        h.member_id = self.member_id
-        h.raft_term = self.node.term
+        self.header_without_revision(h)
         h.revision = revision or h.revision or self.kv.current_revision
 
     def header_without_revision(self, h: rpc_pb2.ResponseHeader) -> None:
@@ -815,24 +813,29 @@ class EtcdServer(MembershipOps):
         try:
             if method == "members":
                 return bootstrap.members_payload(self.cluster_id, self.members, self.removed_ids)
-            if method == "lease_renew":
-                if self.node.lead != self.member_id:
-                    raise errors.NOT_LEADER
-                ttl = await self.lease_renew(int.from_bytes(payload, "big", signed=True))
-                return ttl.to_bytes(8, "big", signed=True)
-            if method == "lease_ttl":
-                if self.node.lead != self.member_id:
-                    raise errors.NOT_LEADER
-                resp = await self.lease_time_to_live(rpc_pb2.LeaseTimeToLiveRequest.FromString(payload))
-                return resp.SerializeToString()
-            if method == "member_promote":
-                if self.node.lead != self.member_id:
-                    raise errors.NOT_LEADER
-                resp = await self.member_promote(rpc_pb2.MemberPromoteRequest.FromString(payload))
-                return resp.SerializeToString()
+            handler = self._LEADER_REQUESTS.get(method)
+            if handler is None:
+                raise RemoteError(f"UNIMPLEMENTED unknown peer request {method}")
+            if self.node.lead != self.member_id:
+                raise errors.NOT_LEADER  # never forward again: the caller asks the leader it knows
+            return await handler(self, payload)
         except errors.EtcdError as err:
             raise RemoteError(f"{err.code} {err.message}") from None
-        raise RemoteError(f"UNIMPLEMENTED unknown peer request {method}")
+
+    async def _peer_lease_renew(self, payload: bytes) -> bytes:
+        ttl = await self.lease_renew(int.from_bytes(payload, "big", signed=True))
+        return ttl.to_bytes(8, "big", signed=True)
+
+    async def _peer_lease_ttl(self, payload: bytes) -> bytes:
+        resp = await self.lease_time_to_live(rpc_pb2.LeaseTimeToLiveRequest.FromString(payload))
+        return resp.SerializeToString()
+
+    async def _peer_member_promote(self, payload: bytes) -> bytes:
+        resp = await self.member_promote(rpc_pb2.MemberPromoteRequest.FromString(payload))
+        return resp.SerializeToString()
+
+    _LEADER_REQUESTS = {"lease_renew": _peer_lease_renew, "lease_ttl": _peer_lease_ttl,
+                        "member_promote": _peer_member_promote}
 
     async def lease_leases(self) -> rpc_pb2.LeaseLeasesResponse:
         await self.linearizable_barrier()
@@ -970,7 +973,6 @@ class EtcdServer(MembershipOps):
                 log.info("skipped log compaction: %s", err)
             await loop.run_in_executor(self._io, self.wal.release_to, index)
             self._since_snapshot = 0
-            self._snapshot_index = index
             log.info("saved snapshot", extra={"fields": {"index": index, "term": term,
                                                         "log-first-index": self.storage.first_index()}})
 
@@ -984,12 +986,11 @@ class EtcdServer(MembershipOps):
         started = time.monotonic()
         self.backend.replace_with(path)
         self._load_state()
-        self.members, self.removed_ids = load_members(self.backend), load_removed(self.backend)
+        self.hub.restore(self.backend)
         if self.node.raft_state == StateType.LEADER:
-            self.lessor.promote(time.monotonic(), extend=self.cfg.election_timeout / 1000.0)
+            self._promote_lessor()
         await loop.run_in_executor(self._io, self.wal.save_snapshot, index, snap.metadata.term)
         self.storage.apply_snapshot(snap)
-        self._snapshot_index = index
         self._since_snapshot = 0
         self._sync_peers()
         self._compacting = True  # finish a compaction the sender's backend had under way
@@ -1092,4 +1093,3 @@ def _txn_cost(r: rpc_pb2.TxnRequest) -> int:
         elif kind == "request_txn":
             cost += _txn_cost(op.request_txn)
     return cost
-

@@ -74,7 +74,7 @@ def test_new_cluster_ids_membership_and_restart(tmp_path):
     bs = bootstrap.boot(cfg, backend, str(tmp_path / "wal"))
     ids = [member_id([f"http://127.0.0.1:{p}"], "etcd-cluster") for p in (2380, 2381, 2382)]
     assert bs.member_id == ids[0] and bs.cluster_id == cluster_id(ids)
-    assert sorted(bs.members) == sorted(ids) and bs.applied == 1
+    assert sorted(load_members(backend)) == sorted(ids) and bs.applied == 1
     snap = bs.storage.snapshot()
     assert (snap.metadata.index, snap.metadata.term) == (1, 1)
     assert snap.metadata.conf_state.voters == sorted(ids)
@@ -99,7 +99,7 @@ def test_join_finds_itself_by_peer_urls_or_refuses(tmp_path):
     backend = Backend(str(tmp_path / "db"))
     bs = bootstrap.boot(cfg, backend, str(tmp_path / "wal"), info)
     assert (bs.member_id, bs.cluster_id, bs.applied, bs.joining) == (42, 7, 0, True)
-    assert bs.storage.last_index() == 0 and sorted(bs.members) == [1, 42]
+    assert bs.storage.last_index() == 0 and sorted(load_members(backend)) == [1, 42]
     bs.wal.close()
     backend.close()
     with pytest.raises(bootstrap.BootError):
