@@ -45,16 +45,9 @@ class MembershipOps:
             out.add(ID=m.id, name=m.name, peerURLs=m.peer_urls, clientURLs=m.client_urls, isLearner=m.is_learner)
 
     async def member_add(self, r: rpc_pb2.MemberAddRequest) -> rpc_pb2.MemberAddResponse:
-        urls = list(r.peerURLs)
-        if not urls or not all(_valid_peer_url(u) for u in urls):
-            raise errors.MEMBER_BAD_URLS
+        urls = _requested_peer_urls(r)
         m = Member(member_id(urls, "", time.time()), "", urls, [], r.isLearner)
-        if self.cfg.strict_reconfig_check:
-            voters = [x for x in self.members.values() if not x.is_learner]
-            if not r.isLearner and sum(1 for x in voters if x.name) + 1 < (len(voters) + 1) // 2 + 1:
-                raise errors.NOT_ENOUGH_STARTED_MEMBERS
-            if self._connected_voters() < len(voters):
-                raise errors.UNHEALTHY_CLUSTER
+        self._check_may_add(voter=not r.isLearner)
         cc = ConfChange(type=ConfChangeType.ADD_LEARNER_NODE if r.isLearner else ConfChangeType.ADD_NODE,
                         node_id=m.id, context=m.encode())
         members = await self._change_membership(cc)
@@ -84,9 +77,7 @@ class MembershipOps:
         return resp
 
     async def member_update(self, r: rpc_pb2.MemberUpdateRequest) -> rpc_pb2.MemberUpdateResponse:
-        urls = list(r.peerURLs)
-        if not urls or not all(_valid_peer_url(u) for u in urls):
-            raise errors.MEMBER_BAD_URLS
+        urls = _requested_peer_urls(r)
         old = self.members.get(r.ID)
         if old is None:
             raise errors.MEMBER_NOT_FOUND
@@ -113,18 +104,23 @@ class MembershipOps:
         mine, theirs = progress.get(self.member_id), progress.get(r.ID)
         if mine is None or theirs is None or theirs.match < mine.match * LEARNER_READY_PERCENT:
             raise errors.LEARNER_NOT_READY
-        if self.cfg.strict_reconfig_check:
-            voters = [x for x in self.members.values() if not x.is_learner]
-            if sum(1 for x in voters if x.name) + 1 < (len(voters) + 1) // 2 + 1:
-                raise errors.NOT_ENOUGH_STARTED_MEMBERS
-            if self._connected_voters() < len(voters):
-                raise errors.UNHEALTHY_CLUSTER
+        self._check_may_add(voter=True)
         cc = ConfChange(type=ConfChangeType.ADD_NODE, node_id=r.ID, context=m.encode())
         members = await self._change_membership(cc)
         resp = rpc_pb2.MemberPromoteResponse()
         self._fill_members(resp.members, members)
         self.header_without_revision(resp.header)
         return resp
+
+    def _check_may_add(self, voter: bool) -> None:
+        """etcd's strict reconfiguration checks before a member joins (or a learner becomes) a voter."""
+        if not self.cfg.strict_reconfig_check:
+            return
+        voters = [x for x in self.members.values() if not x.is_learner]
+        if voter and sum(1 for x in voters if x.name) + 1 < (len(voters) + 1) // 2 + 1:
+            raise errors.NOT_ENOUGH_STARTED_MEMBERS
+        if self._connected_voters() < len(voters):
+            raise errors.UNHEALTHY_CLUSTER
 
     def _connected_voters(self, exclude: int = 0) -> int:
         """Voters (us included) this member has been connected to for HEALTH_INTERVAL seconds.
@@ -239,6 +235,13 @@ class MembershipOps:
                 except errors.EtcdError as err:
                     log.debug("publish failed: %s", err.message)
             await asyncio.sleep(0.2)
+
+
+def _requested_peer_urls(r: rpc_pb2.MemberAddRequest | rpc_pb2.MemberUpdateRequest) -> list[str]:
+    urls = list(r.peerURLs)
+    if not urls or not all(_valid_peer_url(u) for u in urls):
+        raise errors.MEMBER_BAD_URLS
+    return urls
 
 
 def _valid_peer_url(u: str) -> bool:

@@ -13,6 +13,16 @@ from etcdx.server import config, logs
 log = logging.getLogger("etcdx.main")
 
 
+async def _first_set(*events: asyncio.Event) -> None:
+    """Wait until one of ``events`` is set."""
+    waits = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+
+
 async def serve(cfg: config.Config) -> None:
     # Imported here so that `etcdx --help` stays fast and never touches the data dir.
     from etcdx.api import grpc_server
@@ -33,10 +43,7 @@ async def serve(cfg: config.Config) -> None:
     await server.start()
     # A new or joining member publishes its name and client URLs through the log first
     # (a restarted one whose attributes did not change has nothing to wait for).
-    waits = [asyncio.ensure_future(e.wait()) for e in (server.published, server.failed, server.removed)]
-    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-    for w in waits:
-        w.cancel()
+    await _first_set(server.published, server.failed, server.removed)
     if not server.published.is_set():
         await server.stop()
         raise SystemExit(0 if server.removed.is_set() else 1)
@@ -64,10 +71,7 @@ async def serve(cfg: config.Config) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    waits = [loop.create_task(e.wait()) for e in (stop, server.removed, server.failed)]
-    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-    for w in waits:
-        w.cancel()
+    await _first_set(stop, server.removed, server.failed)
     log.info("stopping member")
     if workers is not None:
         await workers.stop()
