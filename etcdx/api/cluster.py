@@ -30,5 +30,4 @@ class ClusterService(rpc_pb2_grpc.ClusterServicer):
     async def MemberList(self, request: rpc_pb2.MemberListRequest, context) -> rpc_pb2.MemberListResponse:
         if request.linearizable:
             await self.s.linearizable_barrier()
-        resp = self.s.member_list()
-        return await resp if hasattr(resp, "__await__") else resp
+        return self.s.member_list()

@@ -125,6 +125,8 @@ class WorkerMaintenanceService(MaintenanceService):
 class WorkerClusterService(ClusterService):
     @unary
     async def MemberList(self, request: rpc_pb2.MemberListRequest, context) -> rpc_pb2.MemberListResponse:
+        if request.linearizable:
+            await self.s.linearizable_barrier()
         return await self.s.member_list()
 
 
