@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
-import os
 import shlex
 import shutil
 import signal
@@ -42,8 +40,8 @@ sys.path.insert(0, str(BENCH_DIR))
 
 import _procs  # noqa: E402
 from _procs import ServerCluster, ServerStartError  # noqa: E402
-from compare import GO_TOOL, KEY_SIZE, OUT_DIR, RANGE_KEY, VAL_SIZE, _fmt, _get, format_table, go_tool, \
-    representative  # noqa: E402
+from compare import GO_TOOL, KEY_SIZE, OUT_DIR, RANGE_KEY, VAL_SIZE, _fmt, _get, go_tool, \
+    report, representative  # noqa: E402
 
 from etcdx.pb import rpc_pb2, rpc_pb2_grpc  # noqa: E402  (bench/_procs put the repo on sys.path)
 
@@ -414,20 +412,10 @@ def main(argv=None) -> int:
         if not args.keep_data:
             shutil.rmtree(data_root, ignore_errors=True)
 
-    rows = table_rows(results)
-    print()
-    print(format_table(rows, systems))
-    for r in results:
-        for name, why in r["failures"].items():
-            print(f"\n{r['label']} {name} FAILED: {why if len(why) < 3000 else '...' + why[-3000:]}")
-    path = OUT_DIR / f"cluster-results-{stamp}.json"
-    with open(path, "w") as f:
-        json.dump({"started": stamp, "quick": args.quick, "repeat": args.repeat, "size": args.size,
-                   "scenarios": args.scenarios, "sizes": runner.sizes, "timing_ms": timing,
-                   "machine": {"cpus": os.cpu_count(), "load_avg": os.getloadavg()},
-                   "systems": results, "table": rows}, f, indent=1)
-    print(f"\nresults: {path}")
-    return 0 if not any(r["failures"] for r in results) else 1
+    return report(results, table_rows(results), systems, OUT_DIR / f"cluster-results-{stamp}.json",
+                  failure_tail=3000, meta={"started": stamp, "quick": args.quick, "repeat": args.repeat,
+                                           "size": args.size, "scenarios": args.scenarios, "sizes": runner.sizes,
+                                           "timing_ms": timing})
 
 
 class _Partial(dict):

@@ -459,6 +459,21 @@ def format_table(rows: list[dict], labels: list[str]) -> str:
     return "\n".join(lines)
 
 
+def report(results: list[dict], rows: list[dict], systems: list[str], path, *, failure_tail: int, meta: dict) -> int:
+    """Print the table and each failure (its last ``failure_tail`` characters), save the
+    results as JSON at ``path`` with ``meta``; the exit code: 1 if anything failed."""
+    print()
+    print(format_table(rows, systems))
+    for r in results:
+        for name, why in r["failures"].items():
+            print(f"\n{r['label']} {name} FAILED: {why if len(why) < failure_tail else '...' + why[-failure_tail:]}")
+    with open(path, "w") as f:
+        json.dump({**meta, "machine": {"cpus": os.cpu_count(), "load_avg": os.getloadavg()},
+                   "systems": results, "table": rows}, f, indent=1)
+    print(f"\nresults: {path}")
+    return 0 if not any(r["failures"] for r in results) else 1
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small totals (a smoke run of a minute or two)")
@@ -523,19 +538,9 @@ def main(argv=None) -> int:
     finally:
         _procs._kill_all_groups()
 
-    rows = table_rows(results)
-    print()
-    print(format_table(rows, systems))
-    for r in results:
-        for name, why in r["failures"].items():
-            print(f"\n{r['label']} {name} FAILED: {why if len(why) < 2000 else '...' + why[-2000:]}")
-    path = OUT_DIR / f"results-{stamp}.json"
-    with open(path, "w") as f:
-        json.dump({"started": stamp, "quick": args.quick, "repeat": args.repeat, "scenarios": args.scenarios, "sizes": runner.sizes,
-                   "load_tool": "go" if runner.use_go else "loadgen", "machine": {"cpus": os.cpu_count(),
-                   "load_avg": os.getloadavg()}, "systems": results, "table": rows}, f, indent=1)
-    print(f"\nresults: {path}")
-    return 0 if not any(r["failures"] for r in results) else 1
+    return report(results, table_rows(results), systems, OUT_DIR / f"results-{stamp}.json", failure_tail=2000, meta={
+        "started": stamp, "quick": args.quick, "repeat": args.repeat, "scenarios": args.scenarios,
+        "sizes": runner.sizes, "load_tool": "go" if runner.use_go else "loadgen"})
 
 
 if __name__ == "__main__":
