@@ -238,6 +238,10 @@ class TxnWrite:
         self._rev = self._begin + 1
         self._changed = False
         self._events: list[kv_pb2.Event] = []
+        # Each touched key's live value before this transaction: what a watch
+        # event's prev_kv carries (etcd reads it at revision - 1), as opposed to the
+        # value the transaction itself saw, which Put/DeleteRange responses carry.
+        self._before: dict[bytes, kv_pb2.KeyValue | None] = {}
 
     @property
     def revision(self) -> int:
@@ -263,6 +267,7 @@ class TxnWrite:
         """Put ``key``; returns the previous live KeyValue, if any."""
         ref = self._index.ref(key, create=True)
         prev = self._live(ref)
+        before = self._before.setdefault(key, prev)
         kv = kv_pb2.KeyValue(
             key=key, value=value, mod_revision=self._rev, lease=lease,
             create_revision=prev.create_revision if prev else self._rev,
@@ -273,7 +278,7 @@ class TxnWrite:
         self._ctx.revision = self._rev
         self._txn.append(buckets.KEY, rev.encode(self._rev, sub), kv.SerializeToString())
         self._index.add(ref, self._rev, sub, False)
-        self._events.append(kv_pb2.Event(type=kv_pb2.Event.PUT, kv=kv, prev_kv=prev))
+        self._events.append(kv_pb2.Event(type=kv_pb2.Event.PUT, kv=kv, prev_kv=before))
         return prev
 
     def delete_range(self, key: bytes, range_end: bytes = b"") -> list[kv_pb2.KeyValue]:
@@ -290,6 +295,7 @@ class TxnWrite:
             prev = self._live(ref)
             if prev is None:
                 continue
+            before = self._before.setdefault(prev.key, prev)
             sub = len(self._events)
             self._changed = True
             self._ctx.revision = self._rev
@@ -298,12 +304,14 @@ class TxnWrite:
                              tomb.SerializeToString())
             self._index.add(ref, self._rev, sub, True)
             tomb.mod_revision = self._rev
-            self._events.append(kv_pb2.Event(type=kv_pb2.Event.DELETE, kv=tomb, prev_kv=prev))
+            self._events.append(kv_pb2.Event(type=kv_pb2.Event.DELETE, kv=tomb, prev_kv=before))
             deleted.append(prev)
         return deleted
 
     def end(self) -> list[kv_pb2.Event]:
-        """Finish; the events in change order, each with the key's state before
-        the change as ``prev_kv`` (None for creations)."""
+        """Finish; the events in change order, each with the key's live value
+        before this transaction as ``prev_kv`` (none if it had none), as etcd's
+        watch reports it: a key created and deleted in one transaction gives a
+        DELETE event without prev_kv."""
         events, self._events = self._events, []
         return events

@@ -38,8 +38,9 @@ class Model:
 
     def txn(self, ops: list[tuple]) -> list[tuple]:
         """Apply ops ("put", k, v, lease) / ("delete", k, end); returns events
-        as (type, key, mod_revision, prev value or None)."""
-        cur = dict(self.states[-1])
+        as (type, key, mod_revision, the key's value before the txn or None)."""
+        before = self.states[-1]
+        cur = dict(before)
         rev = self.revision + 1
         events = []
         for op in ops:
@@ -48,11 +49,12 @@ class Model:
                 prev = cur.get(k)
                 cur[k] = ModelKV(k, v, prev.create_revision if prev else rev, rev,
                                  prev.version + 1 if prev else 1, lease)
-                events.append(("PUT", k, rev, prev.value if prev else None))
+                events.append(("PUT", k, rev, before[k].value if k in before else None))
             else:
                 _, k, end = op
                 for key in sorted(key for key in cur if in_range(key, k, end)):
-                    events.append(("DELETE", key, rev, cur.pop(key).value))
+                    cur.pop(key)
+                    events.append(("DELETE", key, rev, before[key].value if key in before else None))
         if events:
             self.states.append(cur)
             self.changes.append(len(events))

@@ -46,7 +46,30 @@ def test_one_txn_is_one_revision_with_sub_revisions_in_order(backend, store):
     assert store.current_revision == 2
     assert [(e.type, e.kv.key, e.kv.mod_revision) for e in events] == [
         (kv_pb2.Event.PUT, b"a", 2), (kv_pb2.Event.PUT, b"b", 2), (kv_pb2.Event.DELETE, b"a", 2)]
-    assert events[2].prev_kv.value == b"1"
+    assert not events[2].HasField("prev_kv")  # "a" did not exist before this txn
+
+
+def test_events_carry_the_value_before_the_txn_not_within_it(backend, store):
+    """etcd's watch reads prev_kv at revision - 1: a key created and deleted in one
+    txn gives a DELETE without prev_kv, and one deleted then re-created gives a PUT
+    whose prev_kv is the value before the txn."""
+    txn(backend, store, ("put", b"old", b"0"))
+    events = txn(backend, store, ("put", b"new", b"1"), ("del", b"\x00", b"\x00"), ("put", b"old", b"2"))
+    assert [(e.type, e.kv.key) for e in events] == [
+        (kv_pb2.Event.PUT, b"new"), (kv_pb2.Event.DELETE, b"new"), (kv_pb2.Event.DELETE, b"old"),
+        (kv_pb2.Event.PUT, b"old")]
+    assert [e.HasField("prev_kv") for e in events] == [False, False, True, True]
+    assert events[2].prev_kv.value == events[3].prev_kv.value == b"0"
+
+
+def test_delete_returns_what_the_txn_saw(backend, store):
+    """A DeleteRange response's prev_kvs is the txn's own view (its earlier put)."""
+    with backend.write() as t:
+        w = store.write(t)
+        w.put(b"k", b"mine")
+        deleted = w.delete_range(b"k", b"\x00")
+        w.end()
+    assert [kv.value for kv in deleted] == [b"mine"]
 
 
 def test_txn_without_changes_does_not_bump_revision(backend, store):
