@@ -19,6 +19,7 @@ log = logging.getLogger("etcdx.api.watch")
 GRPC_OVERHEAD_BYTES = 512 * 1024  # etcd's allowance for gRPC framing beyond --max-request-bytes
 DUPLICATE_WATCH_ID = "mvcc: duplicate watch ID provided on the WatchStream"
 COMPACTED_REASON = "etcdserver: mvcc: required revision has been compacted"
+PROGRESS_RETRY = 0.1  # seconds between checks whether a requested progress notification may go
 
 
 @dataclass(eq=False)
@@ -44,6 +45,7 @@ class WatchStream:
         self.next_id = 0
         self.control: list[rpc_pb2.WatchResponse] = []
         self.ready: set[int] = set()
+        self.progress_pending = False
         self.wakeup = asyncio.Event()
         self.max_bytes = server.cfg.max_request_bytes + GRPC_OVERHEAD_BYTES
 
@@ -96,9 +98,20 @@ class WatchStream:
         self._push(resp)
 
     def progress_all(self) -> None:
-        resp = rpc_pb2.WatchResponse(watch_id=-1)
-        self._header(resp.header, self.hub.revision)
-        self._push(resp)
+        """A requested progress notification, for all the stream's watchers.
+
+        It promises that every event up to its revision was delivered, so it is
+        sent by ``drain`` after the events already buffered, and only once no
+        watcher of the stream is still catching up from the past (etcd 3.5.8+;
+        etcd 3.4 answered at once and could overtake events, etcd-io/etcd#15220).
+        """
+        self.progress_pending = True
+        self.wakeup.set()
+
+    def _caught_up(self) -> bool:
+        """Every watcher is synced with nothing left to take."""
+        synced = self.hub.progress()
+        return all(sw.watcher in synced for sw in self.watchers.values())
 
     def progress_tick(self) -> None:
         """Periodic progress notification to synced watchers that asked for it and saw no events."""
@@ -144,6 +157,11 @@ class WatchStream:
                     out.extend(self._fragments(resp))
                 else:
                     out.append(resp)
+        if self.progress_pending and self._caught_up():
+            self.progress_pending = False
+            resp = rpc_pb2.WatchResponse(watch_id=-1)
+            self._header(resp.header, self.hub.revision)
+            out.append(resp)
         return out
 
     def _fragments(self, resp: rpc_pb2.WatchResponse) -> list[rpc_pb2.WatchResponse]:
@@ -174,7 +192,14 @@ class WatchService(rpc_pb2_grpc.WatchServicer):
         try:
             while True:
                 # A client that half-closes still gets events until it cancels the call.
-                await stream.wakeup.wait()
+                if stream.progress_pending:
+                    # A watcher may finish catching up without an event to wake us.
+                    try:
+                        await asyncio.wait_for(stream.wakeup.wait(), PROGRESS_RETRY)
+                    except asyncio.TimeoutError:
+                        pass
+                else:
+                    await stream.wakeup.wait()
                 stream.wakeup.clear()
                 for resp in stream.drain():
                     yield resp

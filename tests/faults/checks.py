@@ -59,7 +59,7 @@ def _first(problems: list[str]) -> list[str]:
 def check_history(history: History, timeout: float | None = 120.0, final_revision: int | None = None) -> Verdict:
     started = time.monotonic()
     writes = history.written_revisions()
-    watch_violations = check_watches(writes, history.watchers)
+    watch_violations = check_watches(writes, history.watchers, tolerate_stale_progress=history.stale_progress_known)
     changes = revision_log(writes, history.watchers)
     result = check_operations(EtcdModel(changes=changes), history.operations, timeout=timeout)
     serializable = check_serializable(history.serializable, history.kills, changes, final_revision)

@@ -57,6 +57,7 @@ class Report:
     ok_operations: int = 0  # acknowledged, of every type
     serializable_reads: int = 0
     watch_events: int = 0
+    progress_notifications: int = 0  # answers to the watchers' progress requests
     faults: list[str] = field(default_factory=list)
     linearizable: bool | None = None
     explanation: str = ""
@@ -85,7 +86,7 @@ class Report:
         return (
             f"seed {self.seed}: {self.kind} x{self.members} {self.duration:g}s: {self.result}, "
             f"{self.operations} ops checked ({self.ok_operations} acknowledged, {self.serializable_reads} serializable, "
-            f"{self.watch_events} watch events), {len(self.faults)} faults, "
+            f"{self.watch_events} watch events, {self.progress_notifications} progress notifications), {len(self.faults)} faults, "
             f"checker {self.checker_seconds:.2f}s ({per10k:.2f}s/10k ops), wall {self.wall_seconds:.0f}s"
         )
 
@@ -122,7 +123,7 @@ def run(
     root = Path(base_dir) if base_dir else Path(tempfile.mkdtemp(prefix=f"faults-{kind}{members}-s{seed}-", dir=fast_tmp_root()))
     root.mkdir(parents=True, exist_ok=True)
     report = Report(kind, members, seed, duration, run_dir=root)
-    history = History()
+    history = History(stale_progress_known=kind == "etcd")
     cluster = Cluster(kind, root, size=members, extra_args=extra_args, proxied=members > 1)
     stop_clients, stop_watchers = threading.Event(), threading.Event()
     workers: list[Client] = []
@@ -168,6 +169,7 @@ def run(
     report.ok_operations = history.ok_operations()
     report.serializable_reads = len(history.serializable)
     report.watch_events = sum(w.events for w in watchers)
+    report.progress_notifications = sum(w.progress_notifications for w in watchers)
     report.faults = [str(f) for f in history.faults]
     verdict = check_history(history, timeout=checker_timeout, final_revision=final_revision)
     report.linearizable, report.explanation = verdict.linearizable, verdict.explanation

@@ -14,7 +14,9 @@ does not flood the history.
 
 One `WatchClient` per member watches every key from revision 1 and, after any
 error or cancel, watches again from the last revision it saw + 1; each stream
-is one `etcdx.check.watch.Watcher` for `check_watches`.
+is one `etcdx.check.watch.Watcher` for `check_watches`. It also asks for a
+progress notification every `PROGRESS_INTERVAL`, which promises that every event
+up to its revision was delivered (the checker holds the server to it).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ PREFIXES = ("a/", "b/")
 KEYS = tuple(f"{p}{i}" for p in PREFIXES for i in range(4))
 DEADLINE = 1.5  # seconds per call
 ERROR_BACKOFF = 0.1
+PROGRESS_INTERVAL = 0.2  # seconds between a watcher's progress requests
 LEASE_TTL = 10  # long enough to outlive a fault plus a flow; every flow revokes its lease
 REVOKE_ATTEMPTS = 8
 
@@ -293,6 +296,7 @@ class WatchClient(threading.Thread):
         self.stop = stop
         self.last_revision = 1  # every event up to here was delivered
         self.events = 0
+        self.progress_notifications = 0
         self.error: BaseException | None = None
         self._call = None
         self._lock = threading.Lock()
@@ -330,6 +334,8 @@ class WatchClient(threading.Thread):
                         if response.events:
                             self.events += len(response.events)
                             self.last_revision = max(self.last_revision, response.events[-1].mod_revision)
+                        elif not (response.created or response.canceled):
+                            self.progress_notifications += 1
                         if response.canceled:
                             break
                 except grpc.RpcError:
@@ -350,10 +356,17 @@ class WatchClient(threading.Thread):
         self.join(5.0)
 
 
+PROGRESS_REQUEST = rpc_pb2.WatchRequest(progress_request=rpc_pb2.WatchProgressRequest())
+
+
 def _until_closed(requests: queue.Queue) -> Iterator[rpc_pb2.WatchRequest]:
-    """The watch's request stream: the create request, then open until told to end."""
+    """The watch's request stream: the create request, then a progress request
+    whenever nothing else was sent for PROGRESS_INTERVAL, until told to end."""
     while True:
-        item = requests.get()
+        try:
+            item = requests.get(timeout=PROGRESS_INTERVAL)
+        except queue.Empty:
+            item = PROGRESS_REQUEST
         if item is None:
             return
         yield item

@@ -36,6 +36,7 @@ def _assert_made_progress(report: runner.Report) -> None:
     assert report.ok_operations >= MIN_ACKNOWLEDGED, report.details()
     assert len(report.faults) >= MIN_FAULTS, report.details()
     assert report.watch_events > 0, report.details()
+    assert report.progress_notifications > 0, report.details()
     for op_type in MUST_SUCCEED:
         assert report.counts.get(op_type, {}).get("ok", 0) > 0, f"no successful {op_type}\n{report.details()}"
 

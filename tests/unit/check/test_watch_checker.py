@@ -104,6 +104,15 @@ def test_event_after_a_progress_notification_covering_it_is_caught():
     assert any("after a progress notification at 4" in v for v in problems)
 
 
+def test_stale_progress_is_tolerated_only_when_asked_for_etcd_34():
+    """etcd 3.4's requested progress notifications can overtake events (etcd-io/etcd#15220):
+    its reference runs tolerate exactly that; etcdx's runs never do."""
+    responses = stream()
+    responses.insert(2, WatchResponse(header_revision=4))
+    assert check(responses)
+    assert check_watches(store().changes(), [Watcher(EVERYTHING, responses)], tolerate_stale_progress=True) == []
+
+
 def test_progress_notification_vouches_for_skipped_events():
     responses = stream()[:2] + [WatchResponse(header_revision=6)]
     problems = check(responses)
