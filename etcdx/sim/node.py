@@ -58,6 +58,8 @@ class SimNode:
     clock_stalled_until: int = 0
     removed: bool = False
     applied_since_snapshot: int = 0
+    # A Ready whose write is on its way to disk, and the steps left after it.
+    writing: object | None = None
 
     @property
     def alive(self) -> bool:
@@ -93,6 +95,7 @@ class SimNode:
         """Lose the process: the raft core, the state machine and pending reads."""
         self.raw = None
         self.reads = []
+        self.writing = None  # a write not yet on disk is lost with the process
         self.crash_at = None
         self.paused_until = 0
         self.clock_stalled_until = 0

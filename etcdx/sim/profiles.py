@@ -15,6 +15,7 @@ from etcdx.sim.network import LinkFaults
 from etcdx.sim.node import CrashPoint
 
 ANYWHERE: tuple[CrashPoint | None, ...] = (None, *CrashPoint)  # None: between steps
+DISK_LATENCY = 4  # time units (a tick is 10): a write takes up to this long in the fault profiles
 
 
 @dataclass(slots=True, frozen=True)
@@ -35,6 +36,9 @@ class Profile:
     membership: float = 0.0
     transfer: float = 0.0
     compact_every: int = 0  # applied entries between snapshots (0: never compact)
+    # Time units a Ready's write takes at most (0: at once). Meanwhile the node keeps
+    # stepping messages and ticks, as the server does while its WAL thread fsyncs.
+    disk_latency: int = 0
 
 
 PROFILES: dict[str, Profile] = {
@@ -44,12 +48,14 @@ PROFILES: dict[str, Profile] = {
         Profile(
             "lossy",
             LinkFaults(drop=0.15, duplicate=0.1, delay=1, jitter=15),
+            disk_latency=DISK_LATENCY,
             slow_link=0.5,
             heal=0.2,
         ),
         Profile(
             "partitions",
             LinkFaults(delay=1, jitter=4),
+            disk_latency=DISK_LATENCY,
             nemesis_every=20,
             idle=0.6,
             partition=1.0,
@@ -58,6 +64,7 @@ PROFILES: dict[str, Profile] = {
         Profile(
             "pauses",
             LinkFaults(delay=1, jitter=4),
+            disk_latency=DISK_LATENCY,
             nemesis_every=10,
             pause=1.0,
             clock_stall=0.6,
@@ -68,6 +75,7 @@ PROFILES: dict[str, Profile] = {
         Profile(
             "elections",
             LinkFaults(delay=1, jitter=20),
+            disk_latency=DISK_LATENCY,
             nemesis_every=3,
             crash=0.7,
             restart=0.5,
@@ -82,6 +90,7 @@ PROFILES: dict[str, Profile] = {
         Profile(
             "crashes",
             LinkFaults(drop=0.02, delay=1, jitter=4),
+            disk_latency=DISK_LATENCY,
             crash=1.0,
             restart=1.0,
             compact_every=25,
@@ -89,6 +98,7 @@ PROFILES: dict[str, Profile] = {
         Profile(
             "membership",
             LinkFaults(drop=0.02, delay=1, jitter=4),
+            disk_latency=DISK_LATENCY,
             membership=1.5,
             transfer=0.3,
             partition=0.2,
@@ -98,6 +108,7 @@ PROFILES: dict[str, Profile] = {
         Profile(
             "chaos",
             LinkFaults(drop=0.08, duplicate=0.05, delay=1, jitter=10),
+            disk_latency=DISK_LATENCY,
             nemesis_every=6,
             partition=0.6,
             heal=0.6,

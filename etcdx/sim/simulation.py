@@ -4,7 +4,9 @@ Time is an integer clock; each node ticks every ``TICK`` units (give or take
 one, so clocks drift). Everything that happens is an event on one queue — a
 tick, a message arriving, a client acting, the nemesis injecting a fault — and
 one step processes one event, after which the host loop drains the node's
-``Ready`` (persist, send, apply, advance) with the safety monitor watching.
+``Ready`` with the safety monitor watching, in the order ``etcdx.raft.host``
+plans for the server too (a leader sends appends before its own write; a
+write takes time, during which the node keeps stepping input).
 All choices come from ``random.Random(seed)`` and the queue breaks ties by
 insertion order, so a seed replays exactly.
 
@@ -38,6 +40,7 @@ from etcdx.raft import (
     Ready,
     StateType,
 )
+from etcdx.raft import host
 from etcdx.raft.codec import decode_conf_change, decode_message, encode_message
 from etcdx.sim.clock import ELECTION_TICK, TICK
 from etcdx.sim.history import History
@@ -76,7 +79,8 @@ PRE_VOTE_SHARE = 0.7  # of seeds that run with pre-vote on
     _OP_TIMEOUT,
     _NEMESIS,
     _REBOOT,
-) = range(9)
+    _PERSISTED,
+) = range(10)
 
 
 @dataclass(slots=True)
@@ -127,6 +131,8 @@ class Options:
     # Deliver messages through etcdx.raft.codec, as the real transport will (False: plain copies).
     wire_codec: bool = True
     on_raw_node: Callable[[RawNode], None] | None = field(default=None)
+    # The host's order of work on a Ready (a test plants an ordering bug here).
+    plan: Callable[[Ready, bool], list[host.Step]] = host.plan
 
 
 class Simulation:
@@ -236,6 +242,8 @@ class Simulation:
         elif kind == _REBOOT:
             if a.raw is None and not a.removed:
                 self.restart_node(a)
+        elif kind == _PERSISTED:
+            self._on_persisted(a, b)
         else:
             self._on_nemesis()
 
@@ -363,77 +371,104 @@ class Simulation:
             self.push(d, _DELIVER, m, None)
 
     def drain(self, node: SimNode) -> None:
-        while node.raw is not None and node.raw.has_ready():
-            self._handle_ready(node, node.raw.ready())
+        while node.raw is not None and node.writing is None and node.raw.has_ready():
+            rd = node.raw.ready()
+            if rd.hard_state is not None:
+                node.term = rd.hard_state.term
+            if rd.soft_state is not None:
+                self._observe_role(node, rd.soft_state.raft_state, rd.soft_state.lead)
+            self._run_steps(node, rd, self.options.plan(rd, node.raw.raft_state == StateType.LEADER))
 
-    def _handle_ready(self, node: SimNode, rd: Ready) -> None:
+    def _run_steps(self, node: SimNode, rd: Ready, steps: list[host.Step]) -> None:
+        """Walk the host plan the server walks (etcdx.raft.host), with the node's armed
+        crash point striking where it says. A write that takes time suspends the plan
+        until its _PERSISTED event; the node keeps stepping input meanwhile."""
         raw = node.raw
         assert raw is not None
         crash_at = node.crash_at
-        disk = node.disk
-        if rd.hard_state is not None:
-            node.term = rd.hard_state.term
-        if rd.soft_state is not None:
-            self._observe_role(node, rd.soft_state.raft_state, rd.soft_state.lead)
-        if crash_at is CrashPoint.BEFORE_PERSIST:
-            return self.crash_node(node, crash_at)
+        for i, step in enumerate(steps):
+            kind = step.kind
+            if kind is host.StepKind.PERSIST:
+                if crash_at is CrashPoint.BEFORE_PERSIST:
+                    return self.crash_node(node, crash_at)
+                latency = self.rng.randint(0, self.profile.disk_latency) if self.profile.disk_latency else 0
+                if latency:
+                    node.writing = (rd, steps[i + 1:])
+                    self.push(latency, _PERSISTED, node, node.writing)
+                    return
+                self._persist(node, rd)
+            elif kind is host.StepKind.SEND:
+                if crash_at is CrashPoint.BEFORE_SEND:
+                    return self.crash_node(node, crash_at)
+                msgs = step.messages
+                cut = self.rng.randrange(len(msgs) + 1) if crash_at is CrashPoint.MID_SEND else -1
+                for j, m in enumerate(msgs):
+                    if j == cut:
+                        return self.crash_node(node, crash_at)
+                    if m.type == MessageType.VOTE_RESP and not m.reject:
+                        self.monitor.vote_cast(m.from_, m.to, m.term)
+                    self._send(m)
+                if crash_at is CrashPoint.MID_SEND:
+                    return self.crash_node(node, crash_at)
+                if crash_at is CrashPoint.AFTER_VOTE and any(
+                    m.type == MessageType.VOTE_RESP and not m.reject for m in msgs
+                ):
+                    return self.crash_node(node, crash_at)
+            elif kind is host.StepKind.APPLY:
+                if crash_at is CrashPoint.BEFORE_APPLY:
+                    return self.crash_node(node, crash_at)
+                if rd.snapshot is not None and not rd.snapshot.is_empty():
+                    self._restore_snapshot(node, rd)
+                for e in rd.committed_entries:
+                    self.monitor.applying(node.id, e)
+                    self._apply(node, e)
+                    if node.raw is None:
+                        return
+            elif kind is host.StepKind.READ_STATES:
+                for rs in rd.read_states:
+                    op_id = int(rs.request_ctx)
+                    if self._op_node.get(op_id) == node.id and self.history.is_open(op_id):
+                        client = self._client_of(op_id)
+                        assert client is not None and client.input is not None
+                        node.reads.append(ReadWait(rs.index, op_id, client.input.key))
+            else:
+                self._serve_reads(node)
+                if crash_at is CrashPoint.BEFORE_ADVANCE:
+                    return self.crash_node(node, crash_at)
+                raw.advance(rd)
+                self._maybe_compact(node)
 
+    def _persist(self, node: SimNode, rd: Ready) -> None:
+        disk = node.disk
         if rd.snapshot is not None and not rd.snapshot.is_empty():
             disk.apply_snapshot(rd.snapshot)
-        self.monitor.entries_persisting(
-            node.id, disk, disk.hard_state.commit, rd.entries
-        )
+        self.monitor.entries_persisting(node.id, disk, disk.hard_state.commit, rd.entries)
         if rd.entries:
             disk.append(rd.entries)
         if rd.hard_state is not None:
             old = disk.hard_state.commit
             if rd.hard_state.commit != old:
-                self.monitor.commit_advanced(
-                    node.id, rd.hard_state.term, old, rd.hard_state.commit, disk
-                )
+                self.monitor.commit_advanced(node.id, rd.hard_state.term, old, rd.hard_state.commit, disk)
             disk.set_hard_state(rd.hard_state)
             if rd.hard_state.vote == node.id:
                 # A candidate's own vote counts once durable: it goes out with its requests.
                 self.monitor.vote_cast(node.id, node.id, rd.hard_state.term)
-        if crash_at is CrashPoint.BEFORE_SEND:
-            return self.crash_node(node, crash_at)
 
-        cut = (
-            self.rng.randrange(len(rd.messages) + 1)
-            if crash_at is CrashPoint.MID_SEND
-            else -1
-        )
-        for i, m in enumerate(rd.messages):
-            if i == cut:
-                return self.crash_node(node, crash_at)
-            if m.type == MessageType.VOTE_RESP and not m.reject:
-                self.monitor.vote_cast(m.from_, m.to, m.term)
-            self._send(m)
-        if crash_at is CrashPoint.MID_SEND or crash_at is CrashPoint.BEFORE_APPLY:
-            return self.crash_node(node, crash_at)
-        if crash_at is CrashPoint.AFTER_VOTE and any(
-            m.type == MessageType.VOTE_RESP and not m.reject for m in rd.messages
-        ):
-            return self.crash_node(node, crash_at)
-
-        if rd.snapshot is not None and not rd.snapshot.is_empty():
-            self._restore_snapshot(node, rd)
-        for e in rd.committed_entries:
-            self.monitor.applying(node.id, e)
-            self._apply(node, e)
-            if node.raw is None:
-                return
-        for rs in rd.read_states:
-            op_id = int(rs.request_ctx)
-            if self._op_node.get(op_id) == node.id and self.history.is_open(op_id):
-                client = self._client_of(op_id)
-                assert client is not None and client.input is not None
-                node.reads.append(ReadWait(rs.index, op_id, client.input.key))
-        self._serve_reads(node)
-        if crash_at is CrashPoint.BEFORE_ADVANCE:
-            return self.crash_node(node, crash_at)
-        raw.advance(rd)
-        self._maybe_compact(node)
+    def _on_persisted(self, node: SimNode, writing: object) -> None:
+        """A Ready's write reached the disk: the host resumes its plan (unless the process
+        that started the write crashed meanwhile; then the write is lost with it)."""
+        if node.writing is not writing or node.raw is None:
+            return
+        if node.paused_until > self.now:
+            self.push(self.resume_delay(node), _PERSISTED, node, writing)
+            return
+        node.writing = None
+        rd, rest = writing  # type: ignore[misc]
+        self.record("persisted", f"n{node.id}")
+        self._persist(node, rd)
+        self._run_steps(node, rd, rest)
+        if node.raw is not None:
+            self.drain(node)
 
     def _observe_role(self, node: SimNode, role: StateType, lead: int) -> None:
         was_leader = node.role == StateType.LEADER

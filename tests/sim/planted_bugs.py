@@ -2,7 +2,8 @@
 
 Each is an ``on_raw_node`` hook: it replaces a bound method of the node's
 ``Raft`` (or of the RawNode) with a faulty version, exactly where a real
-implementation slip would sit.
+implementation slip would sit; ``send_before_persisting`` is a faulty host
+plan instead (``Options.plan``), the ordering slip a server could make.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from etcdx.raft import HardState, MessageType, RawNode
+from etcdx.raft import HardState, MessageType, RawNode, Ready, host
 
 
 def _plant(obj: object, name: str, buggy: Callable) -> None:
@@ -131,3 +132,12 @@ def apply_one_entry_past_commit(node: RawNode) -> None:
         return rd
 
     _plant(node, "ready", buggy_ready)
+
+
+def send_before_persisting(rd: Ready, leader: bool) -> list[host.Step]:
+    """A host that sends every message of a Ready before writing it, votes and append acks
+    of followers included (a plan for ``Options.plan``, not a raft-core hook)."""
+    steps = host.plan(rd, leader)
+    msgs = [m for s in steps if s.kind is host.StepKind.SEND for m in s.messages]
+    rest = [s for s in steps if s.kind is not host.StepKind.SEND]
+    return ([host.Step(host.StepKind.SEND, msgs)] if msgs else []) + rest
