@@ -16,10 +16,12 @@ segments that the backend may still need.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
-from typing import BinaryIO
+import threading
+from typing import BinaryIO, Iterator
 
 import lmdb
 
@@ -29,13 +31,66 @@ from etcdx.backend.txn import ReadTxn, WriteTxn
 _DATA_FILE = "data.mdb"
 
 
+class _SwapGuard:
+    """Keeps the LMDB environment open while other threads use it.
+
+    Long reads (hashes, snapshot copies) run on worker threads so the event
+    loop that ticks raft keeps going; swapping the file in (defragment, a
+    snapshot from the leader) closes the environment, which must not happen
+    under them. Holders share; a swap waits for them to leave and holds new
+    ones back until it is done.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._holders = 0
+        self._swapping = False
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        with self._cond:
+            while self._swapping:
+                self._cond.wait()
+            self._holders += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._holders -= 1
+                self._cond.notify_all()
+
+    def begin_swap(self) -> None:
+        """Block until no thread holds the environment; until ``end_swap`` none can."""
+        with self._cond:
+            while self._swapping:
+                self._cond.wait()
+            self._swapping = True
+            while self._holders:
+                self._cond.wait()
+
+    def end_swap(self) -> None:
+        with self._cond:
+            self._swapping = False
+            self._cond.notify_all()
+
+    @property
+    def swapping(self) -> bool:
+        return self._swapping
+
+
 class Backend:
-    """Named buckets in one LMDB environment at directory ``path``."""
+    """Named buckets in one LMDB environment at directory ``path``.
+
+    Threads: transactions belong to the thread that began them. Code on
+    another thread than the one that swaps the file in (``replace_with``)
+    wraps its use of the backend in ``hold()``.
+    """
 
     def __init__(self, path: str, *, map_size: int = 64 << 30, readonly: bool = False) -> None:
         self._path = path
         self._map_size = map_size
         self._readonly = readonly
+        self._guard = _SwapGuard()
         if not readonly:
             self.recover_swap(path)
             os.makedirs(path, exist_ok=True)
@@ -83,17 +138,35 @@ class Backend:
         pages = sum(s["branch_pages"] + s["leaf_pages"] + s["overflow_pages"] for s in stats)
         return (pages + 2) * page_size  # + the two meta pages
 
+    def hold(self) -> contextlib.AbstractContextManager[None]:
+        """Keep the environment open for this thread's use (see ``_SwapGuard``)."""
+        return self._guard.hold()
+
+    def begin_swap(self) -> None:
+        """Wait (blocking: call it off the event loop) until no thread holds the
+        environment; ``replace_with`` may then run without waiting. Pair with ``end_swap``."""
+        self._guard.begin_swap()
+
+    def end_swap(self) -> None:
+        self._guard.end_swap()
+
+    def copy_compacted(self, dest_dir: str) -> str:
+        """A consistent, compacted copy of the database (no free pages) in ``dest_dir``;
+        the path of its data file. Safe on any thread."""
+        with self.hold():
+            self._env.copy(dest_dir, compact=True)
+        return os.path.join(dest_dir, _DATA_FILE)
+
     def defragment(self) -> None:
         """Rewrite the database without free pages and swap it in.
 
-        The caller must ensure no transaction of this backend is open; other
-        processes that opened the same path keep reading the old file until
-        they call ``reopen_if_replaced``.
+        Writes committed during the copy would be lost: the caller holds them
+        back. Other processes that opened the same path keep reading the old
+        file until they call ``reopen_if_replaced``.
         """
-        tmp = self._scratch_dir("defrag")
+        tmp = self.scratch_dir("defrag")
         try:
-            self._env.copy(tmp, compact=True)
-            self.replace_with(os.path.join(tmp, _DATA_FILE))
+            self.replace_with(self.copy_compacted(tmp))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
@@ -101,12 +174,25 @@ class Backend:
         """Make the LMDB file ``data_file`` this backend's database (a snapshot from
         the leader, a defragmented copy) and reopen; ``data_file`` is moved.
 
+        No transaction of this thread may be open; threads holding the
+        environment are waited for, unless the caller already did (``begin_swap``).
+
         The new file goes into a fresh directory that is swapped in for the old
         one, never over the old ``data.mdb``: LMDB keeps the last transaction id
         in the lock file shared by every process with the environment open, and
         a foreign file read through a stale lock picks the wrong meta page.
         A crash between the two renames is finished by ``recover_swap``.
         """
+        own = not self._guard.swapping
+        if own:
+            self._guard.begin_swap()
+        try:
+            self._swap(data_file)
+        finally:
+            if own:
+                self._guard.end_swap()
+
+    def _swap(self, data_file: str) -> None:
         new_dir = self._path + ".new"
         old_dir = self._path + ".old"
         shutil.rmtree(new_dir, ignore_errors=True)
@@ -133,17 +219,17 @@ class Backend:
         """Write a consistent point-in-time copy of the database file to ``out``.
 
         The copy is compacted (no free pages) and opens as a ``Backend``
-        directory's ``data.mdb``.
+        directory's ``data.mdb``. Safe on any thread.
         """
-        tmp = self._scratch_dir("snapshot")
+        tmp = self.scratch_dir("snapshot")
         try:
-            self._env.copy(tmp, compact=True)
-            with open(os.path.join(tmp, _DATA_FILE), "rb") as src:
+            with open(self.copy_compacted(tmp), "rb") as src:
                 shutil.copyfileobj(src, out, 1 << 20)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    def _scratch_dir(self, purpose: str) -> str:
+    def scratch_dir(self, purpose: str) -> str:
+        """A new directory beside the backend's (same filesystem, so renames are atomic)."""
         parent, name = os.path.split(os.path.abspath(self._path))
         return tempfile.mkdtemp(prefix=f"{name}.{purpose}.", dir=parent)
 
