@@ -51,7 +51,7 @@ CLUSTER_FLAGS = ("--name {name} --data-dir {data_dir} --listen-client-urls {clie
                  "--initial-cluster-state new --initial-cluster-token {token} "
                  "--heartbeat-interval {heartbeat} --election-timeout {election}")
 ETCD_CMD = "{etcd} " + CLUSTER_FLAGS
-ETCDX_CMD = "{python} -m etcdx.server.main " + CLUSTER_FLAGS
+ETCDX_CMD = "{python} -m etcdx.main " + CLUSTER_FLAGS
 
 SIZES = {
     "quick": dict(put1=300, put64=3000, put256=6000, range=6000, failovers=3),

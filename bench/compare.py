@@ -45,7 +45,7 @@ _FLAGS = ("--name {name} --data-dir {data_dir} --listen-client-urls {client_url}
           "--advertise-client-urls {client_url} --listen-peer-urls {peer_url} "
           "--initial-advertise-peer-urls {peer_url} --initial-cluster {name}={peer_url}")
 ETCD_CMD = "{etcd} " + _FLAGS
-ETCDX_CMD = "{python} -m etcdx.server.main " + _FLAGS
+ETCDX_CMD = "{python} -m etcdx.main " + _FLAGS
 
 VAL_SIZE = 256
 KEY_SIZE = 8

@@ -1,4 +1,8 @@
-"""``etcdx``: start one member with etcd's flags."""
+"""``etcdx``: start one member with etcd's flags.
+
+The entry point sits above both the server (the member) and the API layer
+(what serves its clients), and puts them together.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ async def _first_set(*events: asyncio.Event) -> None:
 async def serve(cfg: config.Config) -> None:
     # Imported here so that `etcdx --help` stays fast and never touches the data dir.
     from etcdx.api import grpc_server
+    from etcdx.api.handlers import CoreHandlers
     from etcdx.server.bootstrap import BootError, fetch_cluster, needs_cluster_info
     from etcdx.server.etcdserver import EtcdServer
     from etcdx.wal.errors import CorruptWALError
@@ -63,7 +68,8 @@ async def serve(cfg: config.Config) -> None:
         # With workers, only they serve clients: the core's CPU goes to raft and
         # apply (a put costs the core ~110 µs through a worker, ~250 µs when it
         # serves gRPC itself; bench/workers.md).
-        g = grpc_server.build(server, cfg.listen_client_urls)
+        g = grpc_server.build(CoreHandlers(server), cfg.listen_client_urls,
+                              max_request_bytes=cfg.max_request_bytes)
         await g.start()
     log.info("serving client requests", extra={"fields": {"listen-client-urls": cfg.listen_client_urls,
                                                           "name": cfg.name, "data-dir": cfg.data_dir}})

@@ -17,7 +17,7 @@
 #
 # Environment:
 #   ETCDX_BIN              the server command, default `etcdx`; e.g. ETCDX_BIN=/usr/bin/etcd to compare
-#                          with the real etcd, or ETCDX_BIN="python3 -m etcdx.server.main" from a checkout
+#                          with the real etcd, or ETCDX_BIN="python3 -m etcdx.main" from a checkout
 #   ETCDCTL                etcdctl to wait with and to print, default `etcdctl`
 #   LOCAL_CLUSTER_DIR      default ./local-cluster
 #   LOCAL_CLUSTER_TIMEOUT  seconds to wait for a healthy cluster, default 60

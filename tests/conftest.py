@@ -3,7 +3,7 @@
 - `etcd_server` / `etcdx_server`: one fresh single-member server per test
   (function scope; data dir under the test's tmp_path). `etcd_server` skips
   when /usr/bin/etcd is missing; `etcdx_server` skips only while
-  `etcdx.server.main` does not exist.
+  `etcdx.main` does not exist.
 - `member_group`: a `MemberGroup` for tests that need custom flags, several
   members, or restarts on the same data dir; every member it made is stopped at
   teardown.

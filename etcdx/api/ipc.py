@@ -11,13 +11,15 @@ with one ``write`` call, so under load many requests and replies share a
 syscall. One connection is one ordered byte stream, which the protocol relies
 on: a notice the core queues before a reply reaches the worker before it.
 
-- ``CALL`` (worker → core): ``method`` with a serialized protobuf request;
-  answered by ``REPLY`` (the response bytes) or ``ERROR`` (code, message),
-  carrying the same id. The core runs each call as its own task, so calls
+- ``CALL`` (worker → core): ``method`` names an RPC of ``etcdx.api.rpcs``
+  (``RPC_BASE + rpc.index``) or one of the worker's own control calls, with a
+  serialized protobuf request; answered by ``REPLY`` (the response bytes) or
+  ``ERROR`` (code, message), carrying the same id. The core runs each call as
+  its own task through the same handlers as its own gRPC server, so calls
   from all workers meet in the core's batching (group commit, shared
-  ReadIndex rounds) as they would from its own gRPC server.
+  ReadIndex rounds).
 - ``OPEN`` / ``SEND`` / ``HALF_CLOSE`` / ``CLOSE`` / ``CREDIT`` / ``END``: a
-  stream (Watch, Snapshot) relayed to the core's own servicer. Messages the
+  streaming RPC (Watch, Snapshot) relayed to the core's handler. Messages the
   core sends on a stream are flow-controlled by credits the worker returns
   as its client consumes them, so a slow watch client holds back the core's
   watch stream exactly as it would a local one.
@@ -36,7 +38,7 @@ import socket
 import struct
 from typing import Any, AsyncIterator, Awaitable, Callable
 
-from etcdx.pb import rpc_pb2
+from etcdx.api.rpcs import RPCS, Kind, Rpc, served
 from etcdx.server.errors import REQUEST_CANCELED, EtcdError
 
 log = logging.getLogger("etcdx.ipc")
@@ -50,13 +52,10 @@ TERM_PUSH_INTERVAL = 0.1  # seconds
 # frame kinds
 CALL, REPLY, ERROR, OPEN, SEND, HALF_CLOSE, CLOSE, CREDIT, END, NOTICE = range(1, 11)
 
-# CALL methods
-(HELLO, READY, BARRIER, PUT, DELETE_RANGE, TXN, COMPACT, LEASE_GRANT, LEASE_REVOKE, LEASE_RENEW,
- LEASE_TIME_TO_LIVE, LEASE_LEASES, ALARM, STATUS, HASH, HASH_KV, DEFRAGMENT, MEMBER_LIST,
- MOVE_LEADER, MEMBER_ADD, MEMBER_REMOVE, MEMBER_UPDATE, MEMBER_PROMOTE) = range(1, 24)
-
-# OPEN methods (streams)
-WATCH, SNAPSHOT = 1, 2
+# CALL methods: the worker's control calls, then the RPCs (RPC_BASE + Rpc.index)
+HELLO, READY, BARRIER, KEEPALIVE = range(1, 5)
+RPC_BASE = 16
+assert RPC_BASE + len(RPCS) < 256, "a CALL's method is one byte"
 
 # NOTICE methods
 NOTICE_TERM, NOTICE_REOPEN_BACKEND = 1, 2
@@ -152,95 +151,17 @@ class FrameConnection(asyncio.Protocol):
             self.transport.write(b"".join(out))
 
 
-class _ContextShim:
-    """Enough of ``grpc.aio.ServicerContext`` for a relayed streaming servicer: abort raises EtcdError."""
-
-    async def abort(self, code: Any, details: str = "", *args: Any) -> None:
-        raise EtcdError(code.name, details)
-
-
-@dataclasses.dataclass
-class StreamMethod:
-    """A streaming servicer method the core runs for workers' clients.
-
-    ``call(request_or_iterator, context)`` is the servicer method (an async
-    generator); ``request`` parses one client message; ``client_streaming``
-    says whether it takes an iterator of them or exactly one.
-    """
-
-    call: Callable[[Any, Any], AsyncIterator[Any]]
-    request: Callable[[bytes], Any]
-    client_streaming: bool
-
-
-def _call(parse: Callable[[bytes], Any], fn: Callable[[Any, Any], Awaitable[Any]]):
-    async def run(server: Any, body: bytes) -> bytes:
-        resp = await fn(server, parse(body))
-        return resp.SerializeToString()
-    return run
-
-
-def _sync(parse: Callable[[bytes], Any] | None, fn: Callable[..., Any]):
-    async def run(server: Any, body: bytes) -> bytes:
-        resp = fn(server, parse(body)) if parse else fn(server)
-        return resp.SerializeToString()
-    return run
-
-
-async def _barrier(server: Any, body: bytes) -> bytes:
-    await server.linearizable_barrier()
-    return b""
-
-
-async def _lease_renew(server: Any, body: bytes) -> bytes:
-    return INT64.pack(await server.lease_renew(INT64.unpack(body)[0]))
-
-
-async def _lease_leases(server: Any, body: bytes) -> bytes:
-    return (await server.lease_leases()).SerializeToString()
-
-
-async def _defragment(server: Any, body: bytes) -> bytes:
-    return (await server.defragment()).SerializeToString()
-
-
-_METHODS: dict[int, Callable[[Any, bytes], Awaitable[bytes]]] = {
-    BARRIER: _barrier,
-    PUT: _call(rpc_pb2.PutRequest.FromString, lambda s, r: s.put(r)),
-    DELETE_RANGE: _call(rpc_pb2.DeleteRangeRequest.FromString, lambda s, r: s.delete_range(r)),
-    TXN: _call(rpc_pb2.TxnRequest.FromString, lambda s, r: s.txn(r)),
-    COMPACT: _call(rpc_pb2.CompactionRequest.FromString, lambda s, r: s.compact(r)),
-    LEASE_GRANT: _call(rpc_pb2.LeaseGrantRequest.FromString, lambda s, r: s.lease_grant(r)),
-    LEASE_REVOKE: _call(rpc_pb2.LeaseRevokeRequest.FromString, lambda s, r: s.lease_revoke(r)),
-    LEASE_RENEW: _lease_renew,
-    LEASE_TIME_TO_LIVE: _call(rpc_pb2.LeaseTimeToLiveRequest.FromString, lambda s, r: s.lease_time_to_live(r)),
-    LEASE_LEASES: _lease_leases,
-    ALARM: _call(rpc_pb2.AlarmRequest.FromString, lambda s, r: s.alarm(r)),
-    STATUS: _sync(None, lambda s: s.status()),
-    HASH: _sync(None, lambda s: s.hash()),
-    HASH_KV: _sync(rpc_pb2.HashKVRequest.FromString, lambda s, r: s.hash_kv(r)),
-    DEFRAGMENT: _defragment,
-    MEMBER_LIST: _sync(None, lambda s: s.member_list()),
-    MOVE_LEADER: _call(rpc_pb2.MoveLeaderRequest.FromString, lambda s, r: s.move_leader(r)),
-    MEMBER_ADD: _call(rpc_pb2.MemberAddRequest.FromString, lambda s, r: s.member_add(r)),
-    MEMBER_REMOVE: _call(rpc_pb2.MemberRemoveRequest.FromString, lambda s, r: s.member_remove(r)),
-    MEMBER_UPDATE: _call(rpc_pb2.MemberUpdateRequest.FromString, lambda s, r: s.member_update(r)),
-    MEMBER_PROMOTE: _call(rpc_pb2.MemberPromoteRequest.FromString, lambda s, r: s.member_promote(r)),
-}
-
-
 class CoreHandler:
     """The core's side: serves every worker connection on the member's socket.
 
-    ``streams`` maps OPEN methods (WATCH, SNAPSHOT) to the core's servicers;
-    they are passed in because they belong to the API layer above this one.
-    ``on_ready(index, pid)`` is called when a worker reports it is serving.
+    ``handlers`` is the core's handler object (``etcdx.api.handlers``), which
+    answers the RPCs workers forward; ``on_ready(index, pid)`` is called when a
+    worker reports it is serving.
     """
 
-    def __init__(self, server: Any, streams: dict[int, StreamMethod],
-                 on_ready: Callable[[int, int], None]) -> None:
+    def __init__(self, server: Any, handlers: Any, on_ready: Callable[[int, int], None]) -> None:
         self.server = server
-        self.streams = streams
+        self.handlers = handlers
         self.on_ready = on_ready
         self.connections: set[_CoreConnection] = set()
         self._unix_server: asyncio.AbstractServer | None = None
@@ -267,7 +188,7 @@ class CoreHandler:
         """Workers that only serve local reads hear of a new term within TERM_PUSH_INTERVAL."""
         while True:
             await asyncio.sleep(TERM_PUSH_INTERVAL)
-            term = self.server.node.term
+            term = self.server.driver.node.term
             for conn in list(self.connections):
                 if conn.term != term:
                     conn.flush()
@@ -275,7 +196,8 @@ class CoreHandler:
     def hello(self) -> dict[str, Any]:
         s = self.server
         return {"cfg": dataclasses.asdict(s.cfg), "member_id": s.member_id, "cluster_id": s.cluster_id,
-                "term": s.node.term, "db_dir": s.db_dir}
+                "term": s.driver.node.term, "db_dir": s.db_dir,
+                "rpcs": [rpc.method for rpc in served(self.handlers)]}
 
     def backend_swapped(self) -> None:
         """Every worker reopens the backend before it reads anything the core answers after this."""
@@ -302,12 +224,13 @@ class CoreHandler:
 
 
 class _CoreStream:
-    """One relayed stream on the core: the client's messages in, the servicer's out."""
+    """One relayed stream on the core: the client's messages in, the handler's out."""
 
-    def __init__(self, conn: _CoreConnection, sid: int, method: StreamMethod) -> None:
+    def __init__(self, conn: _CoreConnection, sid: int, rpc: Rpc, handler: Callable[[Any], AsyncIterator[Any]]) -> None:
         self.conn = conn
         self.sid = sid
-        self.method = method
+        self.rpc = rpc
+        self.handler = handler
         self.inbox: asyncio.Queue = asyncio.Queue()
         self.credit = STREAM_WINDOW
         self.credited = asyncio.Event()
@@ -318,13 +241,13 @@ class _CoreStream:
             item = await self.inbox.get()
             if item is None:
                 return
-            yield self.method.request(item)
+            yield self.rpc.request.FromString(item)
 
     async def run(self, first: bytes) -> None:
         conn, sid = self.conn, self.sid
         try:
-            arg = self.requests() if self.method.client_streaming else self.method.request(first)
-            gen = self.method.call(arg, _ContextShim())
+            arg = self.requests() if self.rpc.kind is Kind.BIDI_STREAM else self.rpc.request.FromString(first)
+            gen = self.handler(arg)
             try:
                 async for resp in gen:
                     while self.credit <= 0:
@@ -340,7 +263,7 @@ class _CoreStream:
         except EtcdError as err:
             conn.send(ERROR, 0, sid, encode_error(err))
         except Exception:
-            log.exception("relayed stream failed")
+            log.exception("relayed stream %s failed", self.rpc.path)
             conn.send(ERROR, 0, sid, encode_error(INTERNAL))
         finally:
             conn.streams.pop(sid, None)
@@ -375,7 +298,7 @@ class _CoreConnection(FrameConnection):
             self.transport.close()
 
     def flush(self) -> None:
-        term = self.server.node.term
+        term = self.server.driver.node.term
         if term != self.term:
             self.term = term
             self._out.insert(0, HEADER.pack(INT64.size, NOTICE, NOTICE_TERM, 0) + INT64.pack(term))
@@ -399,12 +322,13 @@ class _CoreConnection(FrameConnection):
                 st.credit += INT64.unpack(body)[0]
                 st.credited.set()
         elif kind == OPEN:
-            sm = self.handler.streams.get(method)
-            if sm is None:
+            rpc = _rpc(method)
+            handler = getattr(self.handler.handlers, rpc.method, None) if rpc is not None else None
+            if handler is None or rpc.kind is Kind.UNARY:
                 self.send(ERROR, 0, ident, encode_error(INTERNAL))
                 return
-            st = self.streams[ident] = _CoreStream(self, ident, sm)
-            if sm.client_streaming and body:
+            st = self.streams[ident] = _CoreStream(self, ident, rpc, handler)
+            if rpc.kind is Kind.BIDI_STREAM and body:
                 st.inbox.put_nowait(body)
             st.task = self._loop.create_task(st.run(body))
         elif kind == HALF_CLOSE:
@@ -420,17 +344,7 @@ class _CoreConnection(FrameConnection):
 
     async def _call(self, method: int, ident: int, body: bytes) -> None:
         try:
-            if method == HELLO:
-                out = json.dumps(self.handler.hello()).encode()
-            elif method == READY:
-                index, pid = json.loads(body)
-                self.handler.on_ready(index, pid)
-                out = b""
-            else:
-                fn = _METHODS.get(method)
-                if fn is None:
-                    raise INTERNAL
-                out = await fn(self.server, body)
+            out = await self._answer(method, body)
         except EtcdError as err:
             self.send(ERROR, 0, ident, encode_error(err))
         except asyncio.CancelledError:
@@ -444,3 +358,27 @@ class _CoreConnection(FrameConnection):
             self.send(ERROR, 0, ident, encode_error(INTERNAL))
         else:
             self.send(REPLY, 0, ident, out)
+
+    async def _answer(self, method: int, body: bytes) -> bytes:
+        handlers = self.handler.handlers
+        if method == HELLO:
+            return json.dumps(self.handler.hello()).encode()
+        if method == READY:
+            index, pid = json.loads(body)
+            self.handler.on_ready(index, pid)
+            return b""
+        if method == BARRIER:
+            await self.server.linearizable_barrier()
+            return b""
+        if method == KEEPALIVE:
+            return INT64.pack(await self.server.leases.renew(INT64.unpack(body)[0]))
+        rpc = _rpc(method)
+        fn = getattr(handlers, rpc.method, None) if rpc is not None and rpc.kind is Kind.UNARY else None
+        if fn is None:
+            raise INTERNAL
+        return (await fn(rpc.request.FromString(body))).SerializeToString()
+
+
+def _rpc(method: int) -> Rpc | None:
+    index = method - RPC_BASE
+    return RPCS[index] if 0 <= index < len(RPCS) else None

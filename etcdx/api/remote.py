@@ -1,13 +1,16 @@
-"""``RemoteServer``: the member as the API servicers see it from inside an API worker process.
+"""An API worker's view of its member: the handlers a worker serves the client port with.
 
-It has ``EtcdServer``'s methods, so the same servicers serve the client port
-in a worker. Serializable reads (Range, read-only Txn) are answered from the
-backend opened read-only in this process. A linearizable read first waits
-for a barrier round trip to the core (``linearizable_barrier``), shared by
-every read that arrived before the round trip was sent; once the core
-replies it has applied everything committed before the barrier, and since
-LMDB commits are visible across processes the local read that follows sees
-it all. Everything else is a call to the core over ``etcdx.server.ipc``.
+``WorkerHandlers`` has a method for every RPC the core serves (the table in
+``etcdx.api.rpcs``), so the same gRPC server serves a worker's clients.
+Serializable reads (Range, read-only Txn) are answered from the backend
+opened read-only in this process. A linearizable read first waits for a
+barrier round trip to the core, shared by every read that arrived before the
+round trip was sent; once the core replies it has applied everything
+committed before the barrier, and since LMDB commits are visible across
+processes the local read that follows sees it all. Watch and Snapshot streams
+are relayed to the core (it owns the watch hub), everything else is a call to
+the core over ``etcdx.api.ipc``, checked here first so a bad request costs the
+core nothing.
 """
 
 from __future__ import annotations
@@ -17,15 +20,18 @@ import collections
 import json
 import logging
 import os
-from typing import Any, Callable
+from typing import Any, AsyncIterator, Callable
 
+from etcdx.api import ipc, validate
+from etcdx.api.rpcs import BY_METHOD, RPCS, Kind, Rpc
 from etcdx.backend import Backend
 from etcdx.mvcc import KVStore
 from etcdx.pb import rpc_pb2
-from etcdx.server import errors, ipc, kvops
+from etcdx.server import errors, kvops
 from etcdx.server.config import Config
 from etcdx.server.errors import EtcdError
-from etcdx.server.etcdserver import txn_all_serializable, txn_has_write
+from etcdx.server.headers import Headers
+from etcdx.server.kv_requests import read_only_txn, txn_all_serializable, txn_has_write
 
 log = logging.getLogger("etcdx.api.remote")
 
@@ -62,18 +68,6 @@ class CoreConnection(ipc.FrameConnection):
     async def call(self, method: int, body: bytes = b"") -> bytes:
         """The core's reply; if the caller is cancelled, the reply is dropped on arrival."""
         return await self.call_future(method, body)
-
-    async def member_add(self, r: rpc_pb2.MemberAddRequest) -> rpc_pb2.MemberAddResponse:
-        return await self._forward(ipc.MEMBER_ADD, r, rpc_pb2.MemberAddResponse)
-
-    async def member_remove(self, r: rpc_pb2.MemberRemoveRequest) -> rpc_pb2.MemberRemoveResponse:
-        return await self._forward(ipc.MEMBER_REMOVE, r, rpc_pb2.MemberRemoveResponse)
-
-    async def member_update(self, r: rpc_pb2.MemberUpdateRequest) -> rpc_pb2.MemberUpdateResponse:
-        return await self._forward(ipc.MEMBER_UPDATE, r, rpc_pb2.MemberUpdateResponse)
-
-    async def member_promote(self, r: rpc_pb2.MemberPromoteRequest) -> rpc_pb2.MemberPromoteResponse:
-        return await self._forward(ipc.MEMBER_PROMOTE, r, rpc_pb2.MemberPromoteResponse)
 
     def open_stream(self, method: int, first: bytes = b"") -> RemoteStream:
         ident = self.next_id()
@@ -180,8 +174,8 @@ class RemoteStream:
                 self.conn.send(ipc.CLOSE, 0, self.ident)
 
 
-class RemoteServer:
-    """``EtcdServer``'s API-facing methods, served by calls to the core and local reads."""
+class WorkerHandlers:
+    """The RPC handlers of a worker; see the module docstring."""
 
     def __init__(self, conn: CoreConnection, hello: dict[str, Any]) -> None:
         self.conn = conn
@@ -192,10 +186,19 @@ class RemoteServer:
         self.db_dir: str = hello["db_dir"]
         self._open_backend()
         conn.on_reopen = self._reopen_backend
+        self.headers = Headers(self.cluster_id, self.member_id, lambda: conn.term,
+                               lambda: self.kv.current_revision)
         self._loop = asyncio.get_running_loop()
         self._barrier_group: list[asyncio.Future] = []
         self._barrier_in_flight = False
         self._barrier_timeout = 2 * (5.0 + 2 * self.cfg.election_timeout / 1000.0)  # twice the core's request timeout
+        served = set(hello["rpcs"])  # what the core serves: a worker serves no more
+        for rpc in RPCS:
+            if rpc.method not in served:
+                if hasattr(type(self), rpc.method):
+                    setattr(self, rpc.method, None)
+            elif rpc.kind is Kind.UNARY and not hasattr(self, rpc.method):
+                setattr(self, rpc.method, self._forwarder(rpc))
 
     # -- the local backend --------------------------------------------------------------
 
@@ -204,7 +207,7 @@ class RemoteServer:
         self.kv = KVStore(self.backend)
 
     def _reopen_backend(self) -> None:
-        """The core swapped the backend file (defragment): read the new one from now on.
+        """The core swapped the backend file (defragment, snapshot): read the new one from now on.
 
         Reads run synchronously on this loop, so no read transaction is open here.
         """
@@ -213,17 +216,6 @@ class RemoteServer:
 
     def close(self) -> None:
         self.backend.close()
-
-    def header(self, h: rpc_pb2.ResponseHeader, revision: int = 0) -> None:
-        h.cluster_id = self.cluster_id
-        h.member_id = self.member_id
-        h.raft_term = self.conn.term
-        h.revision = revision or h.revision or self.kv.current_revision
-
-    def header_without_revision(self, h: rpc_pb2.ResponseHeader) -> None:
-        h.cluster_id = self.cluster_id
-        h.member_id = self.member_id
-        h.raft_term = self.conn.term
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -269,100 +261,86 @@ class RemoteServer:
                 self._send_barrier()
             else:
                 self._barrier_in_flight = False
-        self._barrier_timeout = 2 * (5.0 + 2 * self.cfg.election_timeout / 1000.0)  # twice the core's request timeout
 
         call.add_done_callback(done)
 
-    async def range(self, r: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
+    async def Range(self, r: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
+        validate.check_range(r)
         if not r.serializable:
             await self.linearizable_barrier()
         resp = rpc_pb2.RangeResponse()
         kvops.do_range(self.kv, r, resp)
-        self.header(resp.header)
+        self.headers.fill(resp.header)
         return resp
 
-    async def txn(self, r: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
+    async def Txn(self, r: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
+        validate.check_txn(r, self.cfg.max_txn_ops)
         if txn_has_write(r):
-            return rpc_pb2.TxnResponse.FromString(await self.conn.call(ipc.TXN, r.SerializeToString()))
+            return await self._forward(BY_METHOD["Txn"], r)
         if not txn_all_serializable(r):
             await self.linearizable_barrier()
-        resp = rpc_pb2.TxnResponse()
-        with self.backend.read() as rtx:
-            view = kvops.ReadView(self.kv, rtx)
-            path = kvops.txn_path(view, r)
-            ka = kvops.KVApply(view, None, None, self.kv)
-            ka.check_txn(r, path)
-            ka.txn(r, path, resp)
-        self.header(resp.header)
+        resp = read_only_txn(self.backend, self.kv, r)
+        self.headers.fill(resp.header)
         return resp
 
-    # -- forwarded to the core ------------------------------------------------------------
+    # -- checked here, answered by the core -----------------------------------------------
 
-    async def _forward(self, method: int, r: Any, response: Any) -> Any:
-        return response.FromString(await self.conn.call(method, r.SerializeToString()))
+    async def Put(self, r: rpc_pb2.PutRequest) -> rpc_pb2.PutResponse:
+        validate.check_put(r)
+        return await self._forward(BY_METHOD["Put"], r)
 
-    async def put(self, r: rpc_pb2.PutRequest) -> rpc_pb2.PutResponse:
-        return await self._forward(ipc.PUT, r, rpc_pb2.PutResponse)
+    async def DeleteRange(self, r: rpc_pb2.DeleteRangeRequest) -> rpc_pb2.DeleteRangeResponse:
+        validate.check_delete(r)
+        return await self._forward(BY_METHOD["DeleteRange"], r)
 
-    async def delete_range(self, r: rpc_pb2.DeleteRangeRequest) -> rpc_pb2.DeleteRangeResponse:
-        return await self._forward(ipc.DELETE_RANGE, r, rpc_pb2.DeleteRangeResponse)
+    async def _forward(self, rpc: Rpc, r: Any) -> Any:
+        return rpc.response.FromString(await self.conn.call(ipc.RPC_BASE + rpc.index, r.SerializeToString()))
 
-    async def compact(self, r: rpc_pb2.CompactionRequest) -> rpc_pb2.CompactionResponse:
-        return await self._forward(ipc.COMPACT, r, rpc_pb2.CompactionResponse)
+    def _forwarder(self, rpc: Rpc) -> Callable[[Any], Any]:
+        async def forward(r: Any) -> Any:
+            return await self._forward(rpc, r)
+        forward.__name__ = rpc.method
+        return forward
 
-    async def lease_grant(self, r: rpc_pb2.LeaseGrantRequest) -> rpc_pb2.LeaseGrantResponse:
-        return await self._forward(ipc.LEASE_GRANT, r, rpc_pb2.LeaseGrantResponse)
+    # -- streams ------------------------------------------------------------------------
 
-    async def lease_revoke(self, r: rpc_pb2.LeaseRevokeRequest) -> rpc_pb2.LeaseRevokeResponse:
-        return await self._forward(ipc.LEASE_REVOKE, r, rpc_pb2.LeaseRevokeResponse)
+    async def LeaseKeepAlive(self, requests: AsyncIterator[rpc_pb2.LeaseKeepAliveRequest]
+                             ) -> AsyncIterator[rpc_pb2.LeaseKeepAliveResponse]:
+        async for r in requests:
+            ttl = ipc.INT64.unpack(await self.conn.call(ipc.KEEPALIVE, ipc.INT64.pack(r.ID)))[0]
+            resp = rpc_pb2.LeaseKeepAliveResponse(ID=r.ID, TTL=ttl)
+            self.headers.fill(resp.header)
+            yield resp
 
-    async def lease_renew(self, lease_id: int) -> int:
-        return ipc.INT64.unpack(await self.conn.call(ipc.LEASE_RENEW, ipc.INT64.pack(lease_id)))[0]
+    def Watch(self, requests: AsyncIterator[rpc_pb2.WatchRequest]) -> AsyncIterator[rpc_pb2.WatchResponse]:
+        return self._relay(BY_METHOD["Watch"], requests)
 
-    async def lease_time_to_live(self, r: rpc_pb2.LeaseTimeToLiveRequest) -> rpc_pb2.LeaseTimeToLiveResponse:
-        return await self._forward(ipc.LEASE_TIME_TO_LIVE, r, rpc_pb2.LeaseTimeToLiveResponse)
+    def Snapshot(self, r: rpc_pb2.SnapshotRequest) -> AsyncIterator[rpc_pb2.SnapshotResponse]:
+        return self._relay(BY_METHOD["Snapshot"], r)
 
-    async def lease_leases(self) -> rpc_pb2.LeaseLeasesResponse:
-        return rpc_pb2.LeaseLeasesResponse.FromString(await self.conn.call(ipc.LEASE_LEASES))
+    async def _relay(self, rpc: Rpc, arg: Any) -> AsyncIterator[Any]:
+        """A streaming RPC run by the core's handler, relayed in order with its flow control."""
+        bidi = rpc.kind is Kind.BIDI_STREAM
+        stream = self.conn.open_stream(ipc.RPC_BASE + rpc.index, b"" if bidi else arg.SerializeToString())
+        pump = self._loop.create_task(_pump(arg, stream)) if bidi else None
+        try:
+            while True:
+                body = await stream.recv()
+                if body is None:
+                    return
+                yield rpc.response.FromString(body)
+        finally:
+            if pump is not None:
+                pump.cancel()
+                await asyncio.gather(pump, return_exceptions=True)
+            stream.close()
 
-    async def alarm(self, r: rpc_pb2.AlarmRequest) -> rpc_pb2.AlarmResponse:
-        return await self._forward(ipc.ALARM, r, rpc_pb2.AlarmResponse)
 
-    async def defragment(self) -> rpc_pb2.DefragmentResponse:
-        return rpc_pb2.DefragmentResponse.FromString(await self.conn.call(ipc.DEFRAGMENT))
-
-    async def move_leader(self, r: rpc_pb2.MoveLeaderRequest) -> rpc_pb2.MoveLeaderResponse:
-        return await self._forward(ipc.MOVE_LEADER, r, rpc_pb2.MoveLeaderResponse)
-
-    # EtcdServer answers these synchronously; across processes they are awaited
-    # (the worker's Maintenance and Cluster servicers do).
-
-    async def status(self) -> rpc_pb2.StatusResponse:
-        return rpc_pb2.StatusResponse.FromString(await self.conn.call(ipc.STATUS))
-
-    async def hash(self) -> rpc_pb2.HashResponse:
-        return rpc_pb2.HashResponse.FromString(await self.conn.call(ipc.HASH))
-
-    async def hash_kv(self, r: rpc_pb2.HashKVRequest) -> rpc_pb2.HashKVResponse:
-        return await self._forward(ipc.HASH_KV, r, rpc_pb2.HashKVResponse)
-
-    async def member_list(self) -> rpc_pb2.MemberListResponse:
-        return rpc_pb2.MemberListResponse.FromString(await self.conn.call(ipc.MEMBER_LIST))
-
-    async def member_add(self, r: rpc_pb2.MemberAddRequest) -> rpc_pb2.MemberAddResponse:
-        return await self._forward(ipc.MEMBER_ADD, r, rpc_pb2.MemberAddResponse)
-
-    async def member_remove(self, r: rpc_pb2.MemberRemoveRequest) -> rpc_pb2.MemberRemoveResponse:
-        return await self._forward(ipc.MEMBER_REMOVE, r, rpc_pb2.MemberRemoveResponse)
-
-    async def member_update(self, r: rpc_pb2.MemberUpdateRequest) -> rpc_pb2.MemberUpdateResponse:
-        return await self._forward(ipc.MEMBER_UPDATE, r, rpc_pb2.MemberUpdateResponse)
-
-    async def member_promote(self, r: rpc_pb2.MemberPromoteRequest) -> rpc_pb2.MemberPromoteResponse:
-        return await self._forward(ipc.MEMBER_PROMOTE, r, rpc_pb2.MemberPromoteResponse)
-
-    def open_stream(self, method: int, first: bytes = b"") -> RemoteStream:
-        return self.conn.open_stream(method, first)
+async def _pump(requests: AsyncIterator[Any], stream: RemoteStream) -> None:
+    """The client's messages to the core, then its half-close."""
+    async for req in requests:
+        stream.send(req.SerializeToString())
+    stream.half_close()
 
 
 async def connect(path: str, on_lost: Callable[[], None]) -> tuple[CoreConnection, dict[str, Any]]:

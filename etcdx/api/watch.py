@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from typing import AsyncIterator
 
-from etcdx.pb import rpc_pb2, rpc_pb2_grpc
+from etcdx.pb import rpc_pb2
 
 log = logging.getLogger("etcdx.api.watch")
 
@@ -50,7 +51,7 @@ class WatchStream:
         self.max_bytes = server.cfg.max_request_bytes + GRPC_OVERHEAD_BYTES
 
     def _header(self, h: rpc_pb2.ResponseHeader, revision: int) -> None:
-        self.s.header(h, revision)
+        self.s.headers.fill(h, revision)
 
     def _push(self, resp: rpc_pb2.WatchResponse) -> None:
         self.control.append(resp)
@@ -142,7 +143,7 @@ class WatchStream:
                                                  compact_revision=batch.compact_revision,
                                                  cancel_reason=COMPACTED_REASON)
                     # etcd leaves this header's revision 0: the watcher never reached a revision.
-                    self.s.header_without_revision(resp.header)
+                    self.s.headers.fill_without_revision(resp.header)
                     out.append(resp)
                     self.watchers.pop(wid, None)
                     self.hub.cancel(sw.watcher)
@@ -181,53 +182,51 @@ class WatchStream:
         return parts
 
 
-class WatchService(rpc_pb2_grpc.WatchServicer):
-    def __init__(self, server) -> None:
-        self.s = server
+async def serve_watch(server, requests: AsyncIterator[rpc_pb2.WatchRequest]) -> AsyncIterator[rpc_pb2.WatchResponse]:
+    """One Watch stream: the client's requests in, responses out, until the client goes away.
 
-    async def Watch(self, request_iterator, context):
-        stream = WatchStream(self.s)
-        reader = asyncio.get_running_loop().create_task(self._read(request_iterator, stream))
-        ticker = asyncio.get_running_loop().create_task(self._tick(stream))
-        try:
-            while True:
-                # A client that half-closes still gets events until it cancels the call.
-                if stream.progress_pending:
-                    # A watcher may finish catching up without an event to wake us.
-                    try:
-                        await asyncio.wait_for(stream.wakeup.wait(), PROGRESS_RETRY)
-                    except asyncio.TimeoutError:
-                        pass
-                else:
-                    await stream.wakeup.wait()
-                stream.wakeup.clear()
-                for resp in stream.drain():
-                    yield resp
-        finally:
-            reader.cancel()
-            ticker.cancel()
-            stream.close()
-
-    async def _read(self, request_iterator, stream: WatchStream) -> None:
-        try:
-            await self._dispatch(request_iterator, stream)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.debug("watch stream reader ended", exc_info=True)
-
-    async def _dispatch(self, request_iterator, stream: WatchStream) -> None:
-        async for req in request_iterator:
-            kind = req.WhichOneof("request_union")
-            if kind == "create_request":
-                stream.create(req.create_request)
-            elif kind == "cancel_request":
-                stream.cancel(req.cancel_request.watch_id)
-            elif kind == "progress_request":
-                stream.progress_all()
-
-    async def _tick(self, stream: WatchStream) -> None:
-        interval = self.s.cfg.watch_progress_notify_interval
+    A client that half-closes still gets events until it cancels the call; a
+    failure reading its requests ends the stream with that error.
+    """
+    stream = WatchStream(server)
+    loop = asyncio.get_running_loop()
+    reader = loop.create_task(_read(requests, stream))
+    reader.add_done_callback(lambda _: stream.wakeup.set())
+    ticker = loop.create_task(_tick(stream, server.cfg.watch_progress_notify_interval))
+    try:
         while True:
-            await asyncio.sleep(interval)
-            stream.progress_tick()
+            if stream.progress_pending:
+                # A watcher may finish catching up without an event to wake us.
+                try:
+                    await asyncio.wait_for(stream.wakeup.wait(), PROGRESS_RETRY)
+                except asyncio.TimeoutError:
+                    pass
+            else:
+                await stream.wakeup.wait()
+            stream.wakeup.clear()
+            if reader.done() and not reader.cancelled() and reader.exception() is not None:
+                raise reader.exception()
+            for resp in stream.drain():
+                yield resp
+    finally:
+        for task in (reader, ticker):
+            task.cancel()
+        await asyncio.gather(reader, ticker, return_exceptions=True)
+        stream.close()
+
+
+async def _read(requests: AsyncIterator[rpc_pb2.WatchRequest], stream: WatchStream) -> None:
+    async for req in requests:
+        kind = req.WhichOneof("request_union")
+        if kind == "create_request":
+            stream.create(req.create_request)
+        elif kind == "cancel_request":
+            stream.cancel(req.cancel_request.watch_id)
+        elif kind == "progress_request":
+            stream.progress_all()
+
+
+async def _tick(stream: WatchStream, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        stream.progress_tick()

@@ -4,8 +4,8 @@ One Python process cannot push more than a few thousand RPCs a second
 through grpcio (see DESIGN.md). With ``--api-workers N`` the
 member's core process starts N workers; each runs the same gRPC servicers on
 the same client URLs (``SO_REUSEPORT``: the kernel spreads connections over
-them) against a ``RemoteServer`` that reads the backend locally and calls
-the core for the rest (``etcdx.server.ipc``). The core then serves only its
+them) with ``WorkerHandlers``, which read the backend locally and call the
+core for the rest (``etcdx.api.ipc``). The core then serves only its
 workers, keeping its CPU for raft and apply (bench/workers.md).
 
 Lifecycle: the core starts the workers once it is ready and waits until
@@ -33,20 +33,13 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-import grpc
+import lmdb
 
 import etcdx
-from etcdx.api import grpc_server
-from etcdx.api.cluster import ClusterService
-from etcdx.api.kv import KVService
-from etcdx.api.lease import LeaseService
-from etcdx.api.maintenance import MaintenanceService
-from etcdx.api.remote import RemoteServer, RemoteStream, connect
-from etcdx.api.status import unary
-from etcdx.api.watch import WatchService
-from etcdx.pb import rpc_pb2, rpc_pb2_grpc
-from etcdx.server import ipc, logs
-from etcdx.server.errors import EtcdError
+from etcdx.api import grpc_server, ipc
+from etcdx.api.handlers import CoreHandlers
+from etcdx.api.remote import WorkerHandlers, connect
+from etcdx.server import logs
 
 log = logging.getLogger("etcdx.api.worker")
 
@@ -54,90 +47,6 @@ START_TIMEOUT = 30.0
 STOP_TIMEOUT = 5.0
 RESTART_BACKOFF_MAX = 5.0
 PR_SET_PDEATHSIG = 1
-
-
-# -- servicers inside a worker ----------------------------------------------------------
-
-class RelayWatchService(rpc_pb2_grpc.WatchServicer):
-    """Watch streams run on the core (it owns the watch hub); the worker relays them in order."""
-
-    def __init__(self, server: RemoteServer) -> None:
-        self.s = server
-
-    async def Watch(self, request_iterator, context):
-        stream = self.s.open_stream(ipc.WATCH)
-        pump = asyncio.get_running_loop().create_task(_pump(request_iterator, stream))
-        try:
-            while True:
-                body = await stream.recv()
-                if body is None:
-                    return
-                yield rpc_pb2.WatchResponse.FromString(body)
-        except EtcdError as err:
-            await context.abort(grpc.StatusCode[err.code], err.message)
-        finally:
-            pump.cancel()
-            stream.close()
-
-
-async def _pump(request_iterator, stream: RemoteStream) -> None:
-    """The client's messages to the core, then its half-close."""
-    try:
-        async for req in request_iterator:
-            stream.send(req.SerializeToString())
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.debug("watch stream reader ended", exc_info=True)
-        return
-    stream.half_close()
-
-
-class WorkerMaintenanceService(MaintenanceService):
-    """Maintenance with the calls the core answers synchronously awaited, and Snapshot relayed."""
-
-    @unary
-    async def Status(self, request: rpc_pb2.StatusRequest, context) -> rpc_pb2.StatusResponse:
-        return await self.s.status()
-
-    @unary
-    async def Hash(self, request: rpc_pb2.HashRequest, context) -> rpc_pb2.HashResponse:
-        return await self.s.hash()
-
-    @unary
-    async def HashKV(self, request: rpc_pb2.HashKVRequest, context) -> rpc_pb2.HashKVResponse:
-        return await self.s.hash_kv(request)
-
-    async def Snapshot(self, request: rpc_pb2.SnapshotRequest, context):
-        stream = self.s.open_stream(ipc.SNAPSHOT, request.SerializeToString())
-        try:
-            while True:
-                body = await stream.recv()
-                if body is None:
-                    return
-                yield rpc_pb2.SnapshotResponse.FromString(body)
-        except EtcdError as err:
-            await context.abort(grpc.StatusCode[err.code], err.message)
-        finally:
-            stream.close()
-
-
-class WorkerClusterService(ClusterService):
-    @unary
-    async def MemberList(self, request: rpc_pb2.MemberListRequest, context) -> rpc_pb2.MemberListResponse:
-        if request.linearizable:
-            await self.s.linearizable_barrier()
-        return await self.s.member_list()
-
-
-def worker_services(server: RemoteServer) -> list[tuple[Any, Any]]:
-    return [
-        (rpc_pb2_grpc.add_KVServicer_to_server, KVService(server)),
-        (rpc_pb2_grpc.add_WatchServicer_to_server, RelayWatchService(server)),
-        (rpc_pb2_grpc.add_LeaseServicer_to_server, LeaseService(server)),
-        (rpc_pb2_grpc.add_ClusterServicer_to_server, WorkerClusterService(server)),
-        (rpc_pb2_grpc.add_MaintenanceServicer_to_server, WorkerMaintenanceService(server)),
-    ]
 
 
 # -- the worker process -------------------------------------------------------------------
@@ -161,10 +70,10 @@ async def _serve(path: str, index: int) -> None:
             os._exit(1)
 
     conn, hello = await connect(path, lost)
-    remote = RemoteServer(conn, hello)
+    remote = WorkerHandlers(conn, hello)
     logs.setup(remote.cfg.log_level, remote.cfg.log_outputs)
-    g = grpc_server.build(remote, remote.cfg.listen_client_urls, reuseport=True,
-                          services=worker_services(remote))
+    g = grpc_server.build(remote, remote.cfg.listen_client_urls, max_request_bytes=remote.cfg.max_request_bytes,
+                          reuseport=True)
     await g.start()
     await conn.call(ipc.READY, json.dumps([index, os.getpid()]).encode())
     stop = asyncio.Event()
@@ -230,12 +139,7 @@ class WorkerPool:
         self.count = count
         self.server = server
         self.listen_urls = list(server.cfg.listen_client_urls)
-        core_watch = WatchService(server)
-        core_maintenance = MaintenanceService(server)
-        self.handler = ipc.CoreHandler(server, {
-            ipc.WATCH: ipc.StreamMethod(core_watch.Watch, rpc_pb2.WatchRequest.FromString, True),
-            ipc.SNAPSHOT: ipc.StreamMethod(core_maintenance.Snapshot, rpc_pb2.SnapshotRequest.FromString, False),
-        }, on_ready=self._on_ready)
+        self.handler = ipc.CoreHandler(server, CoreHandlers(server), on_ready=self._on_ready)
         self._procs: list[asyncio.subprocess.Process | None] = [None] * count
         self._ready = [asyncio.Event() for _ in range(count)]
         self._tasks: list[asyncio.Task] = []
@@ -309,8 +213,8 @@ class WorkerPool:
         it: the database would grow without bound.
         """
         try:
-            self.server.backend.reader_check()
-        except Exception:
+            self.server.stores.backend.reader_check()
+        except lmdb.Error:
             log.warning("could not release stale LMDB readers", exc_info=True)
 
     async def stop(self) -> None:
@@ -330,11 +234,9 @@ class WorkerPool:
                 await p.wait()
         for t in self._tasks:
             t.cancel()
-        for t in self._tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):
-                pass
+        for t, result in zip(self._tasks, await asyncio.gather(*self._tasks, return_exceptions=True)):
+            if isinstance(result, Exception):
+                log.error("API worker supervisor failed", exc_info=result)
         await self.handler.stop()
 
 

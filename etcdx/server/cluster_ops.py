@@ -1,11 +1,10 @@
 """Membership operations of a member: the Cluster service, MoveLeader, and a member's own
 publication and removal.
 
-Membership changes are conf-change entries in the raft log (``EtcdServer``
+Membership changes are conf-change entries in the raft log (the applier
 applies them); this module decides whether a change may be proposed (etcd's
 strict reconfiguration checks), proposes it until it is applied, and answers
-with the members after it. It is a mixin of ``EtcdServer`` because every
-operation needs the node, the transport and the waiters.
+with the members after it.
 """
 
 from __future__ import annotations
@@ -13,15 +12,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any, Awaitable, Callable
 from urllib.parse import urlsplit
 
 from etcdx.pb import raft_internal_pb2, rpc_pb2
 from etcdx.raft import ProposalDropped
 from etcdx.raft.types import ConfChange, ConfChangeType, StateType
 from etcdx.server import bootstrap, errors
-from etcdx.server.ids import member_id
+from etcdx.server.config import Config
+from etcdx.server.headers import Headers
+from etcdx.server.ids import IdGenerator, member_id
+from etcdx.server.leader_link import LeaderLink
 from etcdx.server.membership import Member, validate_conf_change
-from etcdx.transport import TransportError
+from etcdx.server.proposals import Proposals
+from etcdx.server.raft_driver import RaftDriver
+from etcdx.server.stores import Stores
+from etcdx.transport import Transport, TransportError
 
 log = logging.getLogger("etcdx.server")
 
@@ -31,13 +37,39 @@ LEARNER_READY_PERCENT = 0.9  # a learner within 90% of the leader's log may be p
 InternalRaftRequest = raft_internal_pb2.InternalRaftRequest
 
 
-class MembershipOps:
-    """The membership half of ``EtcdServer`` (see the module docstring)."""
+class ClusterOps:
+    """See the module docstring; ``transport`` is called for the current one (None before start)."""
 
-    def member_list(self) -> rpc_pb2.MemberListResponse:
+    def __init__(self, cfg: Config, stores: Stores, headers: Headers, driver: RaftDriver,
+                 proposals: Proposals, leader: LeaderLink, ids: IdGenerator, *, member_id: int,
+                 transport: Callable[[], Transport | None],
+                 propose: Callable[..., Awaitable[Any]],
+                 barrier: Callable[[], Awaitable[None]],
+                 on_removed: Callable[[], None]) -> None:
+        self.cfg = cfg
+        self.stores = stores
+        self.headers = headers
+        self.driver = driver
+        self.proposals = proposals
+        self.leader = leader
+        self.ids = ids
+        self.member_id = member_id
+        self._transport = transport
+        self._propose = propose
+        self._barrier = barrier
+        self._on_removed = on_removed
+        self.published = asyncio.Event()
+
+    @property
+    def members(self) -> dict[int, Member]:
+        return self.stores.members
+
+    async def member_list(self, r: rpc_pb2.MemberListRequest | None = None) -> rpc_pb2.MemberListResponse:
+        if r is not None and r.linearizable:
+            await self._barrier()
         resp = rpc_pb2.MemberListResponse()
         self._fill_members(resp.members)
-        self.header_without_revision(resp.header)
+        self.headers.fill_without_revision(resp.header)
         return resp
 
     def _fill_members(self, out, members: list[Member] | None = None) -> None:
@@ -54,7 +86,7 @@ class MembershipOps:
         resp = rpc_pb2.MemberAddResponse()
         resp.member.ID, resp.member.peerURLs[:], resp.member.isLearner = m.id, urls, r.isLearner
         self._fill_members(resp.members, members)
-        self.header_without_revision(resp.header)
+        self.headers.fill_without_revision(resp.header)
         return resp
 
     async def member_remove(self, r: rpc_pb2.MemberRemoveRequest) -> rpc_pb2.MemberRemoveResponse:
@@ -66,14 +98,15 @@ class MembershipOps:
             remaining = len(voters) - 1
             if sum(1 for x in voters if x.name and x.id != r.ID) < remaining // 2 + 1:
                 raise errors.NOT_ENOUGH_STARTED_MEMBERS
-            down = r.ID != self.member_id and (self.transport is None or self.transport.active_since(r.ID) is None)
+            transport = self._transport()
+            down = r.ID != self.member_id and (transport is None or transport.active_since(r.ID) is None)
             # A member that is down is not part of the active quorum: removing it is safe.
             if not down and self._connected_voters(exclude=r.ID) < remaining // 2 + 1:
                 raise errors.UNHEALTHY_CLUSTER
         members = await self._change_membership(ConfChange(type=ConfChangeType.REMOVE_NODE, node_id=r.ID))
         resp = rpc_pb2.MemberRemoveResponse()
         self._fill_members(resp.members, members)
-        self.header_without_revision(resp.header)
+        self.headers.fill_without_revision(resp.header)
         return resp
 
     async def member_update(self, r: rpc_pb2.MemberUpdateRequest) -> rpc_pb2.MemberUpdateResponse:
@@ -86,21 +119,21 @@ class MembershipOps:
             ConfChange(type=ConfChangeType.UPDATE_NODE, node_id=r.ID, context=m.encode()))
         resp = rpc_pb2.MemberUpdateResponse()
         self._fill_members(resp.members, members)
-        self.header_without_revision(resp.header)
+        self.headers.fill_without_revision(resp.header)
         return resp
 
     async def member_promote(self, r: rpc_pb2.MemberPromoteRequest) -> rpc_pb2.MemberPromoteResponse:
         """Make a learner a voter; only the leader can tell whether it has caught up."""
-        leader = await self._wait_leader()
+        leader = await self.leader.wait_leader()
         if leader != self.member_id:
-            raw = await self._call_peer(leader, "member_promote", r.SerializeToString())
+            raw = await self.leader.call(leader, "member_promote", r.SerializeToString())
             return rpc_pb2.MemberPromoteResponse.FromString(raw)
         m = self.members.get(r.ID)
         if m is None:
             raise errors.MEMBER_NOT_FOUND
         if not m.is_learner:
             raise errors.MEMBER_NOT_LEARNER
-        progress = self.node.status().progress
+        progress = self.driver.node.status().progress
         mine, theirs = progress.get(self.member_id), progress.get(r.ID)
         if mine is None or theirs is None or theirs.match < mine.match * LEARNER_READY_PERCENT:
             raise errors.LEARNER_NOT_READY
@@ -109,7 +142,7 @@ class MembershipOps:
         members = await self._change_membership(cc)
         resp = rpc_pb2.MemberPromoteResponse()
         self._fill_members(resp.members, members)
-        self.header_without_revision(resp.header)
+        self.headers.fill_without_revision(resp.header)
         return resp
 
     def _check_may_add(self, voter: bool) -> None:
@@ -129,6 +162,7 @@ class MembershipOps:
         member handling it has seen the voters it depends on up for a while.
         """
         since = time.monotonic() - HEALTH_INTERVAL
+        transport = self._transport()
         n = 0
         for m in self.members.values():
             if m.is_learner or m.id == exclude:
@@ -136,58 +170,62 @@ class MembershipOps:
             if m.id == self.member_id:
                 n += 1
                 continue
-            up = self.transport.active_since(m.id) if self.transport is not None else None
+            up = transport.active_since(m.id) if transport is not None else None
             if up is not None and up <= since:
                 n += 1
         return n
 
     async def _change_membership(self, cc: ConfChange) -> list[Member]:
         """Propose a membership change and wait until it is applied here; the members after it."""
-        if self._stopping:
+        if self.proposals.stopped:
             raise errors.STOPPED
-        if self._learner():
+        if self.stores.is_learner(self.member_id):
             raise errors.LEARNER_NOT_SUPPORTED
-        validate_conf_change(self.members, self.removed_ids, cc)
+        validate_conf_change(self.members, self.stores.removed_ids, cc)
         cc.id = self.ids.next()
-        fut = self._loop.create_future()
-        self._waiters[cc.id] = fut
-        self._deadlines.append((self._loop.time() + self._timeout, cc.id))
+        fut = self.proposals.expect(cc.id)
         retry = 2 * self.cfg.election_timeout / 1000.0 + 0.5
-        while True:
-            await self._wait_leader()
-            try:
-                self.node.propose_conf_change(cc)
-            except ProposalDropped:
-                pass
-            self._wake.set()
-            # A leader still applying its predecessor's log turns a conf change into
-            # an empty entry; propose again (a duplicate fails validation and is a no-op).
-            done, _ = await asyncio.wait([fut], timeout=retry)
-            if done:
-                break
+        node = self.driver.node
+        try:
+            while True:
+                await self.leader.wait_leader()
+                try:
+                    node.propose_conf_change(cc)
+                except ProposalDropped:
+                    pass
+                self.driver.wake()
+                # A leader still applying its predecessor's log turns a conf change into
+                # an empty entry; propose again (a duplicate fails validation and is a no-op).
+                done, _ = await asyncio.wait([fut], timeout=retry)
+                if done:
+                    break
+        finally:
+            self.proposals.forget(cc.id)
         members = await fut
         return [Member(m.id, m.name, list(m.peer_urls), list(m.client_urls), m.is_learner) for m in members]
 
     async def move_leader(self, r: rpc_pb2.MoveLeaderRequest) -> rpc_pb2.MoveLeaderResponse:
-        if self.node.raft_state != StateType.LEADER:
+        node = self.driver.node
+        if node.raft_state != StateType.LEADER:
             raise errors.NOT_LEADER
         target = self.members.get(r.targetID)
         if target is None or target.is_learner:
             raise errors.BAD_LEADER_TRANSFEREE
         if r.targetID != self.member_id:
-            self.node.transfer_leader(r.targetID)
-            self._wake.set()
-            deadline = self._loop.time() + self._timeout
-            while self.node.lead != r.targetID:
-                if self._loop.time() >= deadline:
+            node.transfer_leader(r.targetID)
+            self.driver.wake()
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.proposals.timeout
+            while node.lead != r.targetID:
+                if loop.time() >= deadline:
                     raise errors.TIMEOUT_LEADER_TRANSFER
                 await asyncio.sleep(self.cfg.heartbeat_interval / 1000.0)
-            log.info("leadership transferred", extra={"fields": {"to": f"{r.targetID:x}", "term": self.node.term}})
+            log.info("leadership transferred", extra={"fields": {"to": f"{r.targetID:x}", "term": node.term}})
         resp = rpc_pb2.MoveLeaderResponse()
-        self.header(resp.header)
+        self.headers.fill(resp.header)
         return resp
 
-    async def _run_removal_check(self) -> None:
+    async def run_removal_check(self) -> None:
         """Notice our own removal when the entry that removed us never reaches us.
 
         The leader stops replicating to a member as soon as it applies its
@@ -196,36 +234,39 @@ class MembershipOps:
         """
         leaderless_since: float | None = None
         patience = 3 * self.cfg.election_timeout / 1000.0
-        while not self._stopping:
+        loop = asyncio.get_running_loop()
+        node = self.driver.node
+        while True:
             await asyncio.sleep(1.0)
-            now = self._loop.time()
-            if self.node.lead:
+            now = loop.time()
+            if node.lead:
                 leaderless_since = None
                 continue
             leaderless_since = leaderless_since or now
             if now - leaderless_since < patience:
                 continue
+            transport = self._transport()
             for peer in list(self.members):
-                if peer == self.member_id:
+                if peer == self.member_id or transport is None:
                     continue
                 try:
-                    info = bootstrap.parse_members_payload(
-                        await self.transport.call(peer, "members", b"", timeout=1.0))
+                    info = bootstrap.parse_members_payload(await transport.call(peer, "members", b"", timeout=1.0))
                 except TransportError:
                     continue
                 if self.member_id in info.removed:
-                    self._removed_from_cluster()
+                    self._on_removed()
                     return
                 break
 
-    async def _run_publish(self) -> None:
+    async def run_publish(self) -> None:
         """Publish this member's name and client URLs through the log until they are applied."""
-        while not self._stopping:
+        node = self.driver.node
+        while True:
             me = self.members.get(self.member_id)
             if me is not None and me.name == self.cfg.name and me.client_urls == list(self.cfg.advertise_client_urls):
                 self.published.set()
                 return
-            if me is not None and self.node.lead:
+            if me is not None and node.lead:
                 req = InternalRaftRequest(cluster_member_attr_set=raft_internal_pb2.ClusterMemberAttrSetRequest(
                     member_ID=self.member_id, name=self.cfg.name, client_urls=self.cfg.advertise_client_urls))
                 try:

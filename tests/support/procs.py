@@ -44,7 +44,7 @@ from etcdx.pb import rpc_pb2, rpc_pb2_grpc
 
 ETCD_BIN = "/usr/bin/etcd"
 ETCDCTL_BIN = "/usr/bin/etcdctl"
-ETCDX_MODULE = "etcdx.server.main"
+ETCDX_MODULE = "etcdx.main"
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 START_TIMEOUT = 30.0
@@ -64,7 +64,7 @@ def etcdctl_available() -> bool:
 
 
 def etcdx_available() -> bool:
-    """True when `etcdx.server.main` imports.
+    """True when `etcdx.main` imports.
 
     Only a missing module counts as "not available"; any other import error
     propagates so a broken server fails the tests instead of skipping them.

@@ -12,6 +12,7 @@ from etcdx.backend import Backend
 from etcdx.mvcc import KVStore
 from etcdx.mvcc.watch_hub import WatchHub
 from etcdx.pb import rpc_pb2
+from etcdx.server.headers import Headers
 
 
 class FakeServer:
@@ -22,12 +23,7 @@ class FakeServer:
         self.kv = KVStore(backend)
         self.hub = WatchHub(backend)
         self.cfg = SimpleNamespace(max_request_bytes=1 << 20)
-
-    def header(self, h: rpc_pb2.ResponseHeader, revision: int = 0) -> None:
-        h.revision = revision or self.kv.current_revision
-
-    def header_without_revision(self, h: rpc_pb2.ResponseHeader) -> None:
-        pass
+        self.headers = Headers(1, 2, lambda: 3, lambda: self.kv.current_revision)
 
     def kick_watch_sync(self) -> None:
         pass

@@ -22,9 +22,9 @@ def test_cancelled_reader_does_not_cancel_the_shared_round(tmp_path: pathlib.Pat
         s = _server(tmp_path)
         await s.start()
         try:
-            await s.put(rpc_pb2.PutRequest(key=b"k", value=b"v"))
-            first = asyncio.ensure_future(s.range(rpc_pb2.RangeRequest(key=b"k")))
-            second = asyncio.ensure_future(s.range(rpc_pb2.RangeRequest(key=b"k")))
+            await s.kv.put(rpc_pb2.PutRequest(key=b"k", value=b"v"))
+            first = asyncio.ensure_future(s.kv.range(rpc_pb2.RangeRequest(key=b"k")))
+            second = asyncio.ensure_future(s.kv.range(rpc_pb2.RangeRequest(key=b"k")))
             await asyncio.sleep(0)  # both are now waiting on the same round
             first.cancel()
             return await asyncio.wait_for(second, 5)
@@ -42,8 +42,8 @@ def test_reads_see_every_write_acknowledged_before_them(tmp_path: pathlib.Path) 
         try:
             seen = []
             for i in range(20):
-                put = await s.put(rpc_pb2.PutRequest(key=b"k", value=str(i).encode()))
-                got = await s.range(rpc_pb2.RangeRequest(key=b"k"))
+                put = await s.kv.put(rpc_pb2.PutRequest(key=b"k", value=str(i).encode()))
+                got = await s.kv.range(rpc_pb2.RangeRequest(key=b"k"))
                 assert got.kvs[0].mod_revision == put.header.revision
                 seen.append(got.header.revision)
             return seen
@@ -63,20 +63,20 @@ def test_a_read_never_joins_a_round_sent_before_it_arrived(tmp_path: pathlib.Pat
         s = _server(tmp_path)
         await s.start()
         try:
-            await s.put(rpc_pb2.PutRequest(key=b"k", value=b"v"))
+            await s.kv.put(rpc_pb2.PutRequest(key=b"k", value=b"v"))
             sent: list[bytes] = []
-            s.node.read_index = sent.append  # hold the rounds: answer them by hand below
+            s.driver.node.read_index = sent.append  # hold the rounds: answer them by hand below
             early = asyncio.ensure_future(s.linearizable_barrier())
             await asyncio.sleep(0)
             assert len(sent) == 1
             late = [asyncio.ensure_future(s.linearizable_barrier()) for _ in range(3)]
             await asyncio.sleep(0)
             assert len(sent) == 1, "a read joined the round already in flight"
-            s._answer_read(sent[0], s.applied_index)
+            s.read_index.answer(sent[0], s.applied.index)
             await asyncio.wait_for(early, 5)
             assert len(sent) == 2, "the reads that waited get one new round"
             assert not any(f.done() for f in late)
-            s._answer_read(sent[1], s.applied_index)
+            s.read_index.answer(sent[1], s.applied.index)
             await asyncio.wait_for(asyncio.gather(*late), 5)
         finally:
             await s.stop()
