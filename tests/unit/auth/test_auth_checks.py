@@ -185,3 +185,22 @@ def test_check_apply_dispatches_like_etcds_applier(probe):
     for info, field, want in cases:
         got = outcome(checks.check_apply, state, entry(info, **field), lambda i: keys.get(i, ()))
         assert got == want, (info, field)
+
+
+def test_identity_from_token_and_certificate(apply, store):
+    from etcdx.auth import identity
+
+    apply.with_root()
+    token = apply.authenticate("root").token
+    state = store.state()
+    assert identity.from_token(state, store.tokens, None) is None
+    assert identity.from_token(state, store.tokens, token) == AuthInfo("root", state.revision)
+    with pytest.raises(errors.AuthError, match="^etcdserver: invalid auth token$"):
+        identity.from_token(state, store.tokens, "forged.1")
+    assert identity.from_common_name(state, "alice") == AuthInfo("alice", state.revision)
+    assert identity.from_common_name(state, "") is None
+    apply.disable()
+    state = store.state()
+    with pytest.raises(errors.AuthError, match="^etcdserver: invalid auth token$"):
+        identity.from_token(state, store.tokens, token)  # etcd 3.4 refuses any token while disabled
+    assert identity.from_common_name(state, "alice") is None
