@@ -42,6 +42,10 @@ ROLE_EMPTY = _e("INVALID_ARGUMENT", "role name is empty")
 AUTH_FAILED = _e("INVALID_ARGUMENT", "authentication failed, invalid user ID or password")
 PERMISSION_NOT_GIVEN = _e("INVALID_ARGUMENT", "permission not given")
 INVALID_AUTH_MGMT = _e("INVALID_ARGUMENT", "invalid auth management")
+# etcdx's own: names are keys of an LMDB bucket, at most 511 bytes (etcd's bbolt takes
+# 32 KiB). A clear refusal at apply, the same on every member, instead of a crash.
+USER_NAME_TOO_LONG = _e("INVALID_ARGUMENT", "user name is too long")
+ROLE_NAME_TOO_LONG = _e("INVALID_ARGUMENT", "role name is too long")
 AUTH_OLD_REVISION = _e("INVALID_ARGUMENT", "revision of auth store is old", "auth: revision in header is old")
 
 # FailedPrecondition

@@ -10,6 +10,7 @@ role can never leave a stale merge behind.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from etcdx.auth import errors
@@ -39,12 +40,29 @@ class AuthState:
                  roles: dict[str, auth_pb2.Role]) -> None:
         self.enabled = enabled
         self.revision = revision
-        self._users = users  # in bucket (byte) order
+        self._users = users
         self._roles = roles
         self._perms: dict[str, UserPermissions] = {}
         self._lock = threading.Lock()
 
+    def evolve(self, *, enabled: bool | None = None, revision: int | None = None,
+               users: dict[str, auth_pb2.User] | None = None,
+               roles: dict[str, auth_pb2.Role] | None = None) -> AuthState:
+        """The state after a change; unchanged parts are shared (never mutated)."""
+        return AuthState(self.enabled if enabled is None else enabled,
+                         self.revision if revision is None else revision,
+                         self._users if users is None else users,
+                         self._roles if roles is None else roles)
+
     # -- lookups -------------------------------------------------------------------
+
+    @property
+    def users(self) -> Mapping[str, auth_pb2.User]:
+        return self._users
+
+    @property
+    def roles(self) -> Mapping[str, auth_pb2.Role]:
+        return self._roles
 
     def user(self, name: str) -> auth_pb2.User | None:
         return self._users.get(name)
@@ -84,7 +102,7 @@ class AuthState:
 
     def user_list(self) -> rpc_pb2.AuthUserListResponse:
         """Names in byte order, as etcd lists its bucket."""
-        return rpc_pb2.AuthUserListResponse(users=list(self._users))
+        return rpc_pb2.AuthUserListResponse(users=sorted(self._users, key=str.encode))
 
     def role_get(self, name: str) -> rpc_pb2.AuthRoleGetResponse:
         """The role's grants as stored (sorted by key). etcd 3.4 shows none for ``root``."""
@@ -94,4 +112,4 @@ class AuthState:
         return rpc_pb2.AuthRoleGetResponse(perm=list(role.keyPermission))
 
     def role_list(self) -> rpc_pb2.AuthRoleListResponse:
-        return rpc_pb2.AuthRoleListResponse(roles=list(self._roles))
+        return rpc_pb2.AuthRoleListResponse(roles=sorted(self._roles, key=str.encode))

@@ -37,6 +37,8 @@ REVISION_KEY = b"authRevision"
 _ENABLED = b"\x01"
 _DISABLED = b"\x00"
 INITIAL_REVISION = 1
+MAX_NAME_BYTES = 511
+"""Longest user or role name: LMDB's key limit (etcd's bbolt takes up to 32 KiB; see errors)."""
 
 
 class AuthStore:
@@ -146,7 +148,7 @@ class AuthStore:
             raise errors.ROOT_USER_NOT_EXIST
         if ROOT_ROLE not in root.roles:
             raise errors.ROOT_ROLE_NOT_EXIST
-        txn.put(buckets.AUTH, ENABLED_KEY, _ENABLED)
+        _Change(self, txn, state).commit(enabled=True, bump=False)
         if self._tokens is not None:
             self._tokens.enable()
         return rpc_pb2.AuthEnableResponse()
@@ -154,8 +156,7 @@ class AuthStore:
     def apply_auth_disable(self, txn, req=None) -> rpc_pb2.AuthDisableResponse:
         state = self._state(txn)
         if state.enabled:
-            txn.put(buckets.AUTH, ENABLED_KEY, _DISABLED)
-            self._bump(txn, state)
+            _Change(self, txn, state).commit(enabled=False)
             if self._tokens is not None:
                 self._tokens.disable()
         return rpc_pb2.AuthDisableResponse()
@@ -180,6 +181,8 @@ class AuthStore:
     def apply_user_add(self, txn, req: rpc_pb2.AuthUserAddRequest) -> rpc_pb2.AuthUserAddResponse:
         if not req.name:
             raise errors.USER_EMPTY
+        if len(req.name.encode()) > MAX_NAME_BYTES:
+            raise errors.USER_NAME_TOO_LONG
         state = self._state(txn)
         if state.user(req.name) is not None:
             raise errors.USER_ALREADY_EXIST
@@ -188,8 +191,9 @@ class AuthStore:
         user.options.SetInParent()  # stored even when the request has none, as etcd does
         if not req.options.no_password:
             user.password = _stored_password(req.password, req.hashedPassword)
-        self._put_user(txn, user)
-        self._bump(txn, state)
+        change = _Change(self, txn, state)
+        change.put_user(user)
+        change.commit()
         return rpc_pb2.AuthUserAddResponse()
 
     def apply_user_delete(self, txn, req: rpc_pb2.AuthUserDeleteRequest) -> rpc_pb2.AuthUserDeleteResponse:
@@ -198,8 +202,9 @@ class AuthStore:
             raise errors.INVALID_AUTH_MGMT
         if state.user(req.name) is None:
             raise errors.USER_NOT_FOUND
-        txn.delete(buckets.AUTH_USERS, req.name.encode())
-        self._bump(txn, state)
+        change = _Change(self, txn, state)
+        change.delete_user(req.name)
+        change.commit()
         if self._tokens is not None:
             self._tokens.invalidate_user(req.name)
         return rpc_pb2.AuthUserDeleteResponse()
@@ -213,8 +218,9 @@ class AuthStore:
         user = auth_pb2.User()
         user.CopyFrom(old)
         user.password = b"" if old.options.no_password else _stored_password(req.password, req.hashedPassword)
-        self._put_user(txn, user)
-        self._bump(txn, state)
+        change = _Change(self, txn, state)
+        change.put_user(user)
+        change.commit()
         if self._tokens is not None:
             self._tokens.invalidate_user(req.name)
         return rpc_pb2.AuthUserChangePasswordResponse()
@@ -233,8 +239,9 @@ class AuthStore:
         roles = sorted([*old.roles, req.role], key=str.encode)
         del user.roles[:]
         user.roles.extend(roles)
-        self._put_user(txn, user)
-        self._bump(txn, state)
+        change = _Change(self, txn, state)
+        change.put_user(user)
+        change.commit()
         return rpc_pb2.AuthUserGrantRoleResponse()
 
     def apply_user_revoke_role(self, txn, req: rpc_pb2.AuthUserRevokeRoleRequest) -> rpc_pb2.AuthUserRevokeRoleResponse:
@@ -250,8 +257,9 @@ class AuthStore:
         user.CopyFrom(old)
         del user.roles[:]
         user.roles.extend(role for role in old.roles if role != req.role)
-        self._put_user(txn, user)
-        self._bump(txn, state)
+        change = _Change(self, txn, state)
+        change.put_user(user)
+        change.commit()
         return rpc_pb2.AuthUserRevokeRoleResponse()
 
     def apply_user_get(self, txn, req: rpc_pb2.AuthUserGetRequest) -> rpc_pb2.AuthUserGetResponse:
@@ -263,11 +271,14 @@ class AuthStore:
     def apply_role_add(self, txn, req: rpc_pb2.AuthRoleAddRequest) -> rpc_pb2.AuthRoleAddResponse:
         if not req.name:
             raise errors.ROLE_EMPTY
+        if len(req.name.encode()) > MAX_NAME_BYTES:
+            raise errors.ROLE_NAME_TOO_LONG
         state = self._state(txn)
         if state.role(req.name) is not None:
             raise errors.ROLE_ALREADY_EXIST
-        self._put_role(txn, auth_pb2.Role(name=req.name.encode()))
-        self._bump(txn, state)
+        change = _Change(self, txn, state)
+        change.put_role(auth_pb2.Role(name=req.name.encode()))
+        change.commit()
         return rpc_pb2.AuthRoleAddResponse()
 
     def apply_role_delete(self, txn, req: rpc_pb2.AuthRoleDeleteRequest) -> rpc_pb2.AuthRoleDeleteResponse:
@@ -277,17 +288,17 @@ class AuthStore:
             raise errors.INVALID_AUTH_MGMT
         if state.role(req.role) is None:
             raise errors.ROLE_NOT_FOUND
-        txn.delete(buckets.AUTH_ROLES, req.role.encode())
-        for name in state.user_list().users:
-            old = state.user(name)
+        change = _Change(self, txn, state)
+        change.delete_role(req.role)
+        for old in state.users.values():
             if req.role not in old.roles:
                 continue
             user = auth_pb2.User()
             user.CopyFrom(old)
             del user.roles[:]
             user.roles.extend(role for role in old.roles if role != req.role)
-            self._put_user(txn, user)
-        self._bump(txn, state)
+            change.put_user(user)
+        change.commit()
         return rpc_pb2.AuthRoleDeleteResponse()
 
     def apply_role_get(self, txn, req: rpc_pb2.AuthRoleGetRequest) -> rpc_pb2.AuthRoleGetResponse:
@@ -325,8 +336,9 @@ class AuthStore:
             perms.insert(_insert_after_equal_keys(perms, new.key), new)
             del role.keyPermission[:]
             role.keyPermission.extend(perms)
-        self._put_role(txn, role)
-        self._bump(txn, state)
+        change = _Change(self, txn, state)
+        change.put_role(role)
+        change.commit()
         return rpc_pb2.AuthRoleGrantPermissionResponse()
 
     def apply_role_revoke_permission(self, txn, req: rpc_pb2.AuthRoleRevokePermissionRequest
@@ -341,24 +353,68 @@ class AuthStore:
             raise errors.PERMISSION_NOT_GRANTED
         role = auth_pb2.Role(name=old.name)
         role.keyPermission.extend(kept)
-        self._put_role(txn, role)
-        self._bump(txn, state)
+        change = _Change(self, txn, state)
+        change.put_role(role)
+        change.commit()
         return rpc_pb2.AuthRoleRevokePermissionResponse()
 
     # -- internals -----------------------------------------------------------------
 
-    @staticmethod
-    def _bump(txn, state: AuthState) -> None:
-        """One more auth revision. ``state`` is as of ``txn`` before this change."""
-        txn.put(buckets.AUTH, REVISION_KEY, (state.revision + 1).to_bytes(8, "big"))
+    def _remember(self, txn, state: AuthState) -> None:
+        """Cache the state a change in ``txn`` produced, under the key ``txn`` now holds."""
+        key = (txn.get(buckets.AUTH, ENABLED_KEY), txn.get(buckets.AUTH, REVISION_KEY))
+        with self._lock:
+            self._cached = (key, state)
 
-    @staticmethod
-    def _put_user(txn, user: auth_pb2.User) -> None:
-        txn.put(buckets.AUTH_USERS, user.name, user.SerializeToString(deterministic=True))
 
-    @staticmethod
-    def _put_role(txn, role: auth_pb2.Role) -> None:
-        txn.put(buckets.AUTH_ROLES, role.name, role.SerializeToString(deterministic=True))
+class _Change:
+    """One applied auth change: its writes to the transaction and the state it leads to.
+
+    The next state is derived from the previous one (dicts copied shallowly,
+    records shared), not re-read from the backend, so applying many auth
+    changes in a row costs each one a dict copy rather than a full reload.
+    """
+
+    def __init__(self, store: AuthStore, txn, state: AuthState) -> None:
+        self._store = store
+        self._txn = txn
+        self._state = state
+        self._users: dict[str, auth_pb2.User] | None = None
+        self._roles: dict[str, auth_pb2.Role] | None = None
+
+    def put_user(self, user: auth_pb2.User) -> None:
+        if self._users is None:
+            self._users = dict(self._state.users)
+        self._users[user.name.decode()] = user
+        self._txn.put(buckets.AUTH_USERS, user.name, user.SerializeToString(deterministic=True))
+
+    def delete_user(self, name: str) -> None:
+        if self._users is None:
+            self._users = dict(self._state.users)
+        del self._users[name]
+        self._txn.delete(buckets.AUTH_USERS, name.encode())
+
+    def put_role(self, role: auth_pb2.Role) -> None:
+        if self._roles is None:
+            self._roles = dict(self._state.roles)
+        self._roles[role.name.decode()] = role
+        self._txn.put(buckets.AUTH_ROLES, role.name, role.SerializeToString(deterministic=True))
+
+    def delete_role(self, name: str) -> None:
+        if self._roles is None:
+            self._roles = dict(self._state.roles)
+        del self._roles[name]
+        self._txn.delete(buckets.AUTH_ROLES, name.encode())
+
+    def commit(self, *, enabled: bool | None = None, bump: bool = True) -> None:
+        """Write the flag and the next auth revision; cache the resulting state."""
+        if enabled is not None:
+            self._txn.put(buckets.AUTH, ENABLED_KEY, _ENABLED if enabled else _DISABLED)
+        revision = self._state.revision + 1 if bump else self._state.revision
+        if bump:
+            self._txn.put(buckets.AUTH, REVISION_KEY, revision.to_bytes(8, "big"))
+        self._store._remember(self._txn, self._state.evolve(
+            enabled=enabled, revision=revision, users=self._users, roles=self._roles))
 
 
 def _stored_password(password: str, hashed_password: str) -> bytes:

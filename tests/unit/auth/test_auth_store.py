@@ -351,3 +351,42 @@ def test_checks_in_a_batch_see_earlier_entries_of_the_batch(apply, backend, stor
 def test_apply_refuses_a_request_without_auth_fields(apply, backend, store):
     with backend.write() as txn, pytest.raises(ValueError):
         store.apply(txn, raft_internal_pb2.InternalRaftRequest(put=rpc_pb2.PutRequest(key=b"a")), 1)
+
+
+def test_names_longer_than_an_lmdb_key_are_refused_cleanly(apply, store):
+    with raises(errors.USER_NAME_TOO_LONG):
+        apply.user_add("u" * 512)
+    with raises(errors.ROLE_NAME_TOO_LONG):
+        apply.role_add("é" * 256)
+    apply.role_add("r" * 511)
+    assert store.state().role_list().roles == ["r" * 511]
+    with raises(errors.USER_NOT_FOUND):  # lookups of long names never reach LMDB
+        apply.grant_role("u" * 100_000, "r" * 511)
+    apply.user_add("u")
+    with raises(errors.ROLE_NOT_FOUND):
+        apply.grant_role("u", "x" * 100_000)
+
+
+def test_thousands_of_roles_apply_without_reloading_the_store(apply, store, backend):
+    """Each change derives the next state from the previous one: no quadratic reload."""
+    with backend.write() as txn:
+        for i in range(3000):
+            store.apply_role_add(txn, rpc_pb2.AuthRoleAddRequest(name=f"role{i:05}"))
+            store.apply_role_grant_permission(txn, rpc_pb2.AuthRoleGrantPermissionRequest(
+                name=f"role{i:05}", perm=auth_pb2.Permission(permType=READ, key=b"k%d" % i)))
+    state = store.state()
+    assert state.revision == 1 + 6000 and len(state.role_list().roles) == 3000
+    fresh = AuthStore(backend).state()  # a reader rebuilding from the backend agrees
+    assert fresh.role_list() == state.role_list() and fresh.revision == state.revision
+    assert fresh.role_get("role02999") == state.role_get("role02999")
+
+
+def test_reload_after_an_aborted_apply_transaction_forgets_its_changes(apply, store, backend):
+    apply.role_add("kept")
+    with pytest.raises(RuntimeError), backend.write() as txn:
+        store.apply_role_add(txn, rpc_pb2.AuthRoleAddRequest(name="lost"))
+        raise RuntimeError("the batch failed")
+    state = store.reload()
+    assert state.role_list().roles == ["kept"]
+    apply.role_add("other")  # the revision the aborted change had is reused with other content
+    assert store.state().role_list().roles == ["kept", "other"]
