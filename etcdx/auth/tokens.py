@@ -28,6 +28,7 @@ import secrets
 import string
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Protocol
 
@@ -177,10 +178,16 @@ _HMAC_METHODS = {"HS256", "HS384", "HS512"}
 SIGN_METHODS = frozenset(_RSA_METHODS | set(_EC_METHODS) | _HMAC_METHODS)
 
 
+JWT_CACHE_SIZE = 4096
+"""Verified JWTs remembered per provider: a signature check costs 60-100 µs of CPU, a hit ~1 µs."""
+
+
 class JWTTokens:
     """etcd's ``jwt`` tokens (PyJWT), signed with ``private_key`` and checked with its public half.
 
     Keys are loaded objects (see ``parse_token_options``) or, for HS*, the secret bytes.
+    A token's claims never change, so verified tokens are remembered (bounded,
+    least recently used first out); expiry is still checked on every lookup.
     """
 
     def __init__(self, sign_method: str, *, private_key=None, public_key=None,
@@ -197,6 +204,8 @@ class JWTTokens:
             self._verify_key = public_key if private_key is None else private_key.public_key()
         self._ttl = ttl
         self._clock = clock
+        self._verified: OrderedDict[str, tuple[AuthInfo, float]] = OrderedDict()
+        self._lock = threading.Lock()
 
     @property
     def verify_only(self) -> bool:
@@ -221,6 +230,12 @@ class JWTTokens:
         return jwt.encode(claims, self._private, algorithm=self.sign_method)
 
     def info(self, token: str, revision: int) -> AuthInfo | None:
+        with self._lock:
+            hit = self._verified.get(token)
+            if hit is not None:
+                self._verified.move_to_end(token)
+        if hit is not None:
+            return hit[0] if hit[1] > self._clock() else None
         try:
             claims = jwt.decode(
                 token, self._verify_key, algorithms=[self.sign_method],
@@ -233,7 +248,12 @@ class JWTTokens:
             return None
         if exp <= self._clock():
             return None
-        return AuthInfo(username, int(token_revision))
+        info = AuthInfo(username, int(token_revision))
+        with self._lock:
+            self._verified[token] = (info, exp)
+            if len(self._verified) > JWT_CACHE_SIZE:
+                self._verified.popitem(last=False)
+        return info
 
     def required_index(self, token: str) -> int:
         return 0

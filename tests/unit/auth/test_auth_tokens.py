@@ -263,3 +263,19 @@ def test_bad_go_durations(text):
 def test_no_tokens_provider_refuses_logins():
     with pytest.raises(errors.AuthError):
         NoTokens().assign("u", 1, prefix="", index=1)
+
+
+def test_remembered_jwt_still_expires_and_the_memory_is_bounded(monkeypatch):
+    from etcdx.auth import tokens as tokens_module
+
+    monkeypatch.setattr(tokens_module, "JWT_CACHE_SIZE", 8)
+    clock = Clock()
+    tokens = JWTTokens("ES256", private_key=ec.generate_private_key(ec.SECP256R1()), ttl=60, clock=clock)
+    token = tokens.assign("u", 1)
+    assert tokens.info(token, 1) is not None
+    assert tokens.info(token, 1) is not None  # remembered
+    clock.now += 60
+    assert tokens.info(token, 1) is None
+    for i in range(20):
+        tokens.info(tokens.assign(f"u{i}", 1), 1)
+    assert len(tokens._verified) == 8
