@@ -16,6 +16,7 @@ import pytest
 
 from etcdx.auth import errors
 from etcdx.auth.permissions import READ, READWRITE, WRITE
+from etcdx.auth.state import AuthInfo
 from etcdx.auth.store import AuthStore
 from etcdx.backend import Backend, buckets
 from etcdx.pb import auth_pb2, raft_internal_pb2, rpc_pb2
@@ -238,8 +239,6 @@ def test_change_password_replaces_the_hash_and_drops_the_users_tokens(apply, sto
 
 def test_authenticate_assigns_prefix_dot_index_on_every_member(tmp_path, clock):
     """Two members apply the same entries and hand out the same token, usable on either."""
-    from conftest import Applier
-
     from etcdx.auth.tokens import SimpleTokens
 
     members = []
@@ -247,32 +246,28 @@ def test_authenticate_assigns_prefix_dot_index_on_every_member(tmp_path, clock):
         b = Backend(str(tmp_path / name), map_size=64 << 20)
         members.append((b, AuthStore(b, SimpleTokens(clock=clock))))
     try:
-        entries = []
-        proposer = Applier(*members[0])
-        proposer.with_root()
-        prefix = members[0][1].tokens.gen_prefix()
-        assert len(prefix) == 16 and prefix.isalpha()
+        prefix = members[0][1].tokens.gen_prefix()  # chosen by the proposing member
         entries = [
             raft_internal_pb2.InternalRaftRequest(auth_user_add=rpc_pb2.AuthUserAddRequest(
-                name="root", options=auth_pb2.UserAddOptions(no_password=False), hashedPassword="")),
+                name="root", options=auth_pb2.UserAddOptions(no_password=True))),
             raft_internal_pb2.InternalRaftRequest(
                 auth_user_grant_role=rpc_pb2.AuthUserGrantRoleRequest(user="root", role="root")),
             raft_internal_pb2.InternalRaftRequest(auth_enable=rpc_pb2.AuthEnableRequest()),
+            raft_internal_pb2.InternalRaftRequest(auth_user_add=rpc_pb2.AuthUserAddRequest(
+                name="u0", hashedPassword="")),
             raft_internal_pb2.InternalRaftRequest(
-                authenticate=raft_internal_pb2.InternalAuthenticateRequest(name="root", simple_token=prefix)),
+                authenticate=raft_internal_pb2.InternalAuthenticateRequest(name="u0", simple_token=prefix)),
         ]
         tokens = []
-        for backend, store in members[1:]:
+        for backend, store in members:
             for index, entry in enumerate(entries, start=1):
                 with backend.write() as txn:
                     resp = store.apply(txn, entry, index)
             tokens.append(resp.token)
-        with members[0][0].write() as txn:
-            tokens.append(members[0][1].apply(txn, entries[-1], 4).token)
-        assert tokens == [f"{prefix}.4"] * 2
+        assert tokens == [f"{prefix}.5"] * 2
         for _, store in members:
-            assert store.tokens.required_index(tokens[0]) == 4
-            assert store.tokens.info(tokens[0], 9).username == "root"
+            assert store.tokens.required_index(tokens[0]) == 5
+            assert store.tokens.info(tokens[0], 9) == AuthInfo("u0", 9)
     finally:
         for b, _ in members:
             b.close()
