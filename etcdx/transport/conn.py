@@ -59,7 +59,13 @@ async def dial(address: tuple[str, int], hello: Handshake, timeout: float,
     except (OSError, EOFError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError) as err:
         if writer is not None:
             writer.close()
-        reason = "timed out" if isinstance(err, TimeoutError) else (str(err) or type(err).__name__)
+        if isinstance(err, TimeoutError):
+            reason = "timed out"
+        elif ssl_context is not None and writer is not None and isinstance(err, asyncio.IncompleteReadError):
+            # uvloop reports a TLS 1.3 server's refusal of our certificate as a plain close.
+            reason = "the peer closed the TLS connection without an answer (does it trust our certificate?)"
+        else:
+            reason = str(err) or type(err).__name__
         raise TransportError(f"dial {address[0]}:{address[1]}: {reason}") from None
     if answer == OK_LINE:
         return reader, writer

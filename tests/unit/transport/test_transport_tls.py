@@ -93,6 +93,10 @@ def test_a_member_with_a_certificate_from_another_ca_is_refused_at_the_handshake
                              "the listener logged the refusal")
             assert a.received == [] and 3 not in a.transport._inbound
             assert "certificate verify failed" in warnings_about(caplog, "at the TLS handshake")[0]
+            address = parse_url(a.url)
+            with pytest.raises(TransportError, match="does it trust our certificate|alert unknown ca"):
+                await dial(address, Handshake("stream", 3, 1, CLUSTER), 2.0,
+                           ssl_context=stranger.transport._tls.dial_context(address))
     run(scenario, loop=loop)
 
 
