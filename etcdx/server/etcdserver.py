@@ -170,7 +170,8 @@ class EtcdServer(MembershipOps):
             local_id=self.member_id, cluster_id=self.cluster_id, listen_urls=self.cfg.listen_peer_urls,
             on_messages=self._on_messages, on_unreachable=self._on_unreachable,
             on_snapshot_status=self._on_snapshot_status, snapshot_dir=self.snap_dir,
-            open_snapshot=self._open_snapshot, request_handler=self._on_peer_request)
+            open_snapshot=self._open_snapshot, request_handler=self._on_peer_request,
+            tls=self.cfg.peer_tls_info())
         await self.transport.start()
         self._sync_peers()
         for coro in (self._run_ready_loop(), self._run_ticker(), self._run_lease_expiry(), self._run_watch_sync(),
