@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pathlib
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -39,14 +40,19 @@ def tls_flags(issued: Issued, trusted: CA) -> list[str]:
 class TLSCluster(Cluster):
     """A Cluster whose members (new ones included) have https peer URLs and certificates from ``ca``."""
 
-    def __init__(self, base_dir: pathlib.Path, ca: CA, size: int = 3) -> None:
+    def __init__(self, base_dir: pathlib.Path, ca: CA | None, size: int = 3) -> None:
         self.ca = ca
+        self.certs: dict[str, Issued] = {}
         super().__init__("etcdx", base_dir, size=size, extra_args=FAST + ONE_PROCESS)
 
     def _new_member(self, name: str) -> ClusterMember:
         m = super()._new_member(name)
         m.peer_scheme = "https"
-        m.extra_args = [*m.extra_args, *tls_flags(self.ca.issue(name), self.ca)]
+        if self.ca is None:
+            m.extra_args = [*m.extra_args, "--peer-auto-tls"]
+        else:
+            self.certs[name] = self.ca.issue(name)
+            m.extra_args = [*m.extra_args, *tls_flags(self.certs[name], self.ca)]
         return m
 
 
@@ -130,6 +136,41 @@ def test_a_member_whose_certificate_another_ca_signed_cannot_join(cluster, tmp_p
     finally:
         m5.close()
         cluster.leader().cluster.MemberRemove(rpc_pb2.MemberRemoveRequest(ID=added.member.ID), timeout=5)
+
+
+def peer_certificate_cn(m, client: Issued, ca: CA) -> str:
+    """The CN of the certificate ``m`` serves on its peer port to a client presenting ``client``."""
+    ctx = ssl.create_default_context(cafile=str(ca.cert))
+    ctx.load_cert_chain(str(client.cert), str(client.key))
+    with socket.create_connection(("127.0.0.1", m.peer_port), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            subject = tls.getpeercert()["subject"]
+    return dict(rdn[0] for rdn in subject)["commonName"]
+
+
+def test_a_member_serves_its_rotated_certificate_without_a_restart(cluster):
+    m3 = cluster.members[2]
+    probe = cluster.ca.issue("probe")
+    assert peer_certificate_cn(m3, probe, cluster.ca) == "m3"
+    cluster.certs["m3"].replace_with(cluster.ca.issue("m3-next", cn="m3-rotated"))
+    assert peer_certificate_cn(m3, probe, cluster.ca) == "m3-rotated"
+    pid = m3.pid
+    cluster.leader().kv.Put(rpc_pb2.PutRequest(key=b"after-rotation", value=b"yes"), timeout=5)
+    wait_for("m3 to apply a write after the rotation", lambda: value_on(m3, b"after-rotation") == b"yes")
+    assert m3.pid == pid
+
+
+def test_peer_auto_tls_members_form_a_cluster_with_self_signed_certificates(tmp_path):
+    require("etcdx")
+    with TLSCluster(tmp_path, ca=None) as c:
+        c.start()
+        c.leader().kv.Put(rpc_pb2.PutRequest(key=b"auto", value=b"tls"), timeout=5)
+        for m in c.members:
+            wait_for(f"{m.name} to apply the write", lambda m=m: value_on(m, b"auto") == b"tls")
+            fixtures = m.data_dir / "fixtures" / "peer"
+            assert (fixtures / "cert.pem").is_file() and (fixtures / "key.pem").is_file()
+        raw = ssl.get_server_certificate(("127.0.0.1", c.members[0].peer_port))
+        assert raw.startswith("-----BEGIN CERTIFICATE-----")  # the peer port speaks TLS
 
 
 @pytest.mark.parametrize("flags,message", [
