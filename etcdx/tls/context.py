@@ -45,6 +45,10 @@ def server_context(s: Settings) -> ssl.SSLContext:
     if s.verify_peer:
         ctx.verify_mode = ssl.CERT_REQUIRED
         _load_trust(ctx, s)
+        # A resumed session skips certificate verification: no tickets, so a client whose
+        # certificate was revoked or whose CA was dropped since cannot come back on an old session.
+        ctx.options |= ssl.OP_NO_TICKET
+        ctx.num_tickets = 0
     else:
         ctx.verify_mode = ssl.CERT_NONE
     return ctx

@@ -7,8 +7,10 @@ contexts that follow rotated files:
   certificate, key, CA bundle and CRL without a restart.
 - ``client_context(alpn)``: for dialling; call it per connection to get the
   current one (it is cached and rebuilt only when a file changed).
-- ``check_certificate(der)``: the allowed-CN and allowed-hostname checks,
-  which a listener runs on the verified client certificate after the handshake.
+- ``check_connection(ssl_object)``: what a listener must check after the
+  handshake (allowed CN and hostname; no resumed session where clients are
+  verified, since resumption skips verification and TLS 1.2 session ids
+  cannot be turned off from Python).
 
 Verification: a server requires and verifies client certificates when
 ``client_cert_auth`` is set (against ``trusted_ca_file``); a client verifies
@@ -175,6 +177,19 @@ class TLSInfo:
     def check_certificate(self, der: bytes | None) -> str | None:
         """Why a verified client certificate (DER) must be refused by the allowed CN/hostname, or None."""
         return peercert.refusal(der, self.allowed_cn, self.allowed_hostname)
+
+    def check_connection(self, ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> str | None:
+        """Why an accepted TLS connection must be refused right after its handshake, or None.
+
+        Neither etcd's Go clients nor etcdx's dialers resume sessions, so refusing a
+        resumed one costs nothing and keeps a revoked certificate from coming back
+        on a session made before the revocation.
+        """
+        if ssl_object is None or not self.verifies_clients:
+            return None
+        if ssl_object.session_reused:
+            return "resumed TLS sessions are not accepted where client certificates are verified"
+        return self.check_certificate(ssl_object.getpeercert(binary_form=True))
 
     def _reloader(self, kind: str, alpn: tuple[str, ...]) -> Reloader:
         key = (kind, alpn)

@@ -13,7 +13,7 @@ import logging
 import struct
 from collections.abc import Awaitable, Callable
 
-from etcdx.tls import TLSConfigError, TLSInfo
+from etcdx.tls import TLSInfo
 
 from .conn import Conn, dial, read_frame
 from .errors import RemoteError, TransportError
@@ -242,11 +242,7 @@ async def fetch(urls: list[str], method: str, payload: bytes, *, local_id: int =
         budget = remaining if i == len(addresses) - 1 else min(remaining, timeout / len(addresses))
         try:
             async with asyncio.timeout(budget):
-                try:
-                    ssl_context = security.dial_context(address)
-                except TLSConfigError as err:
-                    raise TransportError(str(err)) from None
-                reader, writer = await dial(address, hello, budget, ssl_context=ssl_context)
+                reader, writer = await dial(address, hello, budget, ssl_context=security.dial_context(address))
                 try:
                     writer.write(encode_call_request(1, method, payload))
                     _, status, body = decode_call_response(await read_frame(reader))

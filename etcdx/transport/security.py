@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from etcdx.tls import TLSConfigError, TLSInfo
 
+from .errors import TransportError
 from .wire import Address
 
 
@@ -43,14 +44,15 @@ class PeerTLS:
             return None
         info = self.info
         if info is not None and (info.can_serve or info.trusted_ca_file):
-            return info.client_context()
+            try:
+                return info.client_context()
+            except TLSConfigError as err:  # only before the first successful build; later ones keep the last
+                raise TransportError(str(err)) from None
         if self._default_client is None:
             self._default_client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
             self._default_client.minimum_version = ssl.TLSVersion.TLSv1_2
         return self._default_client
 
     def refusal(self, ssl_object: ssl.SSLObject | None) -> str | None:
-        """Why an accepted TLS connection must be refused (allowed CN/hostname), or None."""
-        if ssl_object is None or self.info is None or not self.info.verifies_clients:
-            return None
-        return self.info.check_certificate(ssl_object.getpeercert(binary_form=True))
+        """Why an accepted TLS connection must be refused (allowed CN/hostname, a resumed session), or None."""
+        return None if self.info is None else self.info.check_connection(ssl_object)

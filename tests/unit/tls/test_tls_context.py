@@ -137,3 +137,15 @@ def test_one_info_serves_the_same_settings_to_every_listener(pki):
         assert handshake(ctx, client_info(pki).client_context()).client_cert_cn() == "client"
     assert info.client_context() is info.client_context()  # cached until a file changes
 
+
+@pytest.mark.parametrize("version", ["TLS1.2", "TLS1.3"])
+def test_a_resumed_session_is_refused_where_client_certificates_are_verified(pki, version):
+    info = server_info(pki, client_cert_auth=True, max_version=version)
+    server, client = info.server_context(), client_info(pki).client_context()
+    first = handshake(server, client)
+    assert info.check_connection(first.server) is None
+    again = handshake(server, client, session=first.client.session)
+    if again.server.session_reused:  # TLS 1.2 session ids; TLS 1.3 gets no tickets at all
+        assert "resumed TLS sessions are not accepted" in info.check_connection(again.server)
+    else:
+        assert version == "TLS1.3" and info.check_connection(again.server) is None

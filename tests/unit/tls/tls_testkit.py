@@ -29,10 +29,10 @@ def _cn(cert: dict | None) -> str:
 
 
 def handshake(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext, server_hostname: str | None = "127.0.0.1",
-              rounds: int = 20) -> Ends:
+              rounds: int = 20, session: ssl.SSLSession | None = None) -> Ends:
     s_in, s_out, c_in, c_out = ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO()
     server = server_ctx.wrap_bio(s_in, s_out, server_side=True)
-    client = client_ctx.wrap_bio(c_in, c_out, server_side=False, server_hostname=server_hostname)
+    client = client_ctx.wrap_bio(c_in, c_out, server_side=False, server_hostname=server_hostname, session=session)
     done = {"server": False, "client": False}
     for _ in range(rounds):
         for name, end in (("client", client), ("server", server)):
