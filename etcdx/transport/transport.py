@@ -309,16 +309,18 @@ class Transport:
 
     def _on_handshake_failure(self, err: ssl.SSLError) -> None:
         """A connection to an https listener failed its TLS handshake (asyncio then drops it silently)."""
-        reason = err.reason or type(err).__name__
-        if len(self._handshake_throttles) > 1024:
-            self._handshake_throttles.clear()
-        held = self._handshake_throttles.setdefault(reason, Throttle()).allow()
+        held = self._handshake_throttle(err.reason or type(err).__name__)
         if held is not None:
             log.warning("rejected peer connection at the TLS handshake", extra={"fields": {
                 "local-member-id": self._local_label, "error": str(err), "suppressed-since-last-warning": held}})
 
+    def _handshake_throttle(self, reason: str) -> int | None:
+        if len(self._handshake_throttles) > 1024:  # reasons can quote certificates: keep this bounded
+            self._handshake_throttles.clear()
+        return self._handshake_throttles.setdefault(reason, Throttle()).allow()
+
     def _warn_refused_certificate(self, reason: str, writer: asyncio.StreamWriter) -> None:
-        held = self._handshake_throttles.setdefault(reason, Throttle()).allow()
+        held = self._handshake_throttle(reason)
         if held is not None:
             peer = writer.get_extra_info("peername")
             log.warning("rejected peer connection: certificate not allowed", extra={"fields": {
