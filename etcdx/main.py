@@ -35,6 +35,13 @@ async def serve(cfg: config.Config) -> None:
     from etcdx.server.etcdserver import EtcdServer
     from etcdx.wal.errors import CorruptWALError
 
+    # Until the client front end serves TLS (it takes cfg.client_tls_info().server_context()), an
+    # https client URL would be served as plaintext: refuse instead.
+    secure = [u for u in cfg.listen_client_urls if u.startswith(("https://", "unixs://"))]
+    if secure:
+        log.critical("refusing to start: the client port does not serve TLS yet", extra={"fields": {
+            "listen-client-urls": secure}})
+        raise SystemExit(1)
     server = EtcdServer(cfg)
     try:
         joined = await fetch_cluster(cfg) if needs_cluster_info(cfg) else None

@@ -161,11 +161,12 @@ async def fetch_cluster(cfg: Config, timeout: float = 30.0) -> ClusterInfo:
             if name != cfg.name and u not in mine]
     if not urls:
         raise BootError("--initial-cluster-state existing needs the other members in --initial-cluster")
+    tls = cfg.peer_tls_info()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
         try:
-            return parse_members_payload(await fetch(urls, "members", b"", timeout=2.0))
+            return parse_members_payload(await fetch(urls, "members", b"", timeout=2.0, tls=tls))
         except TransportError as err:
             if loop.time() >= deadline:
                 raise BootError(f"cannot fetch the cluster's members from {','.join(urls)}: {err}") from None

@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from etcdx.tls import TLSConfigError, TLSInfo
+
 log = logging.getLogger("etcdx.config")
 
 DEFAULT_QUOTA_BYTES = 2 * 1024 * 1024 * 1024
@@ -49,6 +51,12 @@ def _urls(v: Any) -> list[str]:
         if parts.scheme not in ("http", "https", "unix", "unixs") or not parts.netloc:
             raise ConfigError(f"invalid URL {u!r}: expected scheme://host:port")
     return out
+
+
+def _csv(v: Any) -> list[str]:
+    """A comma-separated flag value (or a YAML list) as its non-empty items."""
+    items = v if isinstance(v, (list, tuple)) else str(v).split(",")
+    return [str(s).strip() for s in items if str(s).strip()]
 
 
 @dataclass(frozen=True)
@@ -91,6 +99,25 @@ _FLAGS: list[_Flag] = [
     _Flag("experimental-watch-progress-notify-interval", "10m", str, "Interval of progress notifications to watchers that asked for them."),
     _Flag("api-workers", 2, int, "Number of API worker processes that serve the client URLs beside the member's core process "
           "(sharing the port with SO_REUSEPORT, serializable reads from the backend, the rest handed to the core); 0 serves clients from the core process alone."),
+    # TLS (etcdx/tls): the client port's settings, the peer port's, then both ports'.
+    _Flag("cert-file", "", str, "TLS certificate the client port serves (PEM)."),
+    _Flag("key-file", "", str, "Private key of --cert-file (PEM, unencrypted)."),
+    _Flag("client-cert-auth", False, _bool, "Require client certificates signed by --trusted-ca-file on the client port."),
+    _Flag("trusted-ca-file", "", str, "CA bundle that client certificates are verified against."),
+    _Flag("auto-tls", False, _bool, "Serve clients TLS with a generated self-signed certificate (kept in <data-dir>/fixtures/client)."),
+    _Flag("client-crl-file", "", str, "Certificate revocation list (PEM or DER) checked against client certificates."),
+    _Flag("client-cert-allowed-hostname", "", str, "Accept only client certificates valid for this host name or address."),
+    _Flag("peer-cert-file", "", str, "TLS certificate for peer connections, served and presented as client certificate (PEM)."),
+    _Flag("peer-key-file", "", str, "Private key of --peer-cert-file (PEM, unencrypted)."),
+    _Flag("peer-client-cert-auth", False, _bool, "Require peer client certificates (etcdx requires them whenever --peer-trusted-ca-file is given)."),
+    _Flag("peer-trusted-ca-file", "", str, "CA bundle that peers' certificates are verified against."),
+    _Flag("peer-auto-tls", False, _bool, "Peer TLS with a generated self-signed certificate when no peer certificate is given (nothing is verified)."),
+    _Flag("peer-cert-allowed-cn", "", str, "Accept only peer certificates with this common name."),
+    _Flag("peer-cert-allowed-hostname", "", str, "Accept only peer certificates valid for this host name or address."),
+    _Flag("peer-crl-file", "", str, "Certificate revocation list (PEM or DER) checked against peer certificates."),
+    _Flag("cipher-suites", [], _csv, "Comma-separated TLS 1.2 cipher suites under Go's names for both ports (empty: OpenSSL's defaults)."),
+    _Flag("tls-min-version", "TLS1.2", str, "Lowest TLS version accepted on both ports: TLS1.2 or TLS1.3."),
+    _Flag("tls-max-version", "", str, "Highest TLS version offered on both ports: TLS1.2 or TLS1.3 (empty: the highest available)."),
 ]
 _BY_NAME = {f.name: f for f in _FLAGS}
 
@@ -127,6 +154,77 @@ class Config:
     force_new_cluster: bool = False
     experimental_watch_progress_notify_interval: str = "10m"
     api_workers: int = 2
+    # TLS (etcdx/tls)
+    cert_file: str = ""
+    key_file: str = ""
+    client_cert_auth: bool = False
+    trusted_ca_file: str = ""
+    auto_tls: bool = False
+    client_crl_file: str = ""
+    client_cert_allowed_hostname: str = ""
+    peer_cert_file: str = ""
+    peer_key_file: str = ""
+    peer_client_cert_auth: bool = False
+    peer_trusted_ca_file: str = ""
+    peer_auto_tls: bool = False
+    peer_cert_allowed_cn: str = ""
+    peer_cert_allowed_hostname: str = ""
+    peer_crl_file: str = ""
+    cipher_suites: list[str] = field(default_factory=list)
+    tls_min_version: str = "TLS1.2"
+    tls_max_version: str = ""
+
+    def client_tls_info(self) -> TLSInfo:
+        """The client port's TLS settings (what the client front end serves with)."""
+        return TLSInfo(
+            "client", cert_file=self.cert_file, key_file=self.key_file, trusted_ca_file=self.trusted_ca_file,
+            client_cert_auth=self.client_cert_auth, auto_tls=self.auto_tls,
+            auto_tls_dir=os.path.join(self.data_dir, "fixtures", "client"),
+            auto_tls_hosts=_hosts(self.listen_client_urls), crl_file=self.client_crl_file,
+            allowed_hostname=self.client_cert_allowed_hostname, **self._tls_common())
+
+    def peer_tls_info(self) -> TLSInfo:
+        """The peer port's TLS settings, for the transport and a joining member's membership fetch.
+
+        Mutual TLS whenever a CA is given: a member verifies the client certificate of
+        every peer that connects, with or without --peer-client-cert-auth (etcd asks for
+        the flag), so a member the cluster's CA did not sign is refused at the handshake.
+        """
+        self_signed = self.peer_auto_tls and not self.peer_cert_file and not self.peer_key_file
+        return TLSInfo(
+            "peer", cert_file=self.peer_cert_file, key_file=self.peer_key_file,
+            trusted_ca_file=self.peer_trusted_ca_file,
+            client_cert_auth=self.peer_client_cert_auth or (bool(self.peer_trusted_ca_file) and not self_signed),
+            auto_tls=self.peer_auto_tls, auto_tls_dir=os.path.join(self.data_dir, "fixtures", "peer"),
+            auto_tls_hosts=_hosts(self.listen_peer_urls), crl_file=self.peer_crl_file,
+            allowed_cn=self.peer_cert_allowed_cn, allowed_hostname=self.peer_cert_allowed_hostname,
+            **self._tls_common())
+
+    def _tls_common(self) -> dict[str, Any]:
+        return {"cipher_suites": tuple(self.cipher_suites), "min_version": self.tls_min_version,
+                "max_version": self.tls_max_version}
+
+    def _validate_tls(self) -> None:
+        """Refuse TLS settings that contradict each other or the URLs (before anything is bound)."""
+        for info, listen, advertised in ((self.client_tls_info(), self.listen_client_urls, self.advertise_client_urls),
+                                         (self.peer_tls_info(), self.listen_peer_urls, self.initial_advertise_peer_urls)):
+            try:
+                info.validate()
+            except TLSConfigError as err:
+                raise ConfigError(str(err)) from None
+            secure = [u for u in listen if urlsplit(u).scheme in ("https", "unixs")]
+            if secure and not info.can_serve:
+                if info.side == "client":
+                    raise ConfigError(f"TLS key/cert (--cert-file, --key-file) must be provided for client url "
+                                      f"{secure[0]} with HTTPS scheme")
+                raise ConfigError(f"cannot listen on TLS for {urlsplit(secure[0]).netloc}: KeyFile and CertFile are not "
+                                  "presented (--peer-cert-file, --peer-key-file or --peer-auto-tls)")
+            if info.side == "client" and not secure and (info.cert_file or info.auto_tls):
+                log.warning("client URLs are plain http: the client certificate settings are not used",
+                            extra={"fields": {"listen-client-urls": listen}})
+            if info.side == "peer" and not secure and info.cert_file:
+                log.warning("peer listen URLs are plain http: the peer certificate is only presented to https peers",
+                            extra={"fields": {"listen-peer-urls": listen}})
 
     @property
     def watch_progress_notify_interval(self) -> float:
@@ -182,6 +280,48 @@ class Config:
             raise ConfigError(f"--initial-cluster has no entry for this member's --name {self.name!r}")
         if self.quota_backend_bytes > MAX_QUOTA_WARN_BYTES:
             log.warning("quota-backend-bytes %d exceeds the recommended maximum of 8 GiB", self.quota_backend_bytes)
+        self._validate_tls()
+
+
+def _hosts(urls: list[str]) -> tuple[str, ...]:
+    """The host names of ``urls`` (what an auto TLS certificate is issued for)."""
+    return tuple(dict.fromkeys(h for h in (urlsplit(u).hostname for u in urls) if h))
+
+
+_TLS_SECTIONS: dict[str, dict[str, str]] = {
+    # etcd's YAML keeps each port's TLS settings in a section: section key -> flag.
+    "client-transport-security": {
+        "cert-file": "cert-file", "key-file": "key-file", "client-cert-auth": "client-cert-auth",
+        "trusted-ca-file": "trusted-ca-file", "auto-tls": "auto-tls", "crl-file": "client-crl-file",
+        "allowed-hostname": "client-cert-allowed-hostname"},
+    "peer-transport-security": {
+        "cert-file": "peer-cert-file", "key-file": "peer-key-file", "client-cert-auth": "peer-client-cert-auth",
+        "trusted-ca-file": "peer-trusted-ca-file", "auto-tls": "peer-auto-tls", "crl-file": "peer-crl-file",
+        "allowed-cn": "peer-cert-allowed-cn", "allowed-hostname": "peer-cert-allowed-hostname"},
+}
+
+
+def _load_tls_section(cfg: Config, config_file: str, section: str, doc: Any) -> None:
+    if doc is None:
+        return
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{config_file}: {section} must be a mapping")
+    keys = _TLS_SECTIONS[section]
+    for key, value in doc.items():
+        flag = keys.get(str(key))
+        if flag is None:
+            log.warning("config file %s: ignoring unknown or unsupported key %r in %s", config_file, key, section)
+            continue
+        if value is None:
+            continue
+        if isinstance(value, list) and key in ("allowed-cn", "allowed-hostname"):
+            if len(value) > 1:
+                raise ConfigError(f"{config_file}: {section}.{key}: etcdx takes one value, not {len(value)}")
+            value = value[0] if value else ""
+        try:
+            setattr(cfg, _attr(flag), _BY_NAME[flag].parse(value))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{config_file}: invalid value {value!r} for {section}.{key}: {exc}") from exc
 
 
 def parse_retention(mode: str, retention: str) -> float:
@@ -222,7 +362,9 @@ def _attr(flag: str) -> str:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="etcdx", description="An etcd-compatible key-value store member.")
     for f in _FLAGS:
-        p.add_argument(f"--{f.name}", dest=_attr(f.name), default=None, metavar="VALUE", help=f.help)
+        # A boolean flag alone means true, as with Go's flags (--client-cert-auth, --auto-tls).
+        bare = {"nargs": "?", "const": "true"} if f.parse is _bool else {}
+        p.add_argument(f"--{f.name}", dest=_attr(f.name), default=None, metavar="VALUE", help=f.help, **bare)
     p.add_argument("--config-file", default=None, help="Path to a YAML config file in etcd's format; flags and ETCD_* variables are then ignored.")
     p.add_argument("--version", action="store_true", help="Print the version and exit.")
     return p
@@ -240,6 +382,9 @@ def load(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
         if not isinstance(doc, dict):
             raise ConfigError(f"{config_file}: expected a YAML mapping")
         for key, value in doc.items():
+            if str(key) in _TLS_SECTIONS:
+                _load_tls_section(cfg, config_file, str(key), value)
+                continue
             flag = _BY_NAME.get(str(key))
             if flag is None:
                 log.warning("config file %s: ignoring unknown or unsupported key %r", config_file, key)

@@ -174,7 +174,8 @@ class EtcdServer:
             local_id=self.member_id, cluster_id=self.cluster_id, listen_urls=self.cfg.listen_peer_urls,
             on_messages=self.driver.step_peer_messages, on_unreachable=self._on_unreachable,
             on_snapshot_status=self._on_snapshot_status, snapshot_dir=self.snap_dir,
-            open_snapshot=self.snapshotter.open_copy, request_handler=self._on_peer_request)
+            open_snapshot=self.snapshotter.open_copy, request_handler=self._on_peer_request,
+            tls=self.cfg.peer_tls_info())
         await self.transport.start()
         self._sync_peers()
         jobs: list[Callable[[], Awaitable[None]]] = [

@@ -14,6 +14,12 @@ Why it is shaped this way:
   connection streams the file while the raft stream keeps flowing.
 - **Calls pipelined on a third connection**, for lease keep-alives forwarded
   to the leader and membership discovery by a joining member (``fetch``).
+- **TLS by URL scheme** (``security.py``): every connection to an ``https``
+  peer URL is TLS (stream, snapshot, calls, ``fetch``), mutual when the peer
+  settings verify client certificates; an ``https`` listener never answers in
+  plaintext, and refuses untrusted, revoked or not-allowed certificates at or
+  right after the handshake. The handshake line then travels inside TLS, so
+  the fault-injecting test proxy cannot tell such links apart.
 
 What the host (``etcdx.server``) may rely on:
 

@@ -13,8 +13,11 @@ import logging
 import struct
 from collections.abc import Awaitable, Callable
 
+from etcdx.tls import TLSInfo
+
 from .conn import Conn, dial, read_frame
 from .errors import RemoteError, TransportError
+from .security import PeerTLS
 from .wire import (
     CALL_ERROR,
     CALL_OK,
@@ -215,14 +218,16 @@ async def serve_calls(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 
 
 async def fetch(urls: list[str], method: str, payload: bytes, *, local_id: int = 0, cluster_id: int = 0,
-                timeout: float = 5.0) -> bytes:
+                timeout: float = 5.0, tls: TLSInfo | None = None) -> bytes:
     """One call to the first of ``urls`` that answers, for a member that does not know the ids yet.
 
     Dials with ``to=0`` (and ``cluster=0`` unless given), which acceptors allow for calls
     only. A RemoteError is an answer and is raised at once; other failures move on to
     the next URL, each URL getting an equal share of ``timeout`` (the last one the rest).
+    ``https`` URLs are dialled with the peer TLS settings ``tls``, as a Transport would.
     """
     addresses = [parse_url(u) for u in urls]
+    security = PeerTLS(tls)
     if not addresses:
         raise ValueError("fetch needs at least one URL")
     loop = asyncio.get_running_loop()
@@ -237,7 +242,7 @@ async def fetch(urls: list[str], method: str, payload: bytes, *, local_id: int =
         budget = remaining if i == len(addresses) - 1 else min(remaining, timeout / len(addresses))
         try:
             async with asyncio.timeout(budget):
-                reader, writer = await dial(address, hello, budget)
+                reader, writer = await dial(address, hello, budget, ssl_context=security.dial_context(address))
                 try:
                     writer.write(encode_call_request(1, method, payload))
                     _, status, body = decode_call_response(await read_frame(reader))

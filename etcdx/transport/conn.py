@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 
 from .errors import TransportError
 from .wire import MAX_FRAME, OK_LINE, U32, Handshake
@@ -37,12 +38,20 @@ def set_user_timeout(writer: asyncio.StreamWriter, seconds: float) -> None:
 
 
 async def dial(address: tuple[str, int], hello: Handshake, timeout: float,
-               user_timeout: float | None = None) -> Conn:
-    """A connection to ``address`` on which the acceptor has answered OK to ``hello``."""
+               user_timeout: float | None = None, ssl_context: ssl.SSLContext | None = None) -> Conn:
+    """A connection to ``address`` on which the acceptor has answered OK to ``hello``.
+
+    With ``ssl_context`` the connection is TLS, and the peer's certificate must be
+    valid for the address's host. With TLS 1.3 a server that refuses our certificate
+    says so only after our side of the handshake is done: the refusal surfaces as
+    the answer to ``hello`` failing, still a TransportError from here.
+    """
     writer = None
+    tls = {} if ssl_context is None else {"ssl": ssl_context, "server_hostname": address[0],
+                                          "ssl_handshake_timeout": timeout}
     try:
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(address[0], address[1], limit=READ_LIMIT)
+            reader, writer = await asyncio.open_connection(address[0], address[1], limit=READ_LIMIT, **tls)
             if user_timeout is not None:
                 set_user_timeout(writer, user_timeout)
             writer.write(hello.line())
@@ -50,7 +59,13 @@ async def dial(address: tuple[str, int], hello: Handshake, timeout: float,
     except (OSError, EOFError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError) as err:
         if writer is not None:
             writer.close()
-        reason = "timed out" if isinstance(err, TimeoutError) else (str(err) or type(err).__name__)
+        if isinstance(err, TimeoutError):
+            reason = "timed out"
+        elif ssl_context is not None and writer is not None and isinstance(err, asyncio.IncompleteReadError):
+            # uvloop reports a TLS 1.3 server's refusal of our certificate as a plain close.
+            reason = "the peer closed the TLS connection without an answer (does it trust our certificate?)"
+        else:
+            reason = str(err) or type(err).__name__
         raise TransportError(f"dial {address[0]}:{address[1]}: {reason}") from None
     if answer == OK_LINE:
         return reader, writer

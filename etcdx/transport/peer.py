@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import random
+import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
@@ -27,7 +28,7 @@ from .conn import Conn, HandshakeRejected, dial
 from .errors import TransportError
 from .snapshot import send_snapshot
 from .throttle import Throttle
-from .wire import U32, Handshake, parse_url, take_frame
+from .wire import U32, Address, Handshake, parse_url, take_frame
 
 log = logging.getLogger("etcdx.transport")
 
@@ -50,7 +51,8 @@ class Peer:
     def __init__(self, *, local_id: int, cluster_id: int, peer_id: int, urls: list[str],
                  on_unreachable: Callable[[int], None], on_snapshot_status: Callable[[int, bool], None],
                  open_snapshot: Callable[[], Awaitable[str]] | None,
-                 dial_timeout: float, conn_timeout: float, spawn: Spawn) -> None:
+                 dial_timeout: float, conn_timeout: float, spawn: Spawn,
+                 dial_context: Callable[[Address], ssl.SSLContext | None] = lambda address: None) -> None:
         self.peer_id = peer_id
         self.label = metrics.id_label(peer_id)
         self._local_id = local_id
@@ -64,6 +66,7 @@ class Peer:
         self._dial_timeout = dial_timeout
         self._conn_timeout = conn_timeout
         self._spawn = spawn
+        self._dial_context = dial_context
 
         self.queue: deque[Message] = deque()
         self._wake = asyncio.Event()
@@ -143,7 +146,8 @@ class Peer:
         address = self._addresses[self._address_index % len(self._addresses)]
         try:
             return await dial(address, Handshake(kind, self._local_id, self.peer_id, self._cluster_id),
-                              self._dial_timeout, user_timeout=self._conn_timeout)
+                              self._dial_timeout, user_timeout=self._conn_timeout,
+                              ssl_context=self._dial_context(address))
         except TransportError:
             self._address_index += 1  # try the peer's next URL next time
             raise
@@ -306,7 +310,7 @@ class Peer:
             log.exception("on_snapshot_status callback failed", extra={"fields": {"peer-id": self.label}})
 
 
-def _addresses(urls: list[str]) -> list[tuple[str, int]]:
+def _addresses(urls: list[str]) -> list[Address]:
     if not urls:
         raise ValueError("a peer needs at least one URL")
     return [parse_url(u) for u in urls]

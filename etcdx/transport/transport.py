@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import struct
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from etcdx.raft.types import Message, MessageType
+from etcdx.tls import TLSConfigError, TLSInfo
 
 from . import metrics
 from .call import RequestHandler, serve_calls
 from .conn import READ_LIMIT, read_frame, set_user_timeout
 from .errors import RemoteError, TransportError
 from .peer import Peer
+from .security import PeerTLS
 from .snapshot import receive_snapshot
 from .throttle import Throttle
 from .wire import (
@@ -52,11 +55,14 @@ class Transport:
                  open_snapshot: Callable[[], Awaitable[str]] | None = None,
                  request_handler: RequestHandler | None = None,
                  dial_timeout: float = 1.0,
-                 conn_timeout: float = 5.0) -> None:
+                 conn_timeout: float = 5.0,
+                 tls: TLSInfo | None = None) -> None:
         """``dial_timeout`` bounds connect + handshake (etcd's DialTimeout); ``conn_timeout`` is
         the read and write timeout of established connections (etcd's ConnReadTimeout and
         ConnWriteTimeout): a stream with no frame for that long, or a write that cannot drain
-        for that long, is closed and redialled."""
+        for that long, is closed and redialled. ``tls`` is the peer side's TLS settings
+        (``Config.peer_tls_info()``): ``https`` listen URLs are served with them and
+        ``https`` peer URLs dialled with them (see ``security.py``)."""
         self.local_id = local_id
         self.cluster_id = cluster_id
         self._listen_urls = list(listen_urls)
@@ -69,15 +75,17 @@ class Transport:
         self._dial_timeout = dial_timeout
         self._conn_timeout = conn_timeout
         self._local_label = metrics.id_label(local_id)
+        self._tls = PeerTLS(tls)
 
         self._peers: dict[int, Peer] = {}
         self._removed: set[int] = set()
-        self._servers: list[asyncio.Server] = []
+        self._servers: list[tuple[asyncio.Server, bool]] = []  # (server, serves TLS)
         self._tasks: set[asyncio.Task] = set()
         self._acceptors: set[asyncio.Task] = set()  # asyncio.streams' per-connection callback tasks
         self._inbound: dict[int, set[asyncio.StreamWriter]] = {}  # remote id -> its connections to us
         self._inbound_streams: dict[int, asyncio.StreamWriter] = {}
         self._reject_throttles: dict[tuple[str, int], Throttle] = {}
+        self._handshake_throttles: dict[str, Throttle] = {}
         self._receiving_snapshots: set[int] = set()  # raft indexes of snapshots being received
         self._started = False
         self._stopped = False
@@ -88,11 +96,20 @@ class Transport:
         """Bind every listen URL and start dialling the peers added so far."""
         if self._started:
             raise RuntimeError("transport already started")
-        listen = [parse_url(u) for u in self._listen_urls]  # ValueError for https and malformed URLs
+        listen = [(u, parse_url(u)) for u in self._listen_urls]  # ValueError for malformed URLs
+        # Contexts first: an https URL without a usable certificate fails here, before anything binds.
+        contexts = [self._tls.listen_context(u, self._on_handshake_failure) if a.tls else None for u, a in listen]
+        if self._tls.info is not None and (self._tls.info.can_serve or self._tls.info.trusted_ca_file):
+            try:
+                self._tls.info.client_context()
+            except TLSConfigError as err:
+                raise ValueError(str(err)) from None
         self._started = True
         try:
-            for host, port in listen:
-                self._servers.append(await asyncio.start_server(self._accept, host, port, limit=READ_LIMIT))
+            for (_, (host, port, _tls)), ctx in zip(listen, contexts):
+                server = await asyncio.start_server(self._accept, host, port, limit=READ_LIMIT, ssl=ctx,
+                                                    ssl_handshake_timeout=self._conn_timeout if ctx else None)
+                self._servers.append((server, ctx is not None))
         except BaseException:
             await self.stop()
             raise
@@ -104,7 +121,7 @@ class Transport:
         if self._stopped:
             return
         self._stopped = True
-        for server in self._servers:
+        for server, _ in self._servers:
             server.close()
         for peer in self._peers.values():
             self._tasks.update(peer.close())
@@ -116,17 +133,18 @@ class Transport:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.gather(*self._acceptors, return_exceptions=True)
-        for server in self._servers:
+        for server, _ in self._servers:
             await server.wait_closed()
 
     @property
     def urls(self) -> list[str]:
         """The URLs actually bound (a listen URL with port 0 gets a free port); valid after start()."""
         out = []
-        for server in self._servers:
+        for server, tls in self._servers:
+            scheme = "https" if tls else "http"
             for sock in server.sockets:
                 host, port = sock.getsockname()[:2]
-                out.append(f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}")
+                out.append(f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}")
         return out
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task:
@@ -150,7 +168,7 @@ class Transport:
         peer = Peer(local_id=self.local_id, cluster_id=self.cluster_id, peer_id=peer_id, urls=urls,
                     on_unreachable=self._on_unreachable, on_snapshot_status=self._on_snapshot_status,
                     open_snapshot=self._open_snapshot, dial_timeout=self._dial_timeout,
-                    conn_timeout=self._conn_timeout, spawn=self._spawn)
+                    conn_timeout=self._conn_timeout, spawn=self._spawn, dial_context=self._tls.dial_context)
         self._peers[peer_id] = peer
         if self._started:
             peer.start()
@@ -227,6 +245,11 @@ class Transport:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         hello: Handshake | None = None
         try:
+            refused = self._tls.refusal(writer.get_extra_info("ssl_object"))
+            if refused is not None:
+                self._warn_refused_certificate(refused, writer)
+                writer.write(error_line(refused))
+                return
             try:
                 async with asyncio.timeout(self._conn_timeout):
                     hello = parse_handshake(await reader.readuntil(b"\n"))
@@ -283,6 +306,26 @@ class Transport:
             self._warn_rejected("rejected connection from removed member", hello)
             return "member removed"
         return None
+
+    def _on_handshake_failure(self, err: ssl.SSLError) -> None:
+        """A connection to an https listener failed its TLS handshake (asyncio then drops it silently)."""
+        held = self._handshake_throttle(err.reason or type(err).__name__)
+        if held is not None:
+            log.warning("rejected peer connection at the TLS handshake", extra={"fields": {
+                "local-member-id": self._local_label, "error": str(err), "suppressed-since-last-warning": held}})
+
+    def _handshake_throttle(self, reason: str) -> int | None:
+        if len(self._handshake_throttles) > 1024:  # reasons can quote certificates: keep this bounded
+            self._handshake_throttles.clear()
+        return self._handshake_throttles.setdefault(reason, Throttle()).allow()
+
+    def _warn_refused_certificate(self, reason: str, writer: asyncio.StreamWriter) -> None:
+        held = self._handshake_throttle(reason)
+        if held is not None:
+            peer = writer.get_extra_info("peername")
+            log.warning("rejected peer connection: certificate not allowed", extra={"fields": {
+                "local-member-id": self._local_label, "remote-addr": f"{peer[0]}:{peer[1]}" if peer else "",
+                "error": reason, "suppressed-since-last-warning": held}})
 
     def _warn_rejected(self, what: str, hello: Handshake) -> None:
         if len(self._reject_throttles) > 1024:  # ids come from the network: keep this bounded

@@ -16,6 +16,7 @@ from __future__ import annotations
 import struct
 from collections import deque
 from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from etcdx.raft.codec import decode_message, encode_message
@@ -40,14 +41,20 @@ CALL_OK = 0
 CALL_ERROR = 1
 
 
-def parse_url(url: str) -> tuple[str, int]:
-    """(host, port) of an ``http://host:port`` peer URL."""
+class Address(NamedTuple):
+    """Where a peer URL points; ``tls`` for ``https`` (TLS is never optional on such a URL)."""
+
+    host: str
+    port: int
+    tls: bool = False
+
+
+def parse_url(url: str) -> Address:
+    """The address of an ``http://host:port`` or ``https://host:port`` peer URL."""
     parts = urlsplit(url)
-    if parts.scheme == "https":
-        raise ValueError(f"peer URL {url!r}: https is not supported yet")
-    if parts.scheme != "http" or not parts.hostname or parts.port is None:
-        raise ValueError(f"peer URL {url!r}: want http://host:port")
-    return parts.hostname, parts.port
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.port is None:
+        raise ValueError(f"peer URL {url!r}: want http://host:port or https://host:port")
+    return Address(parts.hostname, parts.port, parts.scheme == "https")
 
 
 @dataclass(frozen=True, slots=True)

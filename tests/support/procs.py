@@ -170,9 +170,11 @@ class Member:
     def client_url(self) -> str:
         return f"http://127.0.0.1:{self.client_port}"
 
+    peer_scheme = "http"  # "https" for a member whose peer port serves TLS (its flags must say how)
+
     @property
     def peer_url(self) -> str:
-        return f"http://127.0.0.1:{self.peer_port}"
+        return f"{self.peer_scheme}://127.0.0.1:{self.peer_port}"
 
     def command(self) -> list[str]:
         """The command line (etcd's flags; etcdx accepts the same ones)."""

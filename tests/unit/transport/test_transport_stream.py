@@ -233,17 +233,18 @@ def test_peer_metrics_use_etcds_names(tmp_path):
     run(scenario)
 
 
-def test_https_and_missing_urls_are_refused(tmp_path):
+def test_https_without_a_certificate_and_missing_urls_are_refused(tmp_path):
     async def scenario():
         t = Transport(local_id=1, cluster_id=CLUSTER, listen_urls=["https://127.0.0.1:0"], on_messages=print,
                       on_unreachable=print, on_snapshot_status=print, snapshot_dir=str(tmp_path))
-        with pytest.raises(ValueError, match="https"):
+        with pytest.raises(ValueError, match="https needs --peer-cert-file and --peer-key-file"):
             await t.start()
+        assert t.urls == []  # nothing was bound, not even as plaintext
         await t.stop()
         fresh = Transport(local_id=1, cluster_id=CLUSTER, listen_urls=[url(0)], on_messages=print,
                           on_unreachable=print, on_snapshot_status=print, snapshot_dir=str(tmp_path))
-        with pytest.raises(ValueError, match="https"):
-            fresh.add_peer(2, ["https://127.0.0.1:2380"])
+        with pytest.raises(ValueError, match="want http://host:port or https://host:port"):
+            fresh.add_peer(2, ["unix://127.0.0.1:2380"])
         with pytest.raises(ValueError, match="at least one URL"):
             fresh.add_peer(2, [])
     run(scenario)
@@ -325,8 +326,7 @@ def test_peer_sockets_give_up_on_unacknowledged_data_after_conn_timeout(tmp_path
     # A peer host that lost power never closes the connection; the kernel's TCP_USER_TIMEOUT does.
     async def scenario():
         async with Member(2, str(tmp_path), conn_timeout=4.0) as b:
-            host, port = parse_url(b.url)
-            _, writer = await dial((host, port), Handshake("stream", 1, 2, CLUSTER), 1.0, user_timeout=2.5)
+            _, writer = await dial(parse_url(b.url), Handshake("stream", 1, 2, CLUSTER), 1.0, user_timeout=2.5)
             dialled = writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT)
             await eventually(lambda: 1 in b.transport._inbound, "the acceptor registered the stream")
             (accepted,) = b.transport._inbound[1]

@@ -57,11 +57,10 @@ def test_acceptor_answers_a_non_member_with_an_error_line(tmp_path):
 
 
 def test_peer_urls():
-    assert parse_url("http://127.0.0.1:2380") == ("127.0.0.1", 2380)
-    assert parse_url("http://[::1]:2380") == ("::1", 2380)
-    with pytest.raises(ValueError, match="https"):
-        parse_url("https://10.0.0.1:2380")
-    for bad in ("10.0.0.1:2380", "http://host", "unix://x:1"):
+    assert parse_url("http://127.0.0.1:2380") == ("127.0.0.1", 2380, False)
+    assert parse_url("http://[::1]:2380") == ("::1", 2380, False)
+    assert parse_url("https://10.0.0.1:2380") == ("10.0.0.1", 2380, True)
+    for bad in ("10.0.0.1:2380", "http://host", "unix://x:1", "https://host"):
         with pytest.raises(ValueError):
             parse_url(bad)
 

@@ -44,8 +44,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def url(port: int) -> str:
-    return f"http://127.0.0.1:{port}"
+def url(port: int, scheme: str = "http") -> str:
+    return f"{scheme}://127.0.0.1:{port}"
 
 
 def app(frm: int, to: int, index: int, size: int = 16) -> Message:
@@ -55,16 +55,17 @@ def app(frm: int, to: int, index: int, size: int = 16) -> Message:
 
 
 class Member:
-    """A Transport whose callbacks record what they were told."""
+    """A Transport whose callbacks record what they were told; it listens on https when given ``tls``."""
 
     def __init__(self, member_id: int, snapshot_dir: str, *, port: int = 0, cluster_id: int = CLUSTER,
                  **kwargs) -> None:
+        scheme = "https" if kwargs.get("tls") is not None else "http"
         self.id = member_id
         self.received: list[Message] = []
         self.batches = 0
         self.unreachable: list[int] = []
         self.snapshot_status: list[tuple[int, bool]] = []
-        self.transport = Transport(local_id=member_id, cluster_id=cluster_id, listen_urls=[url(port)],
+        self.transport = Transport(local_id=member_id, cluster_id=cluster_id, listen_urls=[url(port, scheme)],
                                    on_messages=self._on_messages, on_unreachable=self.unreachable.append,
                                    on_snapshot_status=lambda peer, ok: self.snapshot_status.append((peer, ok)),
                                    snapshot_dir=snapshot_dir, **kwargs)
