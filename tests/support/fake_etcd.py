@@ -15,6 +15,7 @@ thread. `python -m tests.support.fake_etcd URL` serves it in the foreground.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import ssl
 import sys
@@ -140,16 +141,15 @@ class FakeEtcd:
                 self.watchers.remove(entry)
 
     async def snapshot(self, stream: Stream, call: Call) -> None:
+        """``snapshot_size`` bytes (a multiple of 512, like a bolt file) and their SHA-256, as etcd sends."""
         await stream.recv()
-        remaining = self.snapshot_size
+        content = bytes(i % 251 for i in range(65536)) * (self.snapshot_size // 65536 + 1)
+        content = content[:self.snapshot_size]
+        data = memoryview(content + hashlib.sha256(content).digest())
         chunk = 64 << 10
-        i = 0
-        while remaining > 0:
-            n = min(chunk, remaining)
-            remaining -= n
-            blob = bytes([i % 251]) * n
-            i += 1
-            await stream.send(rpc_pb2.SnapshotResponse(header=self.header(), remaining_bytes=remaining,
+        for pos in range(0, len(data), chunk):
+            blob = bytes(data[pos:pos + chunk])
+            await stream.send(rpc_pb2.SnapshotResponse(header=self.header(), remaining_bytes=len(data) - pos - len(blob),
                                                        blob=blob).SerializeToString())
 
     def status(self, message: bytes, call: Call) -> bytes:
