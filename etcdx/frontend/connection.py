@@ -542,7 +542,7 @@ class ServerConnection:
                 raise _ConnectionError(fr.PROTOCOL_ERROR, "RST_STREAM on an idle stream")
             return
         self._blocked.pop(sid, None)
-        self._remember_reset(sid)
+        # Not remembered as reset by us: further frames from the peer on it are its error.
         events.append(StreamReset(sid, fr.u32(f.payload), True))
 
     def _on_priority(self, f: Frame) -> None:
