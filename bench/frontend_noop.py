@@ -61,9 +61,10 @@ async def serve_grpcio(port: int) -> None:
     await server.wait_for_termination()
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of the process so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
 
 
 def measure(kind: str, benchmark: str, clients: int, total: int) -> dict:
@@ -80,12 +81,14 @@ def measure(kind: str, benchmark: str, clients: int, total: int) -> dict:
         t0 = time.monotonic()
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         elapsed = time.monotonic() - t0
-        cpu = cpu_seconds(proc.pid) - before
+        after = cpu_seconds(proc.pid)
+        user, system = after[0] - before[0], after[1] - before[1]
         if out.returncode != 0 or "Requests/sec" not in out.stdout:
             raise RuntimeError(f"benchmark failed: {out.stdout[-2000:]} {out.stderr[-2000:]}")
         errors = [line for line in out.stdout.splitlines() if "error" in line.lower()]
-        return {"server": kind, "clients": clients, "total": total, "cpu_us_per_req": cpu / total * 1e6,
-                "req_per_s": total / elapsed, "errors": errors}
+        return {"server": kind, "clients": clients, "total": total,
+                "cpu_us_per_req": (user + system) / total * 1e6, "user_us_per_req": user / total * 1e6,
+                "sys_us_per_req": system / total * 1e6, "req_per_s": total / elapsed, "errors": errors}
     finally:
         proc.kill()
         proc.wait()
@@ -104,13 +107,13 @@ def main() -> None:
         kind, port = args.serve[0], int(args.serve[1])
         uvloop.run(serve_frontend(port) if kind == "frontend" else serve_grpcio(port))
         return
-    print(f"{'server':<10} {'clients':>7} {'requests':>9} {'CPU µs/req':>11} {'req/s':>9}")
+    print(f"{'server':<10} {'clients':>7} {'requests':>9} {'CPU µs/req':>11} {'user':>6} {'sys':>6} {'req/s':>9}")
     for clients in (int(c) for c in args.clients.split(",")):
         total = args.total // 5 if clients == 1 else args.total
         for kind in args.servers.split(","):
             r = measure(kind, args.benchmark, clients, total)
             print(f"{r['server']:<10} {r['clients']:>7} {r['total']:>9} {r['cpu_us_per_req']:>11.1f} "
-                  f"{r['req_per_s']:>9.0f}" + (f"  errors: {r['errors'][:3]}" if r["errors"] else ""), flush=True)
+                  f"{r['user_us_per_req']:>6.1f} {r['sys_us_per_req']:>6.1f} {r['req_per_s']:>9.0f}" + (f"  errors: {r['errors'][:3]}" if r["errors"] else ""), flush=True)
 
 
 if __name__ == "__main__":

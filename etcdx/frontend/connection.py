@@ -159,7 +159,8 @@ class ServerConnection:
         self.settings = settings
         self._clock = clock
         self._decoder = RequestDecoder(settings.max_header_list_size, settings.header_table_size)
-        self._buf = bytearray()
+        self._buf = bytearray()          # an incomplete frame (at most max_frame_size + 9 bytes)
+        self._need = 0                   # bytes _buf must hold before parsing is worth it
         self._out: list[bytes] = []
         self._preface_seen = False
         self._settings_seen = False
@@ -225,18 +226,30 @@ class ServerConnection:
         """Process bytes from the peer; return what happened, in order."""
         if self.closed:
             return []
-        self._buf += data
+        if self._buf:
+            self._buf += data
+            if len(self._buf) < self._need:    # still inside one frame: no quadratic re-parsing
+                return []
+            data = bytes(self._buf)
+            self._buf = bytearray()
         events: list[Event] = []
         try:
             if not self._preface_seen:
-                n = min(len(self._buf), len(fr.PREFACE))
-                if self._buf[:n] != fr.PREFACE[:n]:
+                n = min(len(data), len(fr.PREFACE))
+                if data[:n] != fr.PREFACE[:n]:
                     raise _ConnectionError(fr.PROTOCOL_ERROR, "bad connection preface")
                 if n < len(fr.PREFACE):
+                    self._buf = bytearray(data)
+                    self._need = len(fr.PREFACE)
                     return events
-                del self._buf[:n]
+                data = data[n:]
                 self._preface_seen = True
-            frames, oversize = fr.parse_frames(self._buf, self.settings.max_frame_size)
+            frames, used, oversize = fr.parse_frames(data, self.settings.max_frame_size)
+            if used < len(data) and not oversize:
+                self._buf = bytearray(data[used:])
+                self._need = fr.FRAME_HEADER_SIZE
+                if len(self._buf) >= fr.FRAME_HEADER_SIZE:
+                    self._need += int.from_bytes(self._buf[:3], "big")
             for f in frames:
                 try:
                     self._on_frame(f, events)
@@ -742,4 +755,4 @@ class ServerConnection:
         self.error_code = code
         self._streams.clear()
         self._blocked.clear()
-        self._buf.clear()
+        self._buf = bytearray()

@@ -75,32 +75,28 @@ class Frame(NamedTuple):
     payload: bytes
 
 
-def parse_frames(buf: bytearray, max_frame_size: int) -> tuple[list[Frame], bool]:
-    """Cut every complete frame off the front of ``buf`` (which is consumed).
-
-    The flag is true when the next frame header announces more than
-    ``max_frame_size`` bytes of payload (a FRAME_SIZE_ERROR): the caller must
-    not wait for such a frame, since that would let a peer make us buffer
-    16 MiB per connection. The frames before it are returned as usual.
+def parse_frames(data: bytes, max_frame_size: int) -> tuple[list[Frame], int, bool]:
+    """Every complete frame at the front of ``data``, how many bytes they took, and
+    whether the next frame header announces more than ``max_frame_size`` bytes of
+    payload (a FRAME_SIZE_ERROR: the caller must not wait for such a frame, since
+    that would let a peer make us buffer 16 MiB per connection).
     """
     frames: list[Frame] = []
     pos = 0
-    end = len(buf)
+    end = len(data)
     unpack = _HEADER.unpack_from
+    new = tuple.__new__
     while end - pos >= FRAME_HEADER_SIZE:
-        hi, lo, ftype, flags, sid = unpack(buf, pos)
+        hi, lo, ftype, flags, sid = unpack(data, pos)
         length = (hi << 8) | lo
         if length > max_frame_size:
-            del buf[:pos]
-            return frames, True
+            return frames, pos, True
         stop = pos + FRAME_HEADER_SIZE + length
         if stop > end:
             break
-        frames.append(Frame(ftype, flags, sid & 0x7FFFFFFF, bytes(buf[pos + FRAME_HEADER_SIZE:stop])))
+        frames.append(new(Frame, (ftype, flags, sid & 0x7FFFFFFF, data[pos + FRAME_HEADER_SIZE:stop])))
         pos = stop
-    if pos:
-        del buf[:pos]
-    return frames, False
+    return frames, pos, False
 
 
 def frame(ftype: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:

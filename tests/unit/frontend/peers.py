@@ -88,7 +88,8 @@ class RawClient:
         ev = self.server.receive(data)
         self.events += ev
         self._out += self.server.data_to_send()
-        got, _ = fr.parse_frames(self._out, fr.MAX_MAX_FRAME_SIZE)
+        got, used, _ = fr.parse_frames(bytes(self._out), fr.MAX_MAX_FRAME_SIZE)
+        del self._out[:used]
         self.frames += got
         return ev
 
