@@ -205,6 +205,10 @@ class FakeEtcd:
             body = b'{"etcdserver":"3.4.23","etcdcluster":"3.4.0"}'
         elif path == "/echo":
             body = request.body
+        elif path == "/fail":
+            raise RuntimeError("handler failure on purpose")
+        elif path == "/silent":
+            return
         elif path == "/big":               # chunked: no content-length
             response.start(200, [("content-type", "application/octet-stream")])
             for i in range(64):
@@ -235,9 +239,10 @@ class ServerThread:
     """A FakeEtcd on a FrontEnd, on its own event loop in a daemon thread."""
 
     def __init__(self, fake: FakeEtcd | None = None, *, ssl_context: ssl.SSLContext | None = None,
-                 url: str | None = None, **frontend_kwargs) -> None:
+                 url: str | None = None, reuse_port: bool = False, **frontend_kwargs) -> None:
         self.fake = fake or FakeEtcd()
         self.ssl_context = ssl_context
+        self.reuse_port = reuse_port
         kwargs = {"max_receive_message_bytes": 2 * 1024 * 1024} | frontend_kwargs
         self.frontend = FrontEnd(self.fake.router, self.fake.http, **kwargs)
         self.url = url or ("https://127.0.0.1:0" if ssl_context else "http://127.0.0.1:0")
@@ -250,7 +255,8 @@ class ServerThread:
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
         try:
-            self.address = self.loop.run_until_complete(self.frontend.listen(self.url, ssl=self.ssl_context))
+            self.address = self.loop.run_until_complete(self.frontend.listen(self.url, ssl=self.ssl_context,
+                                                                                 reuse_port=self.reuse_port))
         except BaseException as e:
             self._error = e
             self._ready.set()
