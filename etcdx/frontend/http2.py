@@ -138,7 +138,7 @@ class Http2Session(asyncio.Protocol):
                 if not self._read_paused:      # a peer that makes us answer but does not read
                     self._read_paused = True
                     self._transport.pause_reading()
-        if self.conn.closed or (self._shutting_down and not self._calls and not self._exchanges):
+        if self.conn.closed or (self._shutting_down and not self.busy):
             self._transport.close()
 
     def want_write(self) -> None:
@@ -418,7 +418,8 @@ class Http2Session(asyncio.Protocol):
 
     @property
     def busy(self) -> bool:
-        return bool(self._calls or self._exchanges)
+        """Calls or HTTP requests in flight, or response bytes still waiting for window."""
+        return bool(self._calls or self._exchanges or self.conn.open_streams)
 
 
 class _GrpcStream(Stream):

@@ -131,9 +131,9 @@ class FrontEnd:
                 await asyncio.wait_for(self._idle.wait(), max(0.0, deadline - loop.time()))
             except TimeoutError:
                 break
+        tasks = [t for s in list(self._sessions) for t in s.tasks]
         for session in list(self._sessions):
             session.abort()
-        tasks = [t for s in list(self._sessions) for t in s.tasks]
         if tasks:
             await asyncio.wait(tasks, timeout=max(1.0, grace))
         for server in self._servers:

@@ -179,3 +179,19 @@ def test_client_answering_pings_is_kept() -> None:
         assert not transport.aborted
         s.connection_lost(None)
     asyncio.run(run())
+
+
+def test_shutdown_waits_for_a_response_held_back_by_flow_control() -> None:
+    async def run() -> None:
+        router = Router()
+        router.unary("/etcdserverpb.KV/Put", lambda m, c: b"r" * 200_000)
+        s, transport = session(router)
+        s.data_received(grpc_request(1, b"x", hpack.Encoder()))
+        s.shutdown()
+        assert not transport.closed and s.busy               # 65,535 bytes out, the rest queued
+        s.data_received(fr.window_update(0, 1 << 20) + fr.window_update(1, 1 << 20))
+        assert transport.closed and not s.busy
+        body = b"".join(f.payload for f in transport.frames() if f.type == fr.DATA)
+        assert len(body) == 200_005
+        assert [f.type for f in transport.frames()][-1] == fr.HEADERS   # the trailers, last
+    asyncio.run(run())
