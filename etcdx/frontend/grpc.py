@@ -114,7 +114,7 @@ def malformed_timeout(value: str) -> RpcError:
 
 def frame_message(message: bytes) -> bytes:
     """A length-prefixed, uncompressed gRPC message."""
-    return _PREFIX.pack(0, len(message)) + message
+    return b"".join((_PREFIX.pack(0, len(message)), message))   # join: also for memoryview/bytearray
 
 
 class MessageReader:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import ssl
 import sys
 import threading
@@ -235,6 +236,17 @@ def _in_range(k: bytes, key: bytes, end: bytes) -> bool:
     return key <= k < end
 
 
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop, as in production, unless ETCDX_TEST_LOOP=asyncio asks for the standard loop."""
+    if os.environ.get("ETCDX_TEST_LOOP") != "asyncio":
+        try:
+            import uvloop
+            return uvloop.new_event_loop()
+        except ImportError:
+            pass
+    return asyncio.new_event_loop()
+
+
 class ServerThread:
     """A FakeEtcd on a FrontEnd, on its own event loop in a daemon thread."""
 
@@ -246,7 +258,7 @@ class ServerThread:
         kwargs = {"max_receive_message_bytes": 2 * 1024 * 1024} | frontend_kwargs
         self.frontend = FrontEnd(self.fake.router, self.fake.http, **kwargs)
         self.url = url or ("https://127.0.0.1:0" if ssl_context else "http://127.0.0.1:0")
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_event_loop()
         self.address = None
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._ready = threading.Event()
