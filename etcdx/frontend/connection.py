@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from etcdx.frontend import frames as fr
 from etcdx.frontend.frames import Frame
-from etcdx.frontend.headers import CompressionError, MalformedHeaders, RequestDecoder, RequestHead
+from etcdx.frontend.headers import CompressionError, MalformedHeaders, RequestDecoder, RequestHead, TooLarge
 
 _RECENTLY_RESET = 1024  # stream ids we remember having reset (frames for them are ignored)
 
@@ -43,10 +43,11 @@ _RECENTLY_RESET = 1024  # stream ids we remember having reset (frames for them a
 
 @dataclass(slots=True)
 class RequestReceived:
-    """A new stream: the request's header block, checked."""
+    """A new stream: the request's header block, checked (``timeout``: its grpc-timeout)."""
     stream_id: int
     head: RequestHead
     end_stream: bool
+    timeout: str | None = None
 
 
 @dataclass(slots=True)
@@ -355,6 +356,8 @@ class ServerConnection:
             pass
         except CompressionError as e:
             raise _ConnectionError(fr.COMPRESSION_ERROR, str(e)) from e
+        except TooLarge as e:
+            raise _ConnectionError(fr.ENHANCE_YOUR_CALM, str(e)) from e
 
     def _on_header_block(self, sid: int, block: bytes, end_stream: bool, self_dependent: bool,
                          events: list[Event]) -> None:
@@ -374,9 +377,11 @@ class ServerConnection:
             self._decode_only(block)        # RFC 9113 6.8: streams after GOAWAY are ignored
             return
         try:
-            head = self._decoder.request(block)
+            head, timeout = self._decoder.request(block)
         except CompressionError as e:
             raise _ConnectionError(fr.COMPRESSION_ERROR, str(e)) from e
+        except TooLarge as e:
+            raise _ConnectionError(fr.ENHANCE_YOUR_CALM, str(e)) from e
         except MalformedHeaders:
             self._reset(sid, fr.PROTOCOL_ERROR)
             return
@@ -393,7 +398,7 @@ class ServerConnection:
         stream.content_length = head.content_length
         stream.remote_open = not end_stream
         self._streams[sid] = stream
-        events.append(RequestReceived(sid, head, end_stream))
+        events.append(RequestReceived(sid, head, end_stream, timeout))
 
     def _on_trailers(self, stream: _Stream, block: bytes, end_stream: bool, self_dependent: bool,
                      events: list[Event]) -> None:
@@ -405,6 +410,8 @@ class ServerConnection:
             self._decoder.trailers(block)
         except CompressionError as e:
             raise _ConnectionError(fr.COMPRESSION_ERROR, str(e)) from e
+        except TooLarge as e:
+            raise _ConnectionError(fr.ENHANCE_YOUR_CALM, str(e)) from e
         except MalformedHeaders:
             raise _StreamError(sid, fr.PROTOCOL_ERROR) from None
         if self_dependent or not end_stream:

@@ -1,18 +1,19 @@
-"""Header blocks: HPACK decoding with a per-connection cache, request checks, encoding.
+"""Header blocks: HPACK decoding with per-connection caches, request checks, encoding.
 
-Decoding uses the `hpack` package. Clients send nearly the same header block
-for every request (grpc-go: all fields indexed into the dynamic table after the
-first request), so `RequestDecoder` remembers the parsed result per block.
-Decoding is a function of the block's bytes *and* the dynamic table's state,
-so the table counts its changes (`generation`) and a cached entry is used only
-while the generation it was decoded at is still current. A block that changes
-the table (an insertion or a size update) is decoded every time and never
-cached; a block that only refers to the table gives the same headers for as
-long as the table is unchanged.
+Clients send nearly the same header block for every request, so
+`RequestDecoder` remembers checked request heads at two levels:
+- by the block's bytes, valid only while the dynamic table is unchanged
+  (decoding depends on the table, which counts its changes in `generation`):
+  grpc-go's steady state without deadlines, where every field is indexed;
+- by the decoded fields less `grpc-timeout`, whatever the table: clients that
+  send a new deadline with every call insert it into the table each time, which
+  moves every index and changes the block's bytes, but not its fields.
+A head is built and checked once per distinct field list; the timeout is
+returned beside it.
 
 Encoding never touches the dynamic table (literal fields without indexing), so
 we need no encoder state, our blocks are valid whatever table size the peer
-allows, and the common response blocks can be computed once (`GRPC_RESPONSE_HEADERS`,
+allows, and the common response blocks are computed once (`GRPC_RESPONSE_HEADERS`,
 `GRPC_OK_TRAILERS`).
 """
 
@@ -25,9 +26,10 @@ import types
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import hpack
 from hpack.hpack import encode_integer
 from hpack.table import HeaderTable
+
+from etcdx.frontend.hpack_decoder import HeaderListTooLarge, HpackDecoder, HpackError
 
 _CONNECTION_SPECIFIC = frozenset(
     [b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"]
@@ -37,6 +39,9 @@ _REQUEST_PSEUDO = frozenset([b":method", b":scheme", b":authority", b":path"])
 _VALID_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+\Z")
 _BAD_VALUE = re.compile(rb"[\x00\r\n]|\A[ \t]|[ \t]\Z")
 _CACHE_ENTRIES = 128
+# gRPC's reserved headers (grpc-go's list): not metadata for handlers.
+_RESERVED = frozenset(["content-type", "te", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding",
+                       "grpc-message-type", "grpc-message", "grpc-status", "grpc-status-details-bin"])
 
 
 class MalformedHeaders(Exception):
@@ -47,21 +52,8 @@ class CompressionError(Exception):
     """The block does not decode; the HPACK state is lost: a connection error."""
 
 
-class _CountingTable(HeaderTable):
-    """hpack's dynamic table, counting every change so decoded blocks can be cached."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.generation = 0
-
-    def add(self, name: bytes, value: bytes) -> None:
-        self.generation += 1
-        super().add(name, value)
-
-    @HeaderTable.maxsize.setter  # type: ignore[attr-defined]
-    def maxsize(self, newmax: int) -> None:
-        self.generation += 1
-        HeaderTable.maxsize.fset(self, newmax)  # type: ignore[attr-defined]
+class TooLarge(Exception):
+    """The decoded block exceeds our header list size; the HPACK state is lost: a connection error."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,15 +66,14 @@ class RequestHead:
     authority: str
     content_type: str
     is_grpc: bool
-    metadata: Mapping[str, str | bytes]  # regular headers; "-bin" values base64-decoded
-    headers: tuple[tuple[str, str], ...]  # regular headers as sent, in order (for HTTP)
-    grpc_timeout: str | None
+    metadata: Mapping[str, str | bytes]  # regular headers less gRPC's reserved ones; "-bin" base64-decoded
+    headers: tuple[tuple[str, str], ...]  # regular headers as sent, in order (for HTTP; no grpc-timeout)
     grpc_encoding: str | None
     content_length: int | None
 
 
 class RequestDecoder:
-    """One connection's HPACK decoder plus the cache of checked request heads.
+    """One connection's HPACK decoder plus the caches of checked request heads.
 
     ``max_header_list_size`` bounds the decoded size of one block (RFC 9113
     SETTINGS_MAX_HEADER_LIST_SIZE accounting), ``table_size`` is the
@@ -90,36 +81,48 @@ class RequestDecoder:
     """
 
     def __init__(self, max_header_list_size: int, table_size: int = 4096) -> None:
-        self._decoder = hpack.Decoder(max_header_list_size=max_header_list_size)
-        self._table = _CountingTable()
-        self._decoder.header_table = self._table
-        self._decoder.max_allowed_table_size = table_size
-        self._table.maxsize = table_size
-        self._cache: dict[bytes, tuple[int, RequestHead]] = {}
+        self._decoder = HpackDecoder(table_size, max_header_list_size)
+        self._by_block: dict[bytes, tuple[int, RequestHead, str | None]] = {}
+        self._by_fields: dict[tuple, RequestHead] = {}
 
     @property
     def generation(self) -> int:
-        return self._table.generation
+        return self._decoder.generation
 
     def _decode(self, block: bytes) -> list[tuple[bytes, bytes]]:
         try:
-            return self._decoder.decode(block, raw=True)
-        except (hpack.HPACKError, IndexError, ValueError) as e:
+            return self._decoder.decode(block)
+        except HeaderListTooLarge as e:
+            raise TooLarge(str(e)) from e
+        except HpackError as e:
             raise CompressionError(str(e)) from e
 
-    def request(self, block: bytes) -> RequestHead:
-        """The request head for ``block``; raises MalformedHeaders or CompressionError."""
-        hit = self._cache.get(block)
-        generation = self._table.generation
+    def request(self, block: bytes) -> tuple[RequestHead, str | None]:
+        """The request head for ``block`` and its grpc-timeout; raises MalformedHeaders,
+        CompressionError or TooLarge."""
+        hit = self._by_block.get(block)
+        generation = self._decoder.generation
         if hit is not None and hit[0] == generation:
-            return hit[1]
-        fields = self._decode(block)
-        head = parse_request(fields)  # a malformed block is still decoded (HPACK state stays in step)
-        if self._table.generation == generation:
-            if len(self._cache) >= _CACHE_ENTRIES:
-                self._cache.clear()
-            self._cache[block] = (generation, head)
-        return head
+            return hit[1], hit[2]
+        fields = self._decode(block)    # a malformed block is still decoded: HPACK state stays in step
+        timeout = None
+        for i, (name, value) in enumerate(fields):
+            if name == b"grpc-timeout":
+                timeout = value.decode("latin-1")
+                fields = fields[:i] + fields[i + 1:]
+                break
+        key = tuple(fields)
+        head = self._by_fields.get(key)
+        if head is None:
+            head = parse_request(fields)
+            if len(self._by_fields) >= _CACHE_ENTRIES:
+                self._by_fields.clear()
+            self._by_fields[key] = head
+        if self._decoder.generation == generation:
+            if len(self._by_block) >= _CACHE_ENTRIES:
+                self._by_block.clear()
+            self._by_block[block] = (generation, head, timeout)
+        return head, timeout
 
     def trailers(self, block: bytes) -> list[tuple[bytes, bytes]]:
         """Request trailers: decoded, and checked to hold no pseudo-headers."""
@@ -165,6 +168,8 @@ def parse_request(fields: list[tuple[bytes, bytes]]) -> RequestHead:
         key = name.decode("ascii")
         text = value.decode("latin-1")
         regular.append((key, text))
+        if key in _RESERVED:
+            continue
         if key.endswith("-bin"):
             try:
                 metadata[key] = base64.b64decode(value + b"=" * (-len(value) % 4))
@@ -175,19 +180,19 @@ def parse_request(fields: list[tuple[bytes, bytes]]) -> RequestHead:
     for required in (b":method", b":scheme", b":path"):
         if not pseudo.get(required):
             raise MalformedHeaders(f"missing or empty {required.decode()}")
+    plain = dict(regular)
     content_length = None
-    if "content-length" in metadata:
-        cl = metadata["content-length"]
-        if not isinstance(cl, str) or not cl.isdigit():
+    if "content-length" in plain:
+        cl = plain["content-length"]
+        if not cl.isdigit():
             raise MalformedHeaders("invalid content-length")
         content_length = int(cl)
     method = pseudo[b":method"].decode("latin-1")
-    content_type = str(metadata.get("content-type", ""))
+    content_type = plain.get("content-type", "")
     is_grpc = method == "POST" and (
         content_type == "application/grpc" or content_type.startswith(("application/grpc+", "application/grpc;"))
     )
-    timeout = metadata.get("grpc-timeout")
-    encoding = metadata.get("grpc-encoding")
+    encoding = plain.get("grpc-encoding")
     return RequestHead(
         method=method,
         path=pseudo[b":path"].decode("latin-1"),
@@ -197,8 +202,7 @@ def parse_request(fields: list[tuple[bytes, bytes]]) -> RequestHead:
         is_grpc=is_grpc,
         metadata=types.MappingProxyType(metadata),
         headers=tuple(regular),
-        grpc_timeout=timeout if isinstance(timeout, str) else None,
-        grpc_encoding=encoding if isinstance(encoding, str) and encoding != "identity" else None,
+        grpc_encoding=encoding if encoding and encoding != "identity" else None,
         content_length=content_length,
     )
 

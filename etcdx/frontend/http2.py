@@ -159,11 +159,11 @@ class Http2Session(asyncio.Protocol):
                 ex.begin()
             return
         deadline = None
-        if head.grpc_timeout is not None:
+        if ev.timeout is not None:
             try:
-                deadline = self._loop.time() + g.parse_timeout(head.grpc_timeout)
+                deadline = self._loop.time() + g.parse_timeout(ev.timeout)
             except ValueError:
-                self._send_status(sid, g.malformed_timeout(head.grpc_timeout), False)
+                self._send_status(sid, g.malformed_timeout(ev.timeout), False)
                 return
         route = self._routes.get(head.path)
         if route is None:

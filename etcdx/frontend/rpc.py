@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 class Call:
     """One RPC's context.
 
-    ``metadata`` holds the request's regular headers (lower-case names; values
+    ``metadata`` holds the request's regular headers less gRPC's reserved
+    ones (content-type, te, grpc-timeout, grpc-encoding...; lower-case names; values
     of ``-bin`` headers base64-decoded to bytes; for a repeated header the last
     value). ``deadline`` is in ``loop.time()`` terms. Cancel callbacks run once,
     when the client resets the stream, the deadline passes, the connection is

@@ -27,7 +27,7 @@ _encoder_blocks = [
     hpack.Encoder().encode(GRPC_REQUEST[:2] + [(":path", "/test.Test/Stream")] + GRPC_REQUEST[3:]),
     hpack.Encoder().encode([(":method", "GET"), (":scheme", "http"), (":path", "/health")]),
     b"\xbe\xbf",                       # references to dynamic entries that may not exist
-    b"\x3f\xe1\x1f",                   # table size update beyond the limit
+    b"\x3f\xe2\x1f",                   # table size update beyond the limit
 ]
 
 

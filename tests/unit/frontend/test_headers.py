@@ -1,4 +1,4 @@
-"""HPACK decoding with the per-connection cache, request checks, and our stateless encoding."""
+"""HPACK decoding with the per-connection caches, request checks, and our stateless encoding."""
 
 from __future__ import annotations
 
@@ -9,6 +9,10 @@ from etcdx.frontend import headers as hd
 
 REQUEST = [(":method", "POST"), (":scheme", "http"), (":path", "/etcdserverpb.KV/Put"),
            ("content-type", "application/grpc")]
+def head_of(dec: hd.RequestDecoder, block: bytes) -> hd.RequestHead:
+    return dec.request(block)[0]
+
+
 # The request as literals without indexing: decoding it leaves the dynamic table alone.
 PLAIN = hd.encode([(k.encode(), v.encode()) for k, v in REQUEST])
 
@@ -16,10 +20,10 @@ PLAIN = hd.encode([(k.encode(), v.encode()) for k, v in REQUEST])
 def test_repeated_block_is_served_from_the_cache() -> None:
     enc = hpack.Encoder()
     dec = hd.RequestDecoder(65536)
-    first = dec.request(enc.encode(REQUEST + [("token", "abc")]))   # inserts into the table
+    first = head_of(dec, enc.encode(REQUEST + [("token", "abc")]))   # inserts into the table
     block = enc.encode(REQUEST + [("token", "abc")])                  # now all indexed
-    second = dec.request(block)
-    assert dec.request(block) is second                               # cache hit: same object
+    second = head_of(dec, block)
+    assert head_of(dec, block) is second                               # cache hit: same object
     assert second.metadata["token"] == first.metadata["token"] == "abc"
 
 
@@ -30,32 +34,32 @@ def test_cached_block_is_decoded_again_after_the_dynamic_table_changes() -> None
     insert_a = b"\x40" + bytes([5]) + b"x-key" + bytes([1]) + b"A"   # literal with indexing: x-key: A
     insert_b = b"\x40" + bytes([5]) + b"x-key" + bytes([1]) + b"B"
     refer = base + b"\xbe"                              # index 62: the newest dynamic entry
-    dec.request(base + insert_a)
-    assert dec.request(refer).metadata["x-key"] == "A"
-    assert dec.request(refer).metadata["x-key"] == "A"
+    head_of(dec, base + insert_a)
+    assert head_of(dec, refer).metadata["x-key"] == "A"
+    assert head_of(dec, refer).metadata["x-key"] == "A"
     generation = dec.generation
-    dec.request(base + insert_b)
+    head_of(dec, base + insert_b)
     assert dec.generation > generation
-    assert dec.request(refer).metadata["x-key"] == "B"
+    assert head_of(dec, refer).metadata["x-key"] == "B"
 
 
 def test_table_size_update_invalidates_the_cache() -> None:
     dec = hd.RequestDecoder(65536)
     base = PLAIN
-    dec.request(base + b"\x40" + bytes([5]) + b"x-key" + bytes([1]) + b"A")
+    head_of(dec, base + b"\x40" + bytes([5]) + b"x-key" + bytes([1]) + b"A")
     refer = base + b"\xbe"
-    assert dec.request(refer).metadata["x-key"] == "A"
-    dec.request(b"\x20" + base)                         # size update to 0: table emptied
+    assert head_of(dec, refer).metadata["x-key"] == "A"
+    head_of(dec, b"\x20" + base)                         # size update to 0: table emptied
     with pytest.raises(hd.CompressionError):
-        dec.request(refer)
+        head_of(dec, refer)
 
 
 def test_blocks_that_insert_are_not_cached() -> None:
     dec = hd.RequestDecoder(65536)
     block = PLAIN + b"\x40" + bytes([5]) + b"x-key" + bytes([1]) + b"A"
     before = dec.generation
-    dec.request(block)
-    dec.request(block)
+    head_of(dec, block)
+    head_of(dec, block)
     assert dec.generation == before + 2                 # decoded (and inserted) both times
 
 
@@ -63,18 +67,18 @@ def test_cache_stays_bounded() -> None:
     dec = hd.RequestDecoder(65536)
     enc = hpack.Encoder()
     for i in range(1000):
-        dec.request(enc.encode(REQUEST + [("x-n", str(i))]))
-    assert len(dec._cache) <= 128
+        head_of(dec, enc.encode(REQUEST + [("x-n", str(i))]))
+    assert len(dec._by_block) <= 128 and len(dec._by_fields) <= 128
 
 
 def test_metadata_has_bin_values_decoded_and_pseudo_headers_left_out() -> None:
     dec = hd.RequestDecoder(65536)
-    head = dec.request(hpack.Encoder().encode(REQUEST + [("token", "t"), ("trace-bin", "AAEC"),
-                                                         ("grpc-timeout", "5S"), ("grpc-encoding", "gzip")]))
+    head, timeout = dec.request(hpack.Encoder().encode(REQUEST + [("token", "t"), ("trace-bin", "AAEC"),
+                                                                  ("grpc-timeout", "5S"), ("grpc-encoding", "gzip")]))
     assert head.metadata["trace-bin"] == b"\x00\x01\x02"
     assert head.metadata["token"] == "t"
-    assert not any(k.startswith(":") for k in head.metadata)
-    assert head.grpc_timeout == "5S" and head.grpc_encoding == "gzip"
+    assert set(head.metadata) == {"token", "trace-bin"}    # no pseudo-headers, no reserved gRPC headers
+    assert timeout == "5S" and head.grpc_encoding == "gzip"
     with pytest.raises(TypeError):
         head.metadata["token"] = "changed"              # shared between requests: read-only
 
@@ -117,3 +121,25 @@ def test_status_block_trailers_only_carries_the_response_headers() -> None:
     fields = hpack.Decoder().decode(hd.encode_status(5, "not found", with_response_headers=True))
     assert fields == [(":status", "200"), ("content-type", "application/grpc"),
                       ("grpc-status", "5"), ("grpc-message", "not found")]
+
+
+def test_a_new_deadline_per_call_reuses_the_checked_head() -> None:
+    """grpc-go inserts every new grpc-timeout into the table: the block's bytes change, its fields do not."""
+    enc = hpack.Encoder()
+    dec = hd.RequestDecoder(65536)
+    heads = set()
+    for i in range(300):
+        head, timeout = dec.request(enc.encode(REQUEST + [("token", "abc"), ("grpc-timeout", f"{4_999_000 + i}u")]))
+        assert timeout == f"{4_999_000 + i}u"
+        heads.add(id(head))
+    assert len(heads) == 1
+
+
+def test_hpack_error_is_a_compression_error() -> None:
+    with pytest.raises(hd.CompressionError):
+        hd.RequestDecoder(65536).request(b"\xff\xff\xff\x0f")
+
+
+def test_oversized_header_list_is_too_large() -> None:
+    with pytest.raises(hd.TooLarge):
+        hd.RequestDecoder(100).request(hpack.Encoder().encode(REQUEST + [("x", "y" * 200)]))
