@@ -114,7 +114,9 @@ class ConnectionSettings:
     grpc-go's keepalive enforcement (etcd: pings at most every 5 s): a ping
     that comes too soon is a strike, and more than ``max_ping_strikes``
     strikes end the connection with GOAWAY ENHANCE_YOUR_CALM "too_many_pings".
-    Sending headers or data clears the strikes, as in grpc-go.
+    Sending headers or data clears the strikes, as in grpc-go. A client that
+    resets live streams faster than ``reset_rate`` per second beyond a burst of
+    ``reset_burst`` makes us start work it throws away: GOAWAY ENHANCE_YOUR_CALM.
     """
 
     max_concurrent_streams: int = 4096
@@ -127,6 +129,8 @@ class ConnectionSettings:
     min_ping_interval: float = 5.0
     max_ping_strikes: int = 2
     ping_without_calls: bool = True
+    reset_burst: int = 1000           # client resets of live streams allowed at once...
+    reset_rate: float = 200.0         # ...and per second after that ("rapid reset", CVE-2023-44487)
 
 
 class _Stream:
@@ -181,6 +185,8 @@ class ServerConnection:
         self._last_ping = float("-inf")
         self._ping_strikes = 0
         self._sent_since_ping = False
+        self._reset_tokens = float(settings.reset_burst)
+        self._reset_refilled = clock()
         self.goaway_sent = False
         self.goaway_received = False
         self.closed = False             # a connection error was sent; close once written
@@ -564,6 +570,16 @@ class ServerConnection:
         self._blocked.pop(sid, None)
         # Not remembered as reset by us: further frames from the peer on it are its error.
         events.append(StreamReset(sid, fr.u32(f.payload), True))
+        self._police_reset()
+
+    def _police_reset(self) -> None:
+        s = self.settings
+        now = self._clock()
+        self._reset_tokens = min(float(s.reset_burst), self._reset_tokens + (now - self._reset_refilled) * s.reset_rate)
+        self._reset_refilled = now
+        self._reset_tokens -= 1
+        if self._reset_tokens < 0:
+            raise _ConnectionError(fr.ENHANCE_YOUR_CALM, "too_many_resets")
 
     def _on_priority(self, f: Frame) -> None:
         if f.stream_id == 0:

@@ -382,3 +382,22 @@ def test_goaway_from_the_client_is_reported() -> None:
     raw = RawClient().preface()
     ev = raw.send(fr.goaway(0, fr.NO_ERROR, b"bye"))
     assert ev == [GoAwayReceived(fr.NO_ERROR, 0, b"bye")]
+
+
+def test_rapid_resets_beyond_the_burst_end_the_connection() -> None:
+    raw = RawClient(reset_burst=10, reset_rate=5.0).preface()
+    sid = 1
+    for _ in range(10):
+        raw.headers(sid, end_stream=False)
+        raw.send(fr.rst_stream(sid, fr.CANCEL))
+        sid += 2
+    assert not raw.server.closed
+    raw.clock.now += 1.0                      # five more allowed after a second
+    for _ in range(5):
+        raw.headers(sid, end_stream=False)
+        raw.send(fr.rst_stream(sid, fr.CANCEL))
+        sid += 2
+    assert not raw.server.closed
+    raw.headers(sid, end_stream=False)
+    raw.send(fr.rst_stream(sid, fr.CANCEL))
+    assert raw.goaway()[1] == fr.ENHANCE_YOUR_CALM
