@@ -155,7 +155,7 @@ def test_cancelling_a_stream_cancels_its_task(server, channel) -> None:
     assert server.fake.hang_started.wait(5)
     call.cancel()
     wait_for(lambda: server.fake.cancelled.count("/test.Test/HangStream") == before + 1)
-    wait_for(lambda: not any(s.busy for s in server.frontend._sessions))
+    wait_for(lambda: server.call(lambda: not any(s.busy for s in server.frontend._sessions)))
 
 
 def test_long_server_stream_beyond_the_flow_control_windows(channel) -> None:
