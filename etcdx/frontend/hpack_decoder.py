@@ -123,7 +123,6 @@ class HpackDecoder:
         pos = 0
         end = len(block)
         total = 0
-        entries = self._entries
         try:
             while pos < end:
                 b = block[pos]

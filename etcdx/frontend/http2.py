@@ -202,7 +202,8 @@ class Http2Session(asyncio.Protocol):
         try:
             messages = call._reader.feed(ev.data) if ev.data else ()
             if messages:
-                messages = [self._decompress(call, c, m) if c else m for c, m in messages]
+                messages = [g.decompress(m, call._encoding, self._limit) if compressed else m
+                            for compressed, m in messages]
         except g.RpcError as e:
             self.conn.consumed(sid, ev.flow_length)
             self._abort(call, e)
@@ -215,9 +216,6 @@ class Http2Session(asyncio.Protocol):
             self._invoke_unary(call, messages[0])
         elif ev.end_stream:
             self._on_end_of_request(call)
-
-    def _decompress(self, call: Call, compressed: bool, payload: bytes) -> bytes:
-        return g.decompress(payload, call._encoding, self._limit)
 
     def _on_end_of_request(self, call: Call) -> None:
         if call._streaming:

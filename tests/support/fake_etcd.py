@@ -21,7 +21,6 @@ import os
 import ssl
 import sys
 import threading
-from collections.abc import Iterator
 
 from etcdx.frontend import FrontEnd, HttpRequest, HttpResponse, Router, RpcError, StatusCode
 from etcdx.frontend.rpc import Call, Stream
@@ -323,11 +322,6 @@ def serve(url: str) -> None:
         uvloop.run(main())
     except ImportError:
         asyncio.run(main())
-
-
-def iter_messages(n: int) -> Iterator[bytes]:
-    for i in range(n):
-        yield str(i).encode()
 
 
 if __name__ == "__main__":
