@@ -37,6 +37,7 @@ from etcdx.frontend.frames import Frame
 from etcdx.frontend.headers import CompressionError, MalformedHeaders, RequestDecoder, RequestHead, TooLarge
 
 _RECENTLY_RESET = 1024  # stream ids we remember having reset (frames for them are ignored)
+_IDLE_PING_INTERVAL = 7200.0
 
 
 # -- events ------------------------------------------------------------------------
@@ -548,10 +549,13 @@ class ServerConnection:
             self._ping_strikes = 0
             self._last_ping = now
             return
-        too_soon = now - self._last_ping < s.min_ping_interval
-        idle_not_allowed = not self._streams and not s.ping_without_calls
+        since = now - self._last_ping
         self._last_ping = now
-        if too_soon or idle_not_allowed:
+        if not self._streams and not s.ping_without_calls:
+            strike = since < _IDLE_PING_INTERVAL      # grpc-go: with no calls, one ping per 2 hours
+        else:
+            strike = since < s.min_ping_interval
+        if strike:
             self._ping_strikes += 1
             if self._ping_strikes > s.max_ping_strikes:
                 raise _ConnectionError(fr.ENHANCE_YOUR_CALM, "too_many_pings")

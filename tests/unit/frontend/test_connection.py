@@ -401,3 +401,16 @@ def test_rapid_resets_beyond_the_burst_end_the_connection() -> None:
     raw.headers(sid, end_stream=False)
     raw.send(fr.rst_stream(sid, fr.CANCEL))
     assert raw.goaway()[1] == fr.ENHANCE_YOUR_CALM
+
+
+def test_pings_without_calls_are_strikes_when_not_permitted() -> None:
+    pair = H2Pair(min_ping_interval=5.0, max_ping_strikes=1, ping_without_calls=False)
+    for i in range(2):
+        pair.clock.now += 60.0
+        pair.client.ping(b"%08d" % i)
+        pair.pump()
+    assert not pair.server.closed
+    pair.clock.now += 60.0
+    pair.client.ping(b"00000003")
+    pair.pump()
+    assert pair.server.closed and pair.server.error_code == fr.ENHANCE_YOUR_CALM
