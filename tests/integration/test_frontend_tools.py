@@ -180,3 +180,25 @@ def test_h2load_over_tls(tls_server, tmp_path) -> None:
     r = run(need("h2load"), "-n", "500", "-c", "2", "-m", "8", "-H", "content-type: application/grpc",
             "-d", put_request_file(tmp_path), f"https://127.0.0.1:{tls_server.port}/etcdserverpb.KV/Put")
     assert "500 succeeded, 0 failed, 0 errored" in r.stdout, r.stdout
+
+
+def test_context_swapped_in_by_sni_callback_keeps_h2_when_it_has_alpn(certs) -> None:
+    """Certificate reloading swaps the SSLContext in an sni_callback: ALPN comes from the new context."""
+    from etcdx.frontend import ALPN_PROTOCOLS
+    reloaded = certs.server_context()
+    reloaded.set_alpn_protocols(ALPN_PROTOCOLS)
+    seen: list = []
+
+    def swap(sslobj, name, ctx) -> None:
+        seen.append(name)
+        sslobj.context = reloaded
+
+    first = certs.server_context()
+    first.sni_callback = swap
+    with ServerThread(ssl_context=first) as s:
+        r = curl("--cacert", str(certs.ca), "-D", "-", f"https://localhost:{s.port}/health")
+        assert r.stdout.startswith("HTTP/2 200")
+        r = run(need("etcdctl"), "--endpoints", f"https://localhost:{s.port}", "--cacert", str(certs.ca),
+                "put", "sni", "ok")
+        assert r.stdout.strip() == "OK"
+    assert seen and seen[0] == "localhost"
