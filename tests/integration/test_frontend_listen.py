@@ -94,3 +94,24 @@ def test_closed_front_end_refuses_connections() -> None:
     with pytest.raises(OSError):
         while time.monotonic() < deadline:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def test_pipelined_http1_requests_are_answered_in_order() -> None:
+    with ServerThread() as s, socket.create_connection(("127.0.0.1", s.port), timeout=10) as sock:
+        sock.sendall(b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+                     b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+        assert data.count(b"HTTP/1.1 200 ") == 3
+        assert data.index(b"etcdserver") < data.index(b"hello") < data.index(b'"health"')
+
+
+def test_http10_request_gets_a_close_delimited_answer() -> None:
+    with ServerThread() as s, socket.create_connection(("127.0.0.1", s.port), timeout=10) as sock:
+        sock.sendall(b"GET /health HTTP/1.0\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b'{"health":"true"}')
