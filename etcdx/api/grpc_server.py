@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import grpc
 
+from etcdx.api.context import NO_CONTEXT, CallContext
 from etcdx.api.rpcs import SERVICES, Kind, Rpc, served
 from etcdx.api.watch import GRPC_OVERHEAD_BYTES
 from etcdx.server.errors import EtcdError
@@ -40,10 +41,22 @@ async def _abort(context: grpc.aio.ServicerContext, exc: BaseException, rpc: Rpc
     await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
 
 
-def _unary(rpc: Rpc, fn: Callable[[Any], Any]) -> Callable:
+def call_context(context: grpc.aio.ServicerContext) -> CallContext:
+    """The caller as grpcio knows it: the auth token from the metadata, the certificate's CN."""
+    token = ""
+    for key, value in context.invocation_metadata() or ():
+        if key == "token":
+            token = value
+    cn = context.auth_context().get("x509_common_name")
+    if not token and not cn:
+        return NO_CONTEXT
+    return CallContext(token, cn[0].decode() if cn else "")
+
+
+def _unary(rpc: Rpc, fn: Callable[[Any, CallContext], Any]) -> Callable:
     async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
-            return await fn(request)
+            return await fn(request, call_context(context))
         except grpc.aio.AbortError:
             raise
         except Exception as exc:
@@ -51,10 +64,10 @@ def _unary(rpc: Rpc, fn: Callable[[Any], Any]) -> Callable:
     return handle
 
 
-def _stream(rpc: Rpc, fn: Callable[[Any], AsyncIterator[Any]]) -> Callable:
+def _stream(rpc: Rpc, fn: Callable[[Any, CallContext], AsyncIterator[Any]]) -> Callable:
     async def handle(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         try:
-            async for resp in fn(request):
+            async for resp in fn(request, call_context(context)):
                 yield resp
         except grpc.aio.AbortError:
             raise

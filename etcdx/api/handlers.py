@@ -1,7 +1,8 @@
 """The core's handler for each RPC: etcd's request checks, then the server's parts.
 
-One method per RPC in ``etcdx.api.rpcs``, named after it; every transport
-that serves clients (the gRPC server in the core, the worker IPC) calls these.
+One method per RPC in ``etcdx.api.rpcs``, named after it, taking the request
+(or the stream of them) and the caller's ``CallContext``; every transport that
+serves clients (the gRPC server in the core, the worker IPC) calls these.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import hashlib
 from typing import AsyncIterator
 
 from etcdx.api import validate
+from etcdx.api.context import CallContext
 from etcdx.api.watch import serve_watch
 from etcdx.pb import rpc_pb2
 from etcdx.server.etcdserver import EtcdServer
@@ -23,88 +25,91 @@ class CoreHandlers:
 
     # -- KV -----------------------------------------------------------------------------
 
-    async def Range(self, r: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
+    async def Range(self, r: rpc_pb2.RangeRequest, ctx: CallContext) -> rpc_pb2.RangeResponse:
         validate.check_range(r)
         return await self.s.kv.range(r)
 
-    async def Put(self, r: rpc_pb2.PutRequest) -> rpc_pb2.PutResponse:
+    async def Put(self, r: rpc_pb2.PutRequest, ctx: CallContext) -> rpc_pb2.PutResponse:
         validate.check_put(r)
         return await self.s.kv.put(r)
 
-    async def DeleteRange(self, r: rpc_pb2.DeleteRangeRequest) -> rpc_pb2.DeleteRangeResponse:
+    async def DeleteRange(self, r: rpc_pb2.DeleteRangeRequest, ctx: CallContext) -> rpc_pb2.DeleteRangeResponse:
         validate.check_delete(r)
         return await self.s.kv.delete_range(r)
 
-    async def Txn(self, r: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
+    async def Txn(self, r: rpc_pb2.TxnRequest, ctx: CallContext) -> rpc_pb2.TxnResponse:
         validate.check_txn(r, self.s.cfg.max_txn_ops)
         return await self.s.kv.txn(r)
 
-    async def Compact(self, r: rpc_pb2.CompactionRequest) -> rpc_pb2.CompactionResponse:
+    async def Compact(self, r: rpc_pb2.CompactionRequest, ctx: CallContext) -> rpc_pb2.CompactionResponse:
         return await self.s.kv.compact(r)
 
     # -- Watch --------------------------------------------------------------------------
 
-    def Watch(self, requests: AsyncIterator[rpc_pb2.WatchRequest]) -> AsyncIterator[rpc_pb2.WatchResponse]:
+    def Watch(self, requests: AsyncIterator[rpc_pb2.WatchRequest],
+              ctx: CallContext) -> AsyncIterator[rpc_pb2.WatchResponse]:
         return serve_watch(self.s, requests)
 
     # -- Lease --------------------------------------------------------------------------
 
-    async def LeaseGrant(self, r: rpc_pb2.LeaseGrantRequest) -> rpc_pb2.LeaseGrantResponse:
+    async def LeaseGrant(self, r: rpc_pb2.LeaseGrantRequest, ctx: CallContext) -> rpc_pb2.LeaseGrantResponse:
         return await self.s.leases.grant(r)
 
-    async def LeaseRevoke(self, r: rpc_pb2.LeaseRevokeRequest) -> rpc_pb2.LeaseRevokeResponse:
+    async def LeaseRevoke(self, r: rpc_pb2.LeaseRevokeRequest, ctx: CallContext) -> rpc_pb2.LeaseRevokeResponse:
         return await self.s.leases.revoke(r)
 
-    async def LeaseKeepAlive(self, requests: AsyncIterator[rpc_pb2.LeaseKeepAliveRequest]
+    async def LeaseKeepAlive(self, requests: AsyncIterator[rpc_pb2.LeaseKeepAliveRequest], ctx: CallContext
                              ) -> AsyncIterator[rpc_pb2.LeaseKeepAliveResponse]:
         """One response per request, in order; an unknown lease answers TTL 0 as etcd does."""
         async for r in requests:
             yield await self.s.leases.keep_alive(r)
 
-    async def LeaseTimeToLive(self, r: rpc_pb2.LeaseTimeToLiveRequest) -> rpc_pb2.LeaseTimeToLiveResponse:
+    async def LeaseTimeToLive(self, r: rpc_pb2.LeaseTimeToLiveRequest,
+                              ctx: CallContext) -> rpc_pb2.LeaseTimeToLiveResponse:
         return await self.s.leases.time_to_live(r)
 
-    async def LeaseLeases(self, r: rpc_pb2.LeaseLeasesRequest) -> rpc_pb2.LeaseLeasesResponse:
+    async def LeaseLeases(self, r: rpc_pb2.LeaseLeasesRequest, ctx: CallContext) -> rpc_pb2.LeaseLeasesResponse:
         return await self.s.leases.leases(r)
 
     # -- Cluster ------------------------------------------------------------------------
 
-    async def MemberAdd(self, r: rpc_pb2.MemberAddRequest) -> rpc_pb2.MemberAddResponse:
+    async def MemberAdd(self, r: rpc_pb2.MemberAddRequest, ctx: CallContext) -> rpc_pb2.MemberAddResponse:
         return await self.s.cluster.member_add(r)
 
-    async def MemberRemove(self, r: rpc_pb2.MemberRemoveRequest) -> rpc_pb2.MemberRemoveResponse:
+    async def MemberRemove(self, r: rpc_pb2.MemberRemoveRequest, ctx: CallContext) -> rpc_pb2.MemberRemoveResponse:
         return await self.s.cluster.member_remove(r)
 
-    async def MemberUpdate(self, r: rpc_pb2.MemberUpdateRequest) -> rpc_pb2.MemberUpdateResponse:
+    async def MemberUpdate(self, r: rpc_pb2.MemberUpdateRequest, ctx: CallContext) -> rpc_pb2.MemberUpdateResponse:
         return await self.s.cluster.member_update(r)
 
-    async def MemberList(self, r: rpc_pb2.MemberListRequest) -> rpc_pb2.MemberListResponse:
+    async def MemberList(self, r: rpc_pb2.MemberListRequest, ctx: CallContext) -> rpc_pb2.MemberListResponse:
         return await self.s.cluster.member_list(r)
 
-    async def MemberPromote(self, r: rpc_pb2.MemberPromoteRequest) -> rpc_pb2.MemberPromoteResponse:
+    async def MemberPromote(self, r: rpc_pb2.MemberPromoteRequest, ctx: CallContext) -> rpc_pb2.MemberPromoteResponse:
         return await self.s.cluster.member_promote(r)
 
     # -- Maintenance --------------------------------------------------------------------
 
-    async def Alarm(self, r: rpc_pb2.AlarmRequest) -> rpc_pb2.AlarmResponse:
+    async def Alarm(self, r: rpc_pb2.AlarmRequest, ctx: CallContext) -> rpc_pb2.AlarmResponse:
         return await self.s.maintenance.alarm(r)
 
-    async def Status(self, r: rpc_pb2.StatusRequest) -> rpc_pb2.StatusResponse:
+    async def Status(self, r: rpc_pb2.StatusRequest, ctx: CallContext) -> rpc_pb2.StatusResponse:
         return await self.s.maintenance.status(r)
 
-    async def Defragment(self, r: rpc_pb2.DefragmentRequest) -> rpc_pb2.DefragmentResponse:
+    async def Defragment(self, r: rpc_pb2.DefragmentRequest, ctx: CallContext) -> rpc_pb2.DefragmentResponse:
         return await self.s.maintenance.defragment(r)
 
-    async def Hash(self, r: rpc_pb2.HashRequest) -> rpc_pb2.HashResponse:
+    async def Hash(self, r: rpc_pb2.HashRequest, ctx: CallContext) -> rpc_pb2.HashResponse:
         return await self.s.maintenance.hash(r)
 
-    async def HashKV(self, r: rpc_pb2.HashKVRequest) -> rpc_pb2.HashKVResponse:
+    async def HashKV(self, r: rpc_pb2.HashKVRequest, ctx: CallContext) -> rpc_pb2.HashKVResponse:
         return await self.s.maintenance.hash_kv(r)
 
-    async def MoveLeader(self, r: rpc_pb2.MoveLeaderRequest) -> rpc_pb2.MoveLeaderResponse:
+    async def MoveLeader(self, r: rpc_pb2.MoveLeaderRequest, ctx: CallContext) -> rpc_pb2.MoveLeaderResponse:
         return await self.s.cluster.move_leader(r)
 
-    async def Snapshot(self, r: rpc_pb2.SnapshotRequest) -> AsyncIterator[rpc_pb2.SnapshotResponse]:
+    async def Snapshot(self, r: rpc_pb2.SnapshotRequest,
+                       ctx: CallContext) -> AsyncIterator[rpc_pb2.SnapshotResponse]:
         """A point-in-time copy of the backend in chunks, ending with the SHA-256 of the file,
         which ``etcdctl snapshot save`` checks, as etcd's stream does. Whoever stops reading
         (a client that went away) closes the file at once."""

@@ -13,7 +13,8 @@ on: a notice the core queues before a reply reaches the worker before it.
 
 - ``CALL`` (worker → core): ``method`` names an RPC of ``etcdx.api.rpcs``
   (``RPC_BASE + rpc.index``) or one of the worker's own control calls, with a
-  serialized protobuf request; answered by ``REPLY`` (the response bytes) or
+  serialized protobuf request (an RPC's preceded by its caller's context,
+  ``etcdx.api.context``); answered by ``REPLY`` (the response bytes) or
   ``ERROR`` (code, message), carrying the same id. The core runs each call as
   its own task through the same handlers as its own gRPC server, so calls
   from all workers meet in the core's batching (group commit, shared
@@ -38,6 +39,8 @@ import socket
 import struct
 from typing import Any, AsyncIterator, Awaitable, Callable
 
+from etcdx.api import context
+from etcdx.api.context import CallContext
 from etcdx.api.rpcs import RPCS, Kind, Rpc, served
 from etcdx.server.errors import REQUEST_CANCELED, EtcdError
 
@@ -243,11 +246,11 @@ class _CoreStream:
                 return
             yield self.rpc.request.FromString(item)
 
-    async def run(self, first: bytes) -> None:
+    async def run(self, ctx: CallContext, first: bytes) -> None:
         conn, sid = self.conn, self.sid
         try:
             arg = self.requests() if self.rpc.kind is Kind.BIDI_STREAM else self.rpc.request.FromString(first)
-            gen = self.handler(arg)
+            gen = self.handler(arg, ctx)
             try:
                 async for resp in gen:
                     while self.credit <= 0:
@@ -327,10 +330,11 @@ class _CoreConnection(FrameConnection):
             if handler is None or rpc.kind is Kind.UNARY:
                 self.send(ERROR, 0, ident, encode_error(INTERNAL))
                 return
+            ctx, first = context.decode(body)
             st = self.streams[ident] = _CoreStream(self, ident, rpc, handler)
-            if rpc.kind is Kind.BIDI_STREAM and body:
-                st.inbox.put_nowait(body)
-            st.task = self._loop.create_task(st.run(body))
+            if rpc.kind is Kind.BIDI_STREAM and first:
+                st.inbox.put_nowait(bytes(first))
+            st.task = self._loop.create_task(st.run(ctx, bytes(first)))
         elif kind == HALF_CLOSE:
             st = self.streams.get(ident)
             if st is not None:
@@ -376,7 +380,8 @@ class _CoreConnection(FrameConnection):
         fn = getattr(handlers, rpc.method, None) if rpc is not None and rpc.kind is Kind.UNARY else None
         if fn is None:
             raise INTERNAL
-        return (await fn(rpc.request.FromString(body))).SerializeToString()
+        ctx, message = context.decode(body)
+        return (await fn(rpc.request.FromString(message), ctx)).SerializeToString()
 
 
 def _rpc(method: int) -> Rpc | None:

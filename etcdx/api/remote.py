@@ -22,7 +22,8 @@ import logging
 import os
 from typing import Any, AsyncIterator, Callable
 
-from etcdx.api import ipc, validate
+from etcdx.api import context, ipc, validate
+from etcdx.api.context import CallContext
 from etcdx.api.rpcs import BY_METHOD, RPCS, Kind, Rpc
 from etcdx.backend import Backend
 from etcdx.mvcc import KVStore
@@ -264,7 +265,7 @@ class WorkerHandlers:
 
         call.add_done_callback(done)
 
-    async def Range(self, r: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
+    async def Range(self, r: rpc_pb2.RangeRequest, ctx: CallContext) -> rpc_pb2.RangeResponse:
         validate.check_range(r)
         if not r.serializable:
             await self.linearizable_barrier()
@@ -273,10 +274,10 @@ class WorkerHandlers:
         self.headers.fill(resp.header)
         return resp
 
-    async def Txn(self, r: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
+    async def Txn(self, r: rpc_pb2.TxnRequest, ctx: CallContext) -> rpc_pb2.TxnResponse:
         validate.check_txn(r, self.cfg.max_txn_ops)
         if txn_has_write(r):
-            return await self._forward(BY_METHOD["Txn"], r)
+            return await self._forward(BY_METHOD["Txn"], r, ctx)
         if not txn_all_serializable(r):
             await self.linearizable_barrier()
         resp = read_only_txn(self.backend, self.kv, r)
@@ -285,26 +286,27 @@ class WorkerHandlers:
 
     # -- checked here, answered by the core -----------------------------------------------
 
-    async def Put(self, r: rpc_pb2.PutRequest) -> rpc_pb2.PutResponse:
+    async def Put(self, r: rpc_pb2.PutRequest, ctx: CallContext) -> rpc_pb2.PutResponse:
         validate.check_put(r)
-        return await self._forward(BY_METHOD["Put"], r)
+        return await self._forward(BY_METHOD["Put"], r, ctx)
 
-    async def DeleteRange(self, r: rpc_pb2.DeleteRangeRequest) -> rpc_pb2.DeleteRangeResponse:
+    async def DeleteRange(self, r: rpc_pb2.DeleteRangeRequest, ctx: CallContext) -> rpc_pb2.DeleteRangeResponse:
         validate.check_delete(r)
-        return await self._forward(BY_METHOD["DeleteRange"], r)
+        return await self._forward(BY_METHOD["DeleteRange"], r, ctx)
 
-    async def _forward(self, rpc: Rpc, r: Any) -> Any:
-        return rpc.response.FromString(await self.conn.call(ipc.RPC_BASE + rpc.index, r.SerializeToString()))
+    async def _forward(self, rpc: Rpc, r: Any, ctx: CallContext) -> Any:
+        body = context.encode(ctx, r.SerializeToString())
+        return rpc.response.FromString(await self.conn.call(ipc.RPC_BASE + rpc.index, body))
 
-    def _forwarder(self, rpc: Rpc) -> Callable[[Any], Any]:
-        async def forward(r: Any) -> Any:
-            return await self._forward(rpc, r)
+    def _forwarder(self, rpc: Rpc) -> Callable[[Any, CallContext], Any]:
+        async def forward(r: Any, ctx: CallContext) -> Any:
+            return await self._forward(rpc, r, ctx)
         forward.__name__ = rpc.method
         return forward
 
     # -- streams ------------------------------------------------------------------------
 
-    async def LeaseKeepAlive(self, requests: AsyncIterator[rpc_pb2.LeaseKeepAliveRequest]
+    async def LeaseKeepAlive(self, requests: AsyncIterator[rpc_pb2.LeaseKeepAliveRequest], ctx: CallContext
                              ) -> AsyncIterator[rpc_pb2.LeaseKeepAliveResponse]:
         async for r in requests:
             ttl = ipc.INT64.unpack(await self.conn.call(ipc.KEEPALIVE, ipc.INT64.pack(r.ID)))[0]
@@ -312,16 +314,18 @@ class WorkerHandlers:
             self.headers.fill(resp.header)
             yield resp
 
-    def Watch(self, requests: AsyncIterator[rpc_pb2.WatchRequest]) -> AsyncIterator[rpc_pb2.WatchResponse]:
-        return self._relay(BY_METHOD["Watch"], requests)
+    def Watch(self, requests: AsyncIterator[rpc_pb2.WatchRequest],
+              ctx: CallContext) -> AsyncIterator[rpc_pb2.WatchResponse]:
+        return self._relay(BY_METHOD["Watch"], requests, ctx)
 
-    def Snapshot(self, r: rpc_pb2.SnapshotRequest) -> AsyncIterator[rpc_pb2.SnapshotResponse]:
-        return self._relay(BY_METHOD["Snapshot"], r)
+    def Snapshot(self, r: rpc_pb2.SnapshotRequest, ctx: CallContext) -> AsyncIterator[rpc_pb2.SnapshotResponse]:
+        return self._relay(BY_METHOD["Snapshot"], r, ctx)
 
-    async def _relay(self, rpc: Rpc, arg: Any) -> AsyncIterator[Any]:
+    async def _relay(self, rpc: Rpc, arg: Any, ctx: CallContext) -> AsyncIterator[Any]:
         """A streaming RPC run by the core's handler, relayed in order with its flow control."""
         bidi = rpc.kind is Kind.BIDI_STREAM
-        stream = self.conn.open_stream(ipc.RPC_BASE + rpc.index, b"" if bidi else arg.SerializeToString())
+        first = context.encode(ctx, b"" if bidi else arg.SerializeToString())
+        stream = self.conn.open_stream(ipc.RPC_BASE + rpc.index, first)
         pump = self._loop.create_task(_pump(arg, stream)) if bidi else None
         try:
             while True:

@@ -6,11 +6,12 @@ RPC by its ``index``, and a handler object (the core's or a worker's) is
 looked up by the RPC's method name. An RPC is served when the handler object
 has a method of that name; the rest answer UNIMPLEMENTED.
 
-Handler methods follow one async interface:
+Handler methods follow one async interface, each with the caller's
+``etcdx.api.context.CallContext``:
 
-- unary: ``async def Put(self, request) -> response``
-- server streaming: ``def Snapshot(self, request) -> AsyncIterator[response]``
-- bidirectional: ``def Watch(self, requests: AsyncIterator) -> AsyncIterator[response]``
+- unary: ``async def Put(self, request, ctx) -> response``
+- server streaming: ``def Snapshot(self, request, ctx) -> AsyncIterator[response]``
+- bidirectional: ``def Watch(self, requests: AsyncIterator, ctx) -> AsyncIterator[response]``
 
 and raise ``etcdx.server.errors.EtcdError`` for etcd's errors.
 """
