@@ -118,6 +118,20 @@ _FLAGS: list[_Flag] = [
     _Flag("cipher-suites", [], _csv, "Comma-separated TLS 1.2 cipher suites under Go's names for both ports (empty: OpenSSL's defaults)."),
     _Flag("tls-min-version", "TLS1.2", str, "Lowest TLS version accepted on both ports: TLS1.2 or TLS1.3."),
     _Flag("tls-max-version", "", str, "Highest TLS version offered on both ports: TLS1.2 or TLS1.3 (empty: the highest available)."),
+    # Auth (etcdx/auth).
+    _Flag("auth-token", "simple", str, "Auth token type: 'simple', or 'jwt,pub-key=PATH,priv-key=PATH,sign-method=RS256,ttl=5m'."),
+    _Flag("auth-token-ttl", 300, int, "Seconds a simple token lives without use."),
+    _Flag("bcrypt-cost", 10, int, "bcrypt cost of password hashes (4..31)."),
+    # Client port: gRPC keepalive enforcement and limits, metrics.
+    _Flag("max-concurrent-streams", 4294967295, int, "Maximum concurrent streams per client connection."),
+    _Flag("grpc-keepalive-min-time", "5s", str, "Minimum interval a client should wait before pinging the server."),
+    _Flag("grpc-keepalive-interval", "2h", str, "Frequency of server-to-client pings to check if a connection is alive (0 disables)."),
+    _Flag("grpc-keepalive-timeout", "20s", str, "How long the server waits for a ping answer before closing the connection."),
+    _Flag("metrics", "basic", str, "Set level of detail for exported metrics: 'basic' or 'extensive'."),
+    _Flag("listen-metrics-urls", [], _csv, "Additional URLs to serve /metrics and /health on."),
+    # Integrity.
+    _Flag("experimental-initial-corrupt-check", False, _bool, "Compare this member's HashKV with its peers' before serving."),
+    _Flag("experimental-corrupt-check-time", "0s", str, "Interval of the periodic corruption check between members (0s disables)."),
 ]
 _BY_NAME = {f.name: f for f in _FLAGS}
 
@@ -173,6 +187,17 @@ class Config:
     cipher_suites: list[str] = field(default_factory=list)
     tls_min_version: str = "TLS1.2"
     tls_max_version: str = ""
+    auth_token: str = "simple"
+    auth_token_ttl: int = 300
+    bcrypt_cost: int = 10
+    max_concurrent_streams: int = 4294967295
+    grpc_keepalive_min_time: str = "5s"
+    grpc_keepalive_interval: str = "2h"
+    grpc_keepalive_timeout: str = "20s"
+    metrics: str = "basic"
+    listen_metrics_urls: list[str] = field(default_factory=list)
+    experimental_initial_corrupt_check: bool = False
+    experimental_corrupt_check_time: str = "0s"
 
     def client_tls_info(self) -> TLSInfo:
         """The client port's TLS settings (what the client front end serves with)."""
