@@ -20,7 +20,6 @@ import asyncio
 import collections
 import concurrent.futures
 import functools
-import hashlib
 import logging
 import os
 import tempfile
@@ -48,6 +47,7 @@ from etcdx.server.config import Config, parse_retention
 from etcdx.server.ids import IdGenerator
 from etcdx.server.membership import load_members, load_removed, save_member, validate_conf_change
 from etcdx.server.membership import apply_conf_change as apply_member_change
+from etcdx.snapshot import stream as snapshot_stream
 from etcdx.transport import RemoteError, Transport, TransportError, snapshot_db_path
 
 log = logging.getLogger("etcdx.server")
@@ -909,25 +909,11 @@ class EtcdServer(MembershipOps):
         return resp
 
     def snapshot_chunks(self, chunk_size: int = 32 * 1024) -> Iterator[tuple[bytes, int]]:
-        """The backend as a point-in-time file, in chunks with the bytes remaining after each.
-
-        As etcd does, the stream ends with the SHA-256 of the file, which
-        ``etcdctl snapshot save`` checks.
-        """
-        with tempfile.TemporaryFile(dir=self.member_dir) as fh:
-            self.backend.snapshot(fh)
-            total = fh.tell() + hashlib.sha256().digest_size
-            fh.seek(0)
-            digest = hashlib.sha256()
-            sent = 0
-            while True:
-                chunk = fh.read(chunk_size)
-                if not chunk:
-                    break
-                digest.update(chunk)
-                sent += len(chunk)
-                yield chunk, total - sent
-            yield digest.digest(), 0
+        """The backend as a point-in-time etcd (bbolt) database, in chunks with the
+        bytes remaining after each, then its SHA-256 (which ``etcdctl snapshot
+        save`` checks); see ``etcdx.snapshot``. Blocking: runs in a thread."""
+        return snapshot_stream.snapshot_chunks(self.backend, self.member_dir, cluster_version=CLUSTER_VERSION,
+                                               chunk_size=chunk_size)
 
     # -- background work ----------------------------------------------------------------
 
