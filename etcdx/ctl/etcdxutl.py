@@ -164,7 +164,7 @@ def cmd_restore(args: argparse.Namespace) -> None:
     from etcdx.snapshot.restore import RestoreError, member_config, restore
 
     path = _one_file(args, "restore")
-    logs.setup("info", ["stderr"])
+    _log_to_stderr()
     try:
         cfg = member_config(name=args.name, data_dir=args.data_dir, initial_cluster=args.initial_cluster,
                             initial_cluster_token=args.initial_cluster_token,
@@ -187,6 +187,15 @@ def cmd_restore(args: argparse.Namespace) -> None:
     log.info("restored snapshot", extra={"fields": {
         **paths, "member-id": f"{restored.member_id:x}", "cluster-id": f"{restored.cluster_id:x}",
         "revision": restored.loaded.revision, "compact-revision": restored.loaded.compact_revision}})
+
+
+def _log_to_stderr() -> None:
+    """etcdutl logs restores as JSON lines on stderr; so does this logger (and only it)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logs.JSONFormatter())
+    log.handlers[:] = [handler]
+    log.setLevel(logging.INFO)
+    log.propagate = False
 
 
 class _progress:
