@@ -44,7 +44,7 @@ class Reader:
         if file_size < _MIN_READ:
             raise CorruptDatabaseError("invalid database")
         self._mmap = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
-        self._buf = memoryview(self._mmap)
+        self._buf = self._mmap  # slices are copies (bytes): nothing points into the map once it is closed
         self.file_size = file_size
         meta0, err0 = self._meta_at(0)
         page_size = meta0.page_size if err0 is None else fmt.DEFAULT_PAGE_SIZE
@@ -135,7 +135,7 @@ class Reader:
             start = element + pos
             if start + ksize > end:
                 raise CorruptDatabaseError(f"page {pgid}: a key runs past the page")
-            yield bytes(buf[start:start + ksize]), child
+            yield buf[start:start + ksize], child
             element += fmt.ELEMENT_SIZE
 
     def check(self, limit: int = 100) -> list[str]:
@@ -184,9 +184,7 @@ class Reader:
             yield from self._bucket_roots(child)
 
     def close(self) -> None:
-        if getattr(self, "_buf", None) is not None:
-            self._buf.release()
-            self._buf = None
+        if getattr(self, "_mmap", None) is not None:
             self._mmap.close()
         self._file.close()
 
@@ -295,10 +293,10 @@ def _inline_elements(page: bytes, name: bytes) -> Iterator[tuple[int, bytes, byt
     _, flags, count, _ = fmt.PAGE_HEADER.unpack_from(page)
     if not flags & fmt.LEAF_PAGE:
         raise CorruptDatabaseError(f"inline bucket {name!r}: invalid type: {_page_type(flags)}")
-    yield from _leaf_elements(memoryview(page), 0, len(page), count, f"inline bucket {name!r}")
+    yield from _leaf_elements(page, 0, len(page), count, f"inline bucket {name!r}")
 
 
-def _leaf_elements(buf: memoryview, offset: int, end: int, count: int,
+def _leaf_elements(buf: mmap.mmap | bytes, offset: int, end: int, count: int,
                    where: str) -> Iterator[tuple[int, bytes, bytes]]:
     element = offset + fmt.PAGE_HEADER.size
     if element + count * fmt.ELEMENT_SIZE > end:
@@ -308,7 +306,7 @@ def _leaf_elements(buf: memoryview, offset: int, end: int, count: int,
         stop = start + ksize + vsize
         if stop > end:
             raise CorruptDatabaseError(f"{where}: an element runs past the page")
-        yield flags, bytes(buf[start:start + ksize]), bytes(buf[start + ksize:stop])
+        yield flags, buf[start:start + ksize], buf[start + ksize:stop]
         element += fmt.ELEMENT_SIZE
 
 

@@ -161,7 +161,7 @@ def cmd_status(args: argparse.Namespace) -> None:
 
 def cmd_restore(args: argparse.Namespace) -> None:
     # Imported here: the restore path loads the server's bootstrap, status does not need it.
-    from etcdx.snapshot.restore import RestoreError, member_config, restore
+    from etcdx.snapshot.restore import RestoreError, check_data_dir, member_config, restore
 
     path = _one_file(args, "restore")
     _log_to_stderr()
@@ -170,6 +170,7 @@ def cmd_restore(args: argparse.Namespace) -> None:
                             initial_cluster_token=args.initial_cluster_token,
                             initial_advertise_peer_urls=[u.strip() for u in args.initial_advertise_peer_urls.split(",")
                                                          if u.strip()])
+        check_data_dir(cfg.data_dir)
         if not os.path.exists(path):
             raise FileNotFoundError(2, "No such file or directory", path)
         paths = {"path": path, "wal-dir": os.path.join(cfg.data_dir, "member", "wal"), "data-dir": cfg.data_dir,

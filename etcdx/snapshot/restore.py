@@ -64,6 +64,12 @@ def member_config(*, name: str, data_dir: str, initial_cluster: str, initial_clu
     return cfg
 
 
+def check_data_dir(data_dir: str) -> None:
+    """A restore never writes into a data dir that holds anything."""
+    if os.path.exists(data_dir) and (not os.path.isdir(data_dir) or os.listdir(data_dir)):
+        raise RestoreError(f'data-dir "{data_dir}" not empty or could not be read')
+
+
 def restore(snapshot_path: str | os.PathLike, cfg: config.Config, *, skip_hash_check: bool = False,
             progress: Progress | None = None) -> Restored:
     """Make ``cfg.data_dir`` a member of a new cluster holding the snapshot's data.
@@ -74,8 +80,7 @@ def restore(snapshot_path: str | os.PathLike, cfg: config.Config, *, skip_hash_c
     is not an etcd database, ``OSError`` for I/O problems.
     """
     data_dir = cfg.data_dir
-    if os.path.exists(data_dir) and (not os.path.isdir(data_dir) or os.listdir(data_dir)):
-        raise RestoreError(f'data-dir "{data_dir}" not empty or could not be read')
+    check_data_dir(data_dir)
     integrity.verify(snapshot_path, skip_hash_check)
     created = not os.path.exists(data_dir)
     member_dir = os.path.join(data_dir, "member")
