@@ -95,7 +95,7 @@ def humanize_bytes(n: int) -> str:
     if n < 10:
         return f"{n} B"
     units = ("B", "kB", "MB", "GB", "TB", "PB", "EB")
-    e = min(int(math.floor(math.log(n) / math.log(1000))), len(units) - 1)
+    e = min(math.floor(math.log(n) / math.log(1000)), len(units) - 1)
     value = math.floor(n / 1000 ** e * 10 + 0.5) / 10
     return f"{value:.1f} {units[e]}" if value < 10 else f"{value:.0f} {units[e]}"
 
@@ -214,8 +214,10 @@ class _progress:
     def __enter__(self):
         return self._bar.update if self._bar is not None else None
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, tb) -> None:
         if self._bar is not None:
+            if exc_type is None:  # the counts leave out page overhead: show the end as the end
+                self._bar.update(self._bar.total - self._bar.n)
             self._bar.close()
 
 

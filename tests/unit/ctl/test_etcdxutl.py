@@ -151,8 +151,8 @@ def test_restore_of_garbage_with_skip_hash_check_fails_cleanly(capsys, tmp_path)
 @pytest.mark.parametrize("argv, error", [
     (["--name", "x"], 'couldn\'t find local name "x" in the initial cluster configuration'),
     (["--initial-advertise-peer-urls", "http://127.0.0.1:9"],
-     f'--initial-cluster has m1={PEER} but missing from --initial-advertise-peer-urls=http://127.0.0.1:9 '
-     f'(resolved urls: "http://127.0.0.1:9" != "{PEER}")'),
+     (f'--initial-cluster has m1={PEER} but missing from --initial-advertise-peer-urls=http://127.0.0.1:9 '
+      f'(resolved urls: "http://127.0.0.1:9" != "{PEER}")')),
     (["--initial-cluster", f"m1={PEER},m2={PEER}"], f"initial cluster m1={PEER},m2={PEER} has duplicate url"),
 ])
 def test_restore_checks_the_cluster_flags_as_etcd_does(capsys, snapshot, tmp_path, argv, error):

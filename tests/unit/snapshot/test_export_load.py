@@ -144,6 +144,21 @@ def test_a_key_whose_lease_is_gone_keeps_its_lease_id_but_no_attachment(tmp_path
     assert contents(dst, buckets.LEASE_KEYS) == []
 
 
+def test_auth_buckets_are_carried_and_enabled_auth_is_reported(tmp_path):
+    path = tmp_path / "etcd.db"
+    write_etcd_db(path, {b"key": [], b"meta": [],
+                         b"auth": [(b"authEnabled", b"\x01"), (b"authRevision", b"\x00" * 7 + b"\x05")],
+                         b"authUsers": [(b"root", b"\x0a\x04root")], b"authRoles": [(b"root", b"\x0a\x04root")]})
+    dst = new_backend(tmp_path / "dst")
+    with Reader(path) as r:
+        assert load(r, dst).auth_enabled
+    assert contents(dst, buckets.AUTH_USERS) == [(b"root", b"\x0a\x04root")]
+    export(dst, tmp_path / "back.db")
+    with Reader(tmp_path / "back.db") as r:
+        assert r.bucket(b"auth").get(b"authRevision") == b"\x00" * 7 + b"\x05"
+        assert r.bucket(b"authRoles").get(b"root") == b"\x0a\x04root"
+
+
 def write_etcd_db(path, content: dict[bytes, list[tuple[bytes, bytes]]]) -> None:
     with open(path, "w+b") as fh:
         w = Writer(fh)
