@@ -192,26 +192,23 @@ class BucketWriter:
         return self._child
 
     def close(self) -> None:
+        """Write what is left of the bucket and hand it to its parent."""
         if self._closed:
             return
+        value = self._finish()
+        self._parent._child = None
+        self._parent._add(fmt.BUCKET_LEAF, self._name, value)
+
+    def _finish(self) -> bytes:
+        """Write what is left; returns the bucket's value in its parent (header, and the page if inline)."""
         if self._child is not None:
             raise ValueError(f"bucket {self._child._name!r} is still open")
         self._closed = True
         if self._tree is not None:
-            value = fmt.BUCKET_HEADER.pack(self._tree.finish(), self._sequence)
-        else:
-            page = bytearray(self._inline_size)
-            _leaf_page(page, 0, 0, 0, self._inline)
-            value = fmt.BUCKET_HEADER.pack(0, self._sequence) + bytes(page)
-        if self._parent is not None:
-            self._parent._child = None
-            self._parent._add(fmt.BUCKET_LEAF, self._name, value)
-        else:
-            self._writer._root_page = self._tree_root(value)
-
-    @staticmethod
-    def _tree_root(value: bytes) -> int:
-        return fmt.BUCKET_HEADER.unpack_from(value)[0]
+            return fmt.BUCKET_HEADER.pack(self._tree.finish(), self._sequence)
+        page = bytearray(self._inline_size)
+        _leaf_page(page, 0, 0, 0, self._inline)
+        return fmt.BUCKET_HEADER.pack(0, self._sequence) + bytes(page)
 
     def _admit(self, key: bytes) -> None:
         if self._closed:
@@ -265,7 +262,6 @@ class Writer:
         self.pager = _Pager(out, page_size)
         self._txid = txid
         self._root = BucketWriter(self, None, b"", root=True)
-        self._root_page: int | None = None
 
     def bucket(self, name: bytes, sequence: int = 0) -> BucketWriter:
         return self._root.bucket(name, sequence)
@@ -276,13 +272,13 @@ class Writer:
         return self.pager.next_pgid * self.pager.page_size
 
     def close(self) -> int:
-        self._root.close()
+        root_page, _ = fmt.BUCKET_HEADER.unpack_from(self._root._finish())
         pager, out = self.pager, self.pager.out
         page_size = pager.page_size
         head = bytearray(_FIRST_DATA_PGID * page_size)
         for pgid in _META_PAGES:
             fmt.PAGE_HEADER.pack_into(head, pgid * page_size, pgid, fmt.META_PAGE, 0, 0)
-            meta = fmt.encode_meta(page_size=page_size, root=self._root_page, freelist=_FREELIST_PGID,
+            meta = fmt.encode_meta(page_size=page_size, root=root_page, freelist=_FREELIST_PGID,
                                    pgid=pager.next_pgid, txid=self._txid)
             head[pgid * page_size + fmt.ELEMENT_SIZE:pgid * page_size + fmt.ELEMENT_SIZE + len(meta)] = meta
         fmt.PAGE_HEADER.pack_into(head, _FREELIST_PGID * page_size, _FREELIST_PGID, fmt.FREELIST_PAGE, 0, 0)
