@@ -11,6 +11,7 @@ import json
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from support.stores import apply, op_lists, random_ops
 
 from etcdx.backend import Backend, buckets
 from etcdx.bbolt import Reader, Writer
@@ -23,8 +24,6 @@ from etcdx.snapshot.export import export_backend
 from etcdx.snapshot.layout import LayoutError
 from etcdx.snapshot.load import load
 from etcdx.snapshot.status import status
-
-from .stores import apply, op_lists, random_ops
 
 MEMBERS = [Member(0x8E9E05C52164694D, "m1", ["http://127.0.0.1:2380"], ["http://127.0.0.1:2379"]),
            Member(0x10, "", ["http://127.0.0.1:2381"], [], is_learner=True)]
