@@ -15,6 +15,8 @@ from etcdx.api.context import CallContext
 from etcdx.api.watch import serve_watch
 from etcdx.pb import rpc_pb2
 from etcdx.server.etcdserver import EtcdServer
+from etcdx.server.maintenance import CLUSTER_VERSION
+from etcdx.snapshot.export import export_backend
 
 SNAPSHOT_CHUNK = 32 * 1024
 
@@ -110,10 +112,13 @@ class CoreHandlers:
 
     async def Snapshot(self, r: rpc_pb2.SnapshotRequest,
                        ctx: CallContext) -> AsyncIterator[rpc_pb2.SnapshotResponse]:
-        """A point-in-time copy of the backend in chunks, ending with the SHA-256 of the file,
-        which ``etcdctl snapshot save`` checks, as etcd's stream does. Whoever stops reading
-        (a client that went away) closes the file at once."""
-        snap = await self.s.maintenance.snapshot()
+        """The backend as of now in etcd's snapshot format (a bbolt database, ``etcdx.snapshot``),
+        in chunks, ending with the SHA-256 of the file, which ``etcdctl snapshot save`` checks,
+        as etcd's stream does. Whoever stops reading (a client that went away) closes the
+        file at once."""
+        backend = self.s.stores.backend
+        snap = await self.s.maintenance.snapshot(
+            lambda out: export_backend(backend, out, cluster_version=CLUSTER_VERSION))
         try:
             header = rpc_pb2.ResponseHeader()
             self.s.headers.fill(header)

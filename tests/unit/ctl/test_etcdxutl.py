@@ -17,7 +17,7 @@ from etcdx.backend import Backend, buckets
 from etcdx.ctl import etcdxutl
 from etcdx.mvcc import KVStore
 from etcdx.server.ids import cluster_id, member_id
-from etcdx.snapshot.stream import snapshot_chunks
+from etcdx.snapshot.export import export_backend
 
 PEER = "http://127.0.0.1:2380"
 
@@ -35,9 +35,11 @@ def snapshot(tmp_path_factory) -> pathlib.Path:
             w.end()
             btx.set_consistent_index(100 + i, 2)
     path = tmp / "snap.db"
-    with open(path, "wb") as fh:
-        for blob, _ in snapshot_chunks(backend, str(tmp), cluster_version="3.5.0", chunk_size=1000):
-            fh.write(blob)
+    with open(path, "w+b") as fh:
+        size = export_backend(backend, fh, cluster_version="3.5.0")
+        fh.seek(0)
+        digest = hashlib.sha256(fh.read(size)).digest()
+        fh.write(digest)
     backend.close()
     return path
 
