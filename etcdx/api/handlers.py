@@ -7,14 +7,16 @@ serves clients (the gRPC server in the core, the worker IPC) calls these.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from typing import AsyncIterator
+from typing import AsyncIterator, Awaitable
 
 from etcdx.api import validate
 from etcdx.api.context import CallContext
 from etcdx.api.watch import serve_watch
 from etcdx.pb import rpc_pb2
 from etcdx.server.etcdserver import EtcdServer
+from etcdx.server.kv_requests import txn_has_write
 from etcdx.server.maintenance import CLUSTER_VERSION
 from etcdx.snapshot.export import export_backend
 
@@ -45,6 +47,29 @@ class CoreHandlers:
 
     async def Compact(self, r: rpc_pb2.CompactionRequest, ctx: CallContext) -> rpc_pb2.CompactionResponse:
         return await self.s.kv.compact(r)
+
+    # The writes again, serialized request in, a Future of the serialized response out:
+    # no Task and no response message in the transport (etcdx.api.frontend_server, ipc).
+
+    def raw_Put(self, body: bytes, ctx: CallContext) -> asyncio.Future:
+        r = rpc_pb2.PutRequest.FromString(body)
+        validate.check_put(r)
+        return self.s.kv.put_bytes(r)
+
+    def raw_DeleteRange(self, body: bytes, ctx: CallContext) -> asyncio.Future:
+        r = rpc_pb2.DeleteRangeRequest.FromString(body)
+        validate.check_delete(r)
+        return self.s.kv.delete_range_bytes(r)
+
+    def raw_Txn(self, body: bytes, ctx: CallContext) -> asyncio.Future | Awaitable[bytes]:
+        r = rpc_pb2.TxnRequest.FromString(body)
+        validate.check_txn(r, self.s.cfg.max_txn_ops)
+        if txn_has_write(r):
+            return self.s.kv.write_txn_bytes(r)
+        return self._read_txn_bytes(r)
+
+    async def _read_txn_bytes(self, r: rpc_pb2.TxnRequest) -> bytes:
+        return (await self.s.kv.txn(r)).SerializeToString()
 
     # -- Watch --------------------------------------------------------------------------
 

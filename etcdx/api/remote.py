@@ -36,6 +36,9 @@ from etcdx.server.kv_requests import read_only_txn, txn_all_serializable, txn_ha
 
 log = logging.getLogger("etcdx.api.remote")
 
+_PUT = ipc.RPC_BASE + BY_METHOD["Put"].index
+_DELETE_RANGE = ipc.RPC_BASE + BY_METHOD["DeleteRange"].index
+
 
 class CoreConnection(ipc.FrameConnection):
     """A worker's connection to its core: calls, relayed streams and the core's notices."""
@@ -293,6 +296,15 @@ class WorkerHandlers:
     async def DeleteRange(self, r: rpc_pb2.DeleteRangeRequest, ctx: CallContext) -> rpc_pb2.DeleteRangeResponse:
         validate.check_delete(r)
         return await self._forward(BY_METHOD["DeleteRange"], r, ctx)
+
+    # Writes the core checks and answers: bytes straight through, a Future of the reply
+    # bytes back (no Task, no parsing here; etcdx.api.frontend_server's fast path).
+
+    def raw_Put(self, body: bytes, ctx: CallContext) -> asyncio.Future:
+        return self.conn.call_future(_PUT, context.encode(ctx, body))
+
+    def raw_DeleteRange(self, body: bytes, ctx: CallContext) -> asyncio.Future:
+        return self.conn.call_future(_DELETE_RANGE, context.encode(ctx, body))
 
     async def _forward(self, rpc: Rpc, r: Any, ctx: CallContext) -> Any:
         body = context.encode(ctx, r.SerializeToString())

@@ -138,7 +138,7 @@ class EtcdServer:
                                  election_timeout=cfg.election_timeout / 1000.0,
                                  heartbeat_interval=cfg.heartbeat_interval / 1000.0, request_timeout=timeout)
         self.quota = Quota(self.stores, cfg.quota_bytes, self.member_id, self.propose)
-        self.kv = KVRequests(self.stores, self.headers, self.quota, propose=self.propose,
+        self.kv = KVRequests(self.stores, self.headers, self.quota, propose=self.propose, submit=self.submit,
                              barrier=self.linearizable_barrier, compacted=self.compactor.done.wait,
                              compact_wait=10 * timeout)
         self.leases = LeaseRequests(self.stores, self.headers, self.quota, self.ids, self.leader,
@@ -322,6 +322,12 @@ class EtcdServer:
         if not learner_ok and self.stores.is_learner(self.member_id):
             raise errors.LEARNER_NOT_SUPPORTED
         return await self.proposals.propose(req)
+
+    def submit(self, req: InternalRaftRequest) -> asyncio.Future:
+        """``propose`` as a Future (see ``Proposals.submit``)."""
+        if self.stores.is_learner(self.member_id):
+            raise errors.LEARNER_NOT_SUPPORTED
+        return self.proposals.submit(req)
 
     async def linearizable_barrier(self) -> None:
         """Return once this member has applied everything committed before the call."""

@@ -61,13 +61,18 @@ class Quota:
 
 
 class KVRequests:
+    """The KV requests; ``put_bytes`` and friends are the same writes answered with
+    the serialized response through a Future (no Task: the client port's fast path)."""
+
     def __init__(self, stores: Stores, headers: Headers, quota: Quota, *, propose: Propose,
+                 submit: Callable[[InternalRaftRequest], asyncio.Future],
                  barrier: Callable[[], Awaitable[None]], compacted: Callable[[], Awaitable[None]],
                  compact_wait: float) -> None:
         self.stores = stores
         self.headers = headers
         self.quota = quota
         self._propose = propose
+        self._submit = submit
         self._barrier = barrier
         self._compacted = compacted
         self._compact_wait = compact_wait
@@ -85,6 +90,39 @@ class KVRequests:
         resp = await self._propose(InternalRaftRequest(put=r))
         self.headers.fill(resp.header)
         return resp
+
+    def put_bytes(self, r: rpc_pb2.PutRequest) -> asyncio.Future:
+        self.quota.check(KV_OVERHEAD + len(r.key) + len(r.value))
+        return self._answer_bytes(self._submit(InternalRaftRequest(put=r)))
+
+    def delete_range_bytes(self, r: rpc_pb2.DeleteRangeRequest) -> asyncio.Future:
+        return self._answer_bytes(self._submit(InternalRaftRequest(delete_range=r)))
+
+    def write_txn_bytes(self, r: rpc_pb2.TxnRequest) -> asyncio.Future:
+        """A txn with writes (``txn_has_write``): through the log."""
+        self.quota.check(txn_cost(r))
+        return self._answer_bytes(self._submit(InternalRaftRequest(txn=r)))
+
+    def _answer_bytes(self, proposal: asyncio.Future) -> asyncio.Future:
+        """A Future of the applied response, header filled and serialized; cancelling it
+        withdraws the proposal."""
+        out = proposal.get_loop().create_future()
+
+        def done(f: asyncio.Future) -> None:
+            if out.done():
+                return
+            if f.cancelled():
+                out.cancel()
+            elif f.exception() is not None:
+                out.set_exception(f.exception())
+            else:
+                resp = f.result()
+                self.headers.fill(resp.header)
+                out.set_result(resp.SerializeToString())
+
+        proposal.add_done_callback(done)
+        out.add_done_callback(lambda o: o.cancelled() and proposal.cancel())
+        return out
 
     async def delete_range(self, r: rpc_pb2.DeleteRangeRequest) -> rpc_pb2.DeleteRangeResponse:
         resp = await self._propose(InternalRaftRequest(delete_range=r))
