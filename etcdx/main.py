@@ -52,6 +52,15 @@ async def serve(cfg: config.Config) -> None:
     if not server.published.is_set():
         await server.stop()
         raise SystemExit(0 if server.removed.is_set() else 1)
+    if cfg.experimental_initial_corrupt_check:
+        from etcdx.server.corruption import CorruptionError
+
+        try:
+            await server.corruption.initial_check()
+        except CorruptionError as err:
+            log.critical("refusing to serve", extra={"fields": {"error": str(err)}})
+            await server.stop()
+            raise SystemExit(1) from None
     workers = None
     if cfg.api_workers > 0:
         from etcdx.api.worker import WorkerPool, WorkerStartError
