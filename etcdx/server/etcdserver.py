@@ -44,7 +44,7 @@ from etcdx.server.corruption import CorruptionChecker
 from etcdx.server.headers import Headers
 from etcdx.server.ids import IdGenerator
 from etcdx.server.kv_requests import KVRequests, Quota
-from etcdx.server.leader_link import LeaderLink
+from etcdx.server.leader_link import LeaderLink, LeaderMonitor
 from etcdx.server.leases import LeaseJobs, LeaseRequests
 from etcdx.server.maintenance import Maintenance
 from etcdx.server.proposals import Proposals
@@ -138,6 +138,7 @@ class EtcdServer:
         self.leader = LeaderLink(lambda: node.lead, lambda: self.transport,
                                  election_timeout=cfg.election_timeout / 1000.0,
                                  heartbeat_interval=cfg.heartbeat_interval / 1000.0, request_timeout=timeout)
+        self.leader_monitor = LeaderMonitor(lambda: node.lead, cfg.election_timeout / 1000.0)
         self.quota = Quota(self.stores, cfg.quota_bytes, self.member_id, self.propose)
         self.kv = KVRequests(self.stores, self.headers, self.quota, propose=self.propose, submit=self.submit,
                              barrier=self.linearizable_barrier, compacted=self.compactor.done.wait,
@@ -186,7 +187,8 @@ class EtcdServer:
         jobs: list[Callable[[], Awaitable[None]]] = [
             self.driver.run, self._run_sweeper, self._run_watch_sync, self.quota.run,
             self.lease_jobs.run_expiry, self.lease_jobs.run_checkpoints, self.compactor.run_auto,
-            self.snapshotter.run, self.cluster.run_publish, self.cluster.run_removal_check]
+            self.snapshotter.run, self.cluster.run_publish, self.cluster.run_removal_check,
+            self.leader_monitor.run]
         check_every = parse_duration(self.cfg.experimental_corrupt_check_time)
         if check_every > 0:
             jobs.append(lambda: self.corruption.run_periodic(check_every))
