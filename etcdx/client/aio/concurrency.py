@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import concurrency as _c
 from .. import txn as t
-from ..errors import ClientClosed, ClientError
+from ..errors import ClientClosed, ClientError, ElectionNotLeader
 from ..types import DeleteResult, GetResult, KeyLike, KeyValue, PutResult, TxnResult, to_bytes
 
 if TYPE_CHECKING:
@@ -62,8 +62,11 @@ class _Contender:
 
     def _held(self) -> tuple[bytes, int]:
         if self.key is None or self.revision is None:
-            raise RuntimeError(f"{self!r} is not held")
+            raise self._not_held()
         return self.key, self.revision
+
+    def _not_held(self) -> Exception:
+        return RuntimeError(f"{self!r} is not held")
 
     def __repr__(self) -> str:
         state = f"held at revision {self.revision}" if self.key is not None else "not held"
@@ -128,6 +131,9 @@ class Election(_Contender):
 
     def __init__(self, client: AsyncClient, name: KeyLike, *, ttl: int = 60, lease: Lease | None = None) -> None:
         super().__init__(client, name, ttl, lease)
+
+    def _not_held(self) -> Exception:
+        return ElectionNotLeader("election: not leader")
 
     @property
     def is_leader(self) -> bool:
