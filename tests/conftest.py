@@ -10,7 +10,7 @@
 - the fixtures of `etcdx.testing.plugin` (`etcdx_member`, `etcdx_cluster`,
   `etcdx_factory`, `etcdx_kind`), the ones etcdx's users get. Loaded here for
   a checkout whose installed entry point may be missing or stale; pytest
-  registers the module once either way.
+  registers the module once either way. `pytester` runs the plugin's own tests.
 
 See tests/support/procs.py for the `Member` API (start/stop/kill/restart, stubs,
 log tail).
@@ -27,7 +27,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 from support import procs
 
-pytest_plugins = ["etcdx.testing.plugin"]
+pytest_plugins = ["etcdx.testing.plugin", "pytester"]
 
 
 @pytest.fixture
