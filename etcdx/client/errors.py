@@ -285,6 +285,13 @@ class ConnectionFailed(Unavailable):
     may_have_applied = False
 
 
+class MemberTimedOut(Unavailable):
+    """The member did not answer within the attempt's share of the time budget (it may hang).
+
+    Raised only for idempotent calls, which are then retried on another member.
+    """
+
+
 class ConnectionLost(Unavailable):
     """The connection broke while the request was in flight: it may have been applied."""
 

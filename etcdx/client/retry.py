@@ -17,6 +17,7 @@ from .errors import EtcdError, InvalidAuthToken, Unavailable
 
 BACKOFF_BASE = 0.025  # etcd's Go client waits 25 ms between retries
 BACKOFF_CAP = 1.0
+MIN_ATTEMPT_BUDGET = 1.0
 
 
 class Action(enum.Enum):
@@ -42,3 +43,16 @@ def endpoint_failed(error: EtcdError) -> bool:
 def backoff(attempt: int, rand: random.Random) -> float:
     """Seconds to wait before retry number ``attempt`` (0-based): exponential, capped, jittered."""
     return min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt) * (0.5 + rand.random() / 2)
+
+
+def attempt_budget(remaining: float | None, endpoints: int) -> float | None:
+    """How long one attempt may take, out of the ``remaining`` time of the call.
+
+    A member that hangs (paused, overloaded, its host unreachable) must not
+    eat the whole budget when another could answer: with more than one
+    endpoint an attempt gets half of what is left (at least
+    `MIN_ATTEMPT_BUDGET`), so a retry elsewhere still has time.
+    """
+    if remaining is None or endpoints < 2 or remaining <= 2 * MIN_ATTEMPT_BUDGET:
+        return remaining
+    return remaining / 2

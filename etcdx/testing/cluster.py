@@ -191,7 +191,7 @@ class Cluster:
 
         if self.tls is not None:
             options.setdefault("tls", self.tls.client_tls())
-        return Client([m.client_url for m in self.members], **options)
+        return Client(self.endpoints, **options)
 
     def async_client(self, **options: Any) -> AsyncClient:
         """An `etcdx.client.AsyncClient` over every member (create it inside its event loop)."""
@@ -199,7 +199,7 @@ class Cluster:
 
         if self.tls is not None:
             options.setdefault("tls", self.tls.client_tls())
-        return AsyncClient([m.client_url for m in self.members], **options)
+        return AsyncClient(self.endpoints, **options)
 
     # -- faults (partitions need ``proxied=True``) ------------------------------------------
     def _network(self) -> FaultNetwork:

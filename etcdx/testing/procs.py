@@ -420,7 +420,7 @@ class Member:
 
         if self.tls is not None:
             options.setdefault("tls", self.tls.client_tls())
-        return Client([self.client_url], **options)
+        return Client([self.endpoint], **options)
 
     def async_client(self, **options: Any) -> AsyncClient:
         """An `etcdx.client.AsyncClient` for this member (create it inside the event loop that uses it)."""
@@ -428,7 +428,7 @@ class Member:
 
         if self.tls is not None:
             options.setdefault("tls", self.tls.client_tls())
-        return AsyncClient([self.client_url], **options)
+        return AsyncClient([self.endpoint], **options)
 
     def __repr__(self) -> str:
         state = ("paused, " if self.paused else "") + f"pid {self.pid}" if self.is_running() else "stopped"

@@ -76,3 +76,22 @@ def test_no_reachable_member_fails_within_the_timeout_as_not_applied(connect):
     with pytest.raises(ConnectionFailed) as e:
         c.put("k", "v")
     assert not e.value.may_have_applied
+
+
+@pytest.fixture
+def hung_endpoint():
+    """An address that accepts TCP connections and never answers (a hung or black-holed member)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(64)
+        yield "127.0.0.1:%d" % s.getsockname()[1]
+
+
+def test_calls_move_on_from_a_member_that_never_answers(member, connect, prefix, hung_endpoint):
+    c = connect(hung_endpoint, member.endpoint, timeout=4.0)
+    for i in range(3):  # round-robin: some of these go to the hung endpoint first
+        c.put(prefix + "k", str(i))  # a write waits for a live connection before it is sent
+        assert c.get(prefix + "k").value == str(i).encode()  # a read gives up on it after half the budget
+    assert c.get(prefix + "k").kv.version == 3

@@ -28,9 +28,19 @@ from .. import maintenance as _maintenance
 from ..concurrency import Isolation, StmState
 from ..config import DEFAULT_TIMEOUT, KEEPALIVE_TIME, KEEPALIVE_TIMEOUT, TLS, ClientConfig
 from ..endpoints import EndpointPool
-from ..errors import ClientClosed, ClientError, ConnectionLost, DeadlineExceeded, EtcdError, TxnConflict, error_from_rpc
+from ..errors import (
+    ClientClosed,
+    ClientError,
+    ConnectionFailed,
+    ConnectionLost,
+    DeadlineExceeded,
+    EtcdError,
+    MemberTimedOut,
+    TxnConflict,
+    error_from_rpc,
+)
 from ..ops import Call, Op, Program, WaitDeleted
-from ..retry import Action, backoff, decide, endpoint_failed
+from ..retry import Action, attempt_budget, backoff, decide, endpoint_failed
 from ..snapshot import SnapshotCheck
 from ..txn import range_end_of
 from ..types import EventType, KeyLike, SnapshotInfo, to_bytes
@@ -65,11 +75,29 @@ class _Channels:
         key = (endpoint, service)
         stub = self._stubs.get(key)
         if stub is None:
-            channel = self._channels.get(endpoint)
-            if channel is None:
-                channel = self._channels[endpoint] = self._open(endpoint)
-            stub = self._stubs[key] = getattr(rpc_pb2_grpc, f"{service}Stub")(channel)
+            stub = self._stubs[key] = getattr(rpc_pb2_grpc, f"{service}Stub")(self._channel(endpoint))
         return stub
+
+    def _channel(self, endpoint: str) -> grpc.aio.Channel:
+        channel = self._channels.get(endpoint)
+        if channel is None:
+            channel = self._channels[endpoint] = self._open(endpoint)
+        return channel
+
+    async def wait_ready(self, endpoint: str, timeout: float | None) -> None:
+        """Return once the endpoint's connection is up; raise `ConnectionFailed` if it is down or
+        does not come up within ``timeout`` (so a write is never queued on a member that hangs)."""
+        channel = self._channel(endpoint)
+        state = channel.get_state(try_to_connect=True)
+        try:
+            async with asyncio.timeout(timeout):
+                while state in (grpc.ChannelConnectivity.IDLE, grpc.ChannelConnectivity.CONNECTING):
+                    await channel.wait_for_state_change(state)
+                    state = channel.get_state(try_to_connect=True)
+        except TimeoutError:
+            pass
+        if state is not grpc.ChannelConnectivity.READY:
+            raise ConnectionFailed(grpc.StatusCode.UNAVAILABLE, f"no connection ({state.name.lower()})", endpoint)
 
     def _open(self, endpoint: str) -> grpc.aio.Channel:
         target = self.config.endpoint(endpoint)
@@ -359,10 +387,17 @@ class AsyncClient:
             remaining = _remaining(deadline)
             if remaining is not None and remaining <= 0:
                 raise DeadlineExceeded(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded before the call", endpoint)
+            budget = attempt_budget(remaining, 1 if call.endpoint else len(self.endpoints))
             try:
-                response = await self._invoke(endpoint, call, remaining)
-            except grpc.RpcError as e:
-                error = error_from_rpc(e, endpoint)
+                if call.idempotent:
+                    response = await self._invoke(endpoint, call, budget)
+                else:
+                    await self._channels.wait_ready(endpoint, budget)
+                    response = await self._invoke(endpoint, call, remaining)
+            except (grpc.RpcError, ConnectionFailed) as e:
+                error = e if isinstance(e, ConnectionFailed) else error_from_rpc(e, endpoint)
+                if isinstance(error, DeadlineExceeded) and budget != remaining:
+                    error = MemberTimedOut(error.code, f"no answer within {budget:.1f}s", endpoint)
                 if decide(error, idempotent=call.idempotent, can_reauthenticate=self._has_credentials) is Action.REAUTHENTICATE:
                     await self._authenticate(deadline, stale=token)
                     continue

@@ -28,9 +28,19 @@ from .. import maintenance as _maintenance
 from ..concurrency import Isolation, StmState
 from ..config import DEFAULT_TIMEOUT, KEEPALIVE_TIME, KEEPALIVE_TIMEOUT, TLS, ClientConfig
 from ..endpoints import EndpointPool
-from ..errors import ClientClosed, ClientError, ConnectionLost, DeadlineExceeded, EtcdError, TxnConflict, error_from_rpc
+from ..errors import (
+    ClientClosed,
+    ClientError,
+    ConnectionFailed,
+    ConnectionLost,
+    DeadlineExceeded,
+    EtcdError,
+    MemberTimedOut,
+    TxnConflict,
+    error_from_rpc,
+)
 from ..ops import Call, Op, Program, WaitDeleted
-from ..retry import Action, backoff, decide, endpoint_failed
+from ..retry import Action, attempt_budget, backoff, decide, endpoint_failed
 from ..snapshot import SnapshotCheck
 from ..txn import range_end_of
 from ..types import EventType, KeyLike, SnapshotInfo, to_bytes
@@ -53,6 +63,23 @@ def _sync(program: Callable[P, Program[R]]) -> Callable[Concatenate[Client, P], 
     return method
 
 
+_STATES = {state.value[0]: state for state in grpc.ChannelConnectivity}
+_PENDING = (grpc.ChannelConnectivity.IDLE, grpc.ChannelConnectivity.CONNECTING)
+
+
+def _connectivity_probe(channel: grpc.Channel) -> Any:
+    """gRPC's core channel, which reports and waits for connectivity without a thread.
+
+    The public way (``subscribe``) runs a polling thread per channel that races
+    with ``close()``; this is the call that thread makes. None if a future
+    grpcio lacks it: callers then skip the check.
+    """
+    core = getattr(channel, "_channel", None)
+    if hasattr(core, "check_connectivity_state") and hasattr(core, "watch_connectivity_state"):
+        return core
+    return None
+
+
 class _Channels:
     """One gRPC channel per endpoint, opened on first use; stubs cached per service."""
 
@@ -67,11 +94,32 @@ class _Channels:
         stub = self._stubs.get(key)
         if stub is None:
             with self._lock:
-                channel = self._channels.get(endpoint)
-                if channel is None:
-                    channel = self._channels[endpoint] = self._open(endpoint)
-                stub = self._stubs[key] = getattr(rpc_pb2_grpc, f"{service}Stub")(channel)
+                stub = self._stubs[key] = getattr(rpc_pb2_grpc, f"{service}Stub")(self._channel(endpoint))
         return stub
+
+    def _channel(self, endpoint: str) -> grpc.Channel:
+        channel = self._channels.get(endpoint)
+        if channel is None:
+            channel = self._channels[endpoint] = self._open(endpoint)
+        return channel
+
+    def wait_ready(self, endpoint: str, timeout: float | None) -> None:
+        """Return once the endpoint's connection is up; raise `ConnectionFailed` if it is down or
+        does not come up within ``timeout`` (so a write is never queued on a member that hangs)."""
+        with self._lock:
+            core = _connectivity_probe(self._channel(endpoint))
+        if core is None:
+            return
+        deadline = None if timeout is None else time.time() + timeout
+        try:
+            state = _STATES[core.check_connectivity_state(True)]
+            while state in _PENDING and (deadline is None or time.time() < deadline):
+                core.watch_connectivity_state(state.value[0], time.time() + 0.5 if deadline is None else deadline)
+                state = _STATES[core.check_connectivity_state(True)]
+        except ValueError:  # the channel was closed meanwhile
+            raise ClientClosed("client is closed") from None
+        if state is not grpc.ChannelConnectivity.READY:
+            raise ConnectionFailed(grpc.StatusCode.UNAVAILABLE, f"no connection ({state.name.lower()})", endpoint)
 
     def _open(self, endpoint: str) -> grpc.Channel:
         target = self._config.endpoint(endpoint)
@@ -393,10 +441,17 @@ class Client:
             remaining = _remaining(deadline)
             if remaining is not None and remaining <= 0:
                 raise DeadlineExceeded(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded before the call", endpoint)
+            budget = attempt_budget(remaining, 1 if call.endpoint else len(self.endpoints))
             try:
-                response = self._invoke(endpoint, call, remaining)
-            except grpc.RpcError as e:
-                error = error_from_rpc(e, endpoint)
+                if call.idempotent:
+                    response = self._invoke(endpoint, call, budget)
+                else:
+                    self._channels.wait_ready(endpoint, budget)
+                    response = self._invoke(endpoint, call, remaining)
+            except (grpc.RpcError, ConnectionFailed) as e:
+                error = e if isinstance(e, ConnectionFailed) else error_from_rpc(e, endpoint)
+                if isinstance(error, DeadlineExceeded) and budget != remaining:
+                    error = MemberTimedOut(error.code, f"no answer within {budget:.1f}s", endpoint)
                 if decide(error, idempotent=call.idempotent, can_reauthenticate=self._has_credentials) is Action.REAUTHENTICATE:
                     self._authenticate(deadline, stale=token)
                     continue

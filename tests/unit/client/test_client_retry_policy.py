@@ -55,3 +55,12 @@ def test_backoff_grows_jittered_and_capped():
     delays = [backoff(a, rand) for a in range(12)]
     assert all(0 < d <= BACKOFF_CAP for d in delays)
     assert delays[0] <= 0.025 and delays[-1] >= BACKOFF_CAP / 2
+
+
+def test_an_attempt_gets_half_the_time_left_when_another_member_could_answer():
+    from etcdx.client.retry import MIN_ATTEMPT_BUDGET, attempt_budget
+
+    assert attempt_budget(10.0, endpoints=3) == 5.0
+    assert attempt_budget(10.0, endpoints=1) == 10.0  # nowhere else to go
+    assert attempt_budget(2 * MIN_ATTEMPT_BUDGET, endpoints=3) == 2 * MIN_ATTEMPT_BUDGET  # too little to split
+    assert attempt_budget(None, endpoints=3) is None
