@@ -319,16 +319,19 @@ class Member:
         return self._terminate(signal.SIGKILL)
 
     def pause(self) -> None:
-        """SIGSTOP: the member hangs with its connections open (a long GC pause, a frozen VM)."""
+        """SIGSTOP the member and its child processes (etcdx's API workers): it hangs with its
+        ports open, as in a long GC pause or a frozen VM."""
         if not self.is_running():
             raise RuntimeError(f"{self} is not running")
-        self.proc.send_signal(signal.SIGSTOP)
+        for pid in [*_descendants(self.proc.pid), self.proc.pid]:
+            _signal(pid, signal.SIGSTOP)
         self.paused = True
 
     def resume(self) -> None:
         """SIGCONT after `pause`."""
         if self.is_running():
-            self.proc.send_signal(signal.SIGCONT)
+            for pid in [self.proc.pid, *_descendants(self.proc.pid)]:
+                _signal(pid, signal.SIGCONT)
         self.paused = False
 
     def restart(self, timeout: float = START_TIMEOUT, hard: bool = False) -> Member:
@@ -352,8 +355,7 @@ class Member:
             try:
                 self.proc.send_signal(sig)
                 if self.paused:  # a stopped process only acts on SIGTERM once continued
-                    self.proc.send_signal(signal.SIGCONT)
-                    self.paused = False
+                    self.resume()
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
@@ -433,6 +435,34 @@ class Member:
     def __repr__(self) -> str:
         state = ("paused, " if self.paused else "") + f"pid {self.pid}" if self.is_running() else "stopped"
         return f"<{self.kind} member {self.name} at {self.endpoint}, {state}>"
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc), children before grandchildren."""
+    children: dict[int, list[int]] = {}
+    for entry in pathlib.Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found: list[int] = []
+    queue = list(children.get(pid, []))
+    while queue:
+        child = queue.pop(0)
+        found.append(child)
+        queue.extend(children.get(child, []))
+    return found
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def start_members(members: Iterable[Member], timeout: float = START_TIMEOUT) -> None:

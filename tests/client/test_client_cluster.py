@@ -110,3 +110,22 @@ def test_move_leader_hands_leadership_to_the_member_named(cluster, connect):
     deadline = time.monotonic() + DEADLINE
     while cluster.leader() is not target:
         assert time.monotonic() < deadline, "leadership did not move"
+
+
+def test_a_paused_member_is_passed_over_for_reads_and_writes(cluster, connect, prefix):
+    """SIGSTOP: the member keeps its port open and never answers.
+
+    The client connects after the pause, so no write can have been sent to it
+    (one that was would rightly fail as "may have applied": the member reads it
+    when it resumes).
+    """
+    follower = next(m for m in cluster.members if m is not cluster.leader())
+    follower.pause()
+    try:
+        c = connect(*cluster.endpoints, timeout=6.0)
+        for i in range(3):  # round-robin: some of these go to the paused member first
+            c.put(prefix + "k", str(i))
+            assert c.get(prefix + "k").value == str(i).encode()
+        assert c.get(prefix + "k").kv.version == 3
+    finally:
+        follower.resume()

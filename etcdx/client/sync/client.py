@@ -450,7 +450,7 @@ class Client:
                     response = self._invoke(endpoint, call, remaining)
             except (grpc.RpcError, ConnectionFailed) as e:
                 error = e if isinstance(e, ConnectionFailed) else error_from_rpc(e, endpoint)
-                if isinstance(error, DeadlineExceeded) and budget != remaining:
+                if isinstance(error, DeadlineExceeded) and call.idempotent and budget != remaining:
                     error = MemberTimedOut(error.code, f"no answer within {budget:.1f}s", endpoint)
                 if decide(error, idempotent=call.idempotent, can_reauthenticate=self._has_credentials) is Action.REAUTHENTICATE:
                     self._authenticate(deadline, stale=token)
