@@ -96,6 +96,8 @@ class _Channels:
                     state = channel.get_state(try_to_connect=True)
         except TimeoutError:
             pass
+        if state is grpc.ChannelConnectivity.SHUTDOWN:
+            raise ClientClosed("client is closed")
         if state is not grpc.ChannelConnectivity.READY:
             raise ConnectionFailed(grpc.StatusCode.UNAVAILABLE, f"no connection ({state.name.lower()})", endpoint)
 
@@ -379,6 +381,7 @@ class AsyncClient:
     async def _call(self, call: Call, outer_deadline: float | None) -> Any:
         deadline = self._deadline(call.timeout, outer_deadline)
         attempt = 0
+        reauthenticated = False
         while True:
             endpoint = call.endpoint or self._pick()
             if call.authenticated:
@@ -398,8 +401,10 @@ class AsyncClient:
                 error = e if isinstance(e, ConnectionFailed) else error_from_rpc(e, endpoint)
                 if isinstance(error, DeadlineExceeded) and call.idempotent and budget != remaining:
                     error = MemberTimedOut(error.code, f"no answer within {budget:.1f}s", endpoint)
-                if decide(error, idempotent=call.idempotent, can_reauthenticate=self._has_credentials) is Action.REAUTHENTICATE:
+                can_reauthenticate = self._has_credentials and not reauthenticated  # once per call
+                if decide(error, idempotent=call.idempotent, can_reauthenticate=can_reauthenticate) is Action.REAUTHENTICATE:
                     await self._authenticate(deadline, stale=token)
+                    reauthenticated = True
                     continue
                 if not await self._after_error(error, endpoint, call.idempotent, attempt, deadline):
                     raise error from None

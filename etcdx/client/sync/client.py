@@ -84,7 +84,7 @@ class _Channels:
     """One gRPC channel per endpoint, opened on first use; stubs cached per service."""
 
     def __init__(self, config: ClientConfig) -> None:
-        self._config = config
+        self.config = config
         self._lock = threading.Lock()
         self._channels: dict[str, grpc.Channel] = {}
         self._stubs: dict[tuple[str, str], Any] = {}
@@ -122,9 +122,9 @@ class _Channels:
             raise ConnectionFailed(grpc.StatusCode.UNAVAILABLE, f"no connection ({state.name.lower()})", endpoint)
 
     def _open(self, endpoint: str) -> grpc.Channel:
-        target = self._config.endpoint(endpoint)
-        credentials = self._config.credentials(target)
-        options = self._config.channel_options()
+        target = self.config.endpoint(endpoint)
+        credentials = self.config.credentials(target)
+        options = self.config.channel_options()
         if credentials is None:
             return grpc.insecure_channel(target.address, options=options)
         return grpc.secure_channel(target.address, credentials, options=options)
@@ -294,7 +294,7 @@ class Client:
             )  # fmt: skip
             with self._pool_lock:
                 self.config = config
-                self._channels._config = config
+                self._channels.config = config
                 self._pool = EndpointPool(urls, self._rand)
         return self.endpoints
 
@@ -433,6 +433,7 @@ class Client:
     def _call(self, call: Call, outer_deadline: float | None) -> Any:
         deadline = self._deadline(call.timeout, outer_deadline)
         attempt = 0
+        reauthenticated = False
         while True:
             endpoint = call.endpoint or self._pick()
             if call.authenticated:
@@ -452,8 +453,10 @@ class Client:
                 error = e if isinstance(e, ConnectionFailed) else error_from_rpc(e, endpoint)
                 if isinstance(error, DeadlineExceeded) and call.idempotent and budget != remaining:
                     error = MemberTimedOut(error.code, f"no answer within {budget:.1f}s", endpoint)
-                if decide(error, idempotent=call.idempotent, can_reauthenticate=self._has_credentials) is Action.REAUTHENTICATE:
+                can_reauthenticate = self._has_credentials and not reauthenticated  # once per call
+                if decide(error, idempotent=call.idempotent, can_reauthenticate=can_reauthenticate) is Action.REAUTHENTICATE:
                     self._authenticate(deadline, stale=token)
+                    reauthenticated = True
                     continue
                 if not self._after_error(error, endpoint, call.idempotent, attempt, deadline):
                     raise error from None
