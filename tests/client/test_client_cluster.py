@@ -129,3 +129,45 @@ def test_a_paused_member_is_passed_over_for_reads_and_writes(cluster, connect, p
         assert c.get(prefix + "k").kv.version == 3
     finally:
         follower.resume()
+
+
+def test_membership_calls_add_update_promote_and_remove_a_learner(cluster, connect):
+    from etcdx.client import errors
+    from etcdx.testing.procs import free_port
+
+    c = connect(*cluster.endpoints)
+    url = f"http://127.0.0.1:{free_port()}"
+    added = c.member_add([url], learner=True)
+    assert added.member.is_learner and added.member.peer_urls == (url,) and added.member.name == ""
+    assert added.member.id in {m.id for m in added.members}
+    try:
+        moved = f"http://127.0.0.1:{free_port()}"
+        updated = c.member_update(added.member.id, [moved])
+        assert next(m for m in updated if m.id == added.member.id).peer_urls == (moved,)
+        with pytest.raises(errors.LearnerNotReady):  # never started, so never caught up
+            c.member_promote(added.member.id)
+    finally:
+        left = c.member_remove(added.member.id)
+    assert added.member.id not in {m.id for m in left} and len(left) == 3
+
+
+def test_a_watch_leaves_a_member_cut_off_from_the_cluster(etcdx_factory, connect, request):
+    """With require_leader (the default) the member cancels the watch once it has no leader."""
+    if etcdx_factory.kind == "etcdx":
+        request.applymarker(pytest.mark.xfail(reason="etcdx does not honour the hasleader metadata yet", strict=False))
+    cluster = etcdx_factory.cluster(3, proxied=True)
+    watcher = connect(*cluster.endpoints)
+    with watcher.watch_prefix("/cut/") as w:
+        victim = next(m for m in cluster.members if m.endpoint == w.endpoint)
+        others = [m for m in cluster.members if m is not victim]
+        cluster.isolate(victim)
+        try:
+            writer = connect(*(m.endpoint for m in others))
+            deadline = time.monotonic() + DEADLINE
+            while cluster.leader() in (victim, None):
+                assert time.monotonic() < deadline
+            writer.put("/cut/k", "after the cut")
+            events = collect_until(w, lambda ev: len(ev) >= 1, deadline=10.0)
+        finally:
+            cluster.heal()
+    assert events[0].kv.value == b"after the cut"
