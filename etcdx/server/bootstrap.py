@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 
 from etcdx.backend import Backend
@@ -151,7 +150,7 @@ def _join(cfg: Config, backend: Backend, wal_dir: str, info: ClusterInfo) -> Boo
 
 def needs_cluster_info(cfg: Config) -> bool:
     """A member joining an existing cluster with an empty data dir must ask the cluster first."""
-    return cfg.initial_cluster_state == "existing" and not WAL.exists(os.path.join(cfg.data_dir, "member", "wal"))
+    return cfg.initial_cluster_state == "existing" and not WAL.exists(cfg.wal_path)
 
 
 async def fetch_cluster(cfg: Config, timeout: float = 30.0) -> ClusterInfo:
