@@ -85,6 +85,7 @@ class EtcdServer:
         # processes reading it (API workers) must reopen it.
         self.on_backend_swap: list[Callable[[], None]] = []
         self._warn_apply = cfg.warning_apply_duration  # seconds: a slower apply batch is logged
+        self._conf_changed = False  # since the last Ready
 
     # -- assembly ------------------------------------------------------------------
 
@@ -271,6 +272,7 @@ class EtcdServer:
         self.quota.db_size = self.stores.backend.size()
         if out.conf_changed:
             self._sync_peers()
+            self._conf_changed = True
         if out.compaction_scheduled:
             self.compactor.scheduled()
         for events, rev in out.events:
@@ -297,6 +299,17 @@ class EtcdServer:
 
     def after_ready(self) -> None:
         self.compactor.step()
+        if self._conf_changed:
+            self._conf_changed = False
+            self._campaign_if_alone()
+
+    def _campaign_if_alone(self) -> None:
+        """A voter left alone in the configuration (--force-new-cluster) leads at once, not after a timeout."""
+        node = self.driver.node
+        cs = node.status().conf_state
+        if cs.voters == [self.member_id] and not cs.voters_outgoing and node.raft_state != StateType.LEADER:
+            node.campaign()
+            self.driver.wake()
 
     async def _advance_election_ticks(self) -> None:
         """etcd's --initial-election-tick-advance: once two peers are connected, a member that heard from
