@@ -221,17 +221,17 @@ FLAGS: list[Flag] = [
     _f("experimental-enable-lease-checkpoint", BOOL, True, "Enable the primary lessor to persist lease "
        "remainingTTL to prevent indefinite auto-renewal of long lived leases (etcd 3.4's default is false).",
        EXPERIMENTAL),
-    _f("experimental-enable-lease-checkpoint-persist", BOOL, False, "Persist remainingTTL across restarts; "
-       "etcdx always does (as etcd 3.6), so only false cannot be had.", EXPERIMENTAL, U,
-       also_accepts=(True,), reason="etcdx always persists lease checkpoints"),
+    _f("experimental-enable-lease-checkpoint-persist", BOOL, False, "Enable persisting remainingTTL to prevent "
+       "indefinite auto-renewal of long lived leases.", EXPERIMENTAL, U, also_accepts=(True,),
+       reason="etcdx always persists lease checkpoints, as etcd 3.6 (true is what it does)"),
     _f("experimental-lease-checkpoint-interval", DURATION, "5s", "How often the leader checkpoints lease "
        "remaining TTLs (etcd 3.5).", EXPERIMENTAL),
     _f("experimental-compaction-batch-limit", INT, 1000, "Sets the maximum revisions deleted in each compaction "
        "batch (0: 1000).", EXPERIMENTAL),
     _f("experimental-peer-skip-client-san-verification", BOOL, False, "Skip verification of SAN field in client "
-       "certificate for peer connections. etcdx never checks a peer's client certificate SAN against its "
-       "address (only the allowed CN and hostname), as if this were true.", EXPERIMENTAL, U,
-       also_accepts=(True,), reason="etcdx does not check client certificate SANs on the peer port"),
+       "certificate for peer connections.", EXPERIMENTAL, U, also_accepts=(True,),
+       reason="etcdx never checks a peer's client certificate SANs against its address, only the allowed CN "
+       "and hostname (true is what it does)"),
     _f("experimental-watch-progress-notify-interval", DURATION, "10m", "Duration of periodical watch progress "
        "notification.", EXPERIMENTAL),
     _f("experimental-warning-apply-duration", DURATION, "100ms", "Warning is generated if a batch of committed "
