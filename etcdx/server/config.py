@@ -330,7 +330,7 @@ def load(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
     """
     env = dict(os.environ if environ is None else environ)
     warnings: list[str] = []
-    given = _from_command_line(sys.argv[1:] if argv is None else list(argv), warnings)
+    given = _from_command_line(sys.argv[1:] if argv is None else list(argv))
     from_env = _from_environ(env, given, warnings)
     settings = {**from_env, **given}
     want_version = bool(settings.pop("version", False))
@@ -352,7 +352,7 @@ def _is_bool(name: str) -> bool | None:
     return None if f is None else f.kind.is_bool
 
 
-def _from_command_line(argv: list[str], warnings: list[str]) -> dict[str, Any]:
+def _from_command_line(argv: list[str]) -> dict[str, Any]:
     pairs, rest = goflag.split_args(argv, _is_bool)
     if rest:
         if rest[0] in ("gateway", "grpc-proxy"):
