@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import signal
 import sys
 
@@ -100,6 +101,14 @@ async def serve(cfg: config.Config) -> None:
         raise SystemExit(1)
 
 
+def _raise_file_limit() -> None:
+    """Every client connection is a file descriptor: allow as many as the hard limit, as Go does
+    for etcd, rather than the soft limit a shell hands out (often 1024)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         cfg, want_version = config.load(argv)
@@ -121,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         log.warning(warning)
     log.info("etcd flags etcdx does not support yet (accepted only at etcd's default value)",
              extra={"fields": {"flags": flagtable.unsupported()}})
+    _raise_file_limit()
     try:
         import uvloop
 

@@ -32,9 +32,6 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Protocol
 
-import jwt
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from etcdx.auth import errors
 from etcdx.auth.errors import TokenOptionsError
@@ -173,7 +170,7 @@ class NoTokens:
 
 
 _RSA_METHODS = {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
-_EC_METHODS = {"ES256": ec.SECP256R1, "ES384": ec.SECP384R1, "ES512": ec.SECP521R1}
+_EC_METHODS = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}  # method -> curve name
 _HMAC_METHODS = {"HS256", "HS384", "HS512"}
 SIGN_METHODS = frozenset(_RSA_METHODS | set(_EC_METHODS) | _HMAC_METHODS)
 
@@ -226,6 +223,8 @@ class JWTTokens:
     def assign(self, username: str, revision: int, *, prefix: str = "", index: int = 0) -> str:
         if self._private is None:
             raise errors.VERIFY_ONLY
+        import jwt  # not at module level: see _load_keys
+
         claims = {"exp": int(self._clock() + self._ttl), "revision": revision, "username": username}
         return jwt.encode(claims, self._private, algorithm=self.sign_method)
 
@@ -236,6 +235,8 @@ class JWTTokens:
                 self._verified.move_to_end(token)
         if hit is not None:
             return hit[0] if hit[1] > self._clock() else None
+        import jwt  # not at module level: see _load_keys
+
         try:
             claims = jwt.decode(
                 token, self._verify_key, algorithms=[self.sign_method],
@@ -318,6 +319,10 @@ def _load_keys(method: str, private_pem: bytes | None, public_pem: bytes | None)
         return private_pem, None
     if private_pem is None and public_pem is None:
         raise TokenOptionsError(errors.MISSING_KEY)
+    # Imported here: PyJWT and cryptography cost ~10 MiB of RSS, and only JWT tokens need them.
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
     want = rsa if method in _RSA_METHODS else ec
     private_key = public_key = None
     try:
@@ -335,8 +340,8 @@ def _load_keys(method: str, private_pem: bytes | None, public_pem: bytes | None)
         if want is ec:
             if not isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)):
                 raise TokenOptionsError("Key is not a valid ECDSA key")
-            if not isinstance(key.curve, _EC_METHODS[method]):
-                raise TokenOptionsError(f"auth: {method} needs a {_EC_METHODS[method].name} key")
+            if key.curve.name != _EC_METHODS[method]:
+                raise TokenOptionsError(f"auth: {method} needs a {_EC_METHODS[method]} key")
     if private_key is not None and public_key is not None:
         if private_key.public_key().public_numbers() != public_key.public_numbers():
             raise TokenOptionsError(errors.KEY_MISMATCH)

@@ -11,6 +11,7 @@ tests check it against `hpack.Encoder` output and `hpack.Decoder` results.
 
 from __future__ import annotations
 
+import array
 from collections import deque
 
 from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
@@ -32,11 +33,14 @@ class HeaderListTooLarge(HpackError):
 
 # -- Huffman -------------------------------------------------------------------------
 
-def _build_huffman() -> tuple[list, frozenset[int]]:
+def _build_huffman() -> tuple[array.array, frozenset[int]]:
     """A byte-driven automaton over the Huffman code tree.
 
     States are the tree's internal nodes (0 = root). ``table[state * 256 + byte]``
-    is (next state, decoded bytes), or None where the byte would decode EOS.
+    packs the step into one int: the next state (bits 0-7), how many symbols
+    the byte completes (bits 8-9; at most 2, as codes are at least 5 bits) and
+    those symbols (bits 10-17, 18-25); ``_EOS`` where the byte would decode
+    EOS. An array of packed ints costs 256 KiB; tuples cost ~9 MiB of RSS.
     Valid padding ends in a state reached from the root by at most 7 one-bits.
     """
     children: list[list] = [[None, None]]
@@ -56,48 +60,53 @@ def _build_huffman() -> tuple[list, frozenset[int]]:
     for _ in range(7):
         node = children[node][1]
         accept.add(node)
-    # Half-byte steps first, then whole bytes as two half-byte steps.
-    nib: list = []
+    assert len(children) <= 256
+    table = array.array("I")
     for state in range(len(children)):
-        for nibble in range(16):
-            node, out, ok = state, bytearray(), True
-            for i in range(3, -1, -1):
-                child = children[node][(nibble >> i) & 1]
+        for byte in range(256):
+            node, out = state, []
+            for i in range(7, -1, -1):
+                child = children[node][(byte >> i) & 1]
                 if child < 0:
                     if child == -257:
-                        ok = False
+                        out = None
                         break
                     out.append(-1 - child)
                     node = 0
                 else:
                     node = child
-            nib.append((node, bytes(out)) if ok else None)
-    table: list = []
-    for state in range(len(children)):
-        for byte in range(256):
-            hi = nib[state * 16 + (byte >> 4)]
-            lo = nib[hi[0] * 16 + (byte & 15)] if hi is not None else None
-            table.append(None if lo is None else (lo[0], hi[1] + lo[1]))
+            if out is None:
+                table.append(_EOS)
+            else:
+                assert len(out) <= 2
+                packed = node | (len(out) << 8)
+                for k, sym in enumerate(out):
+                    packed |= sym << (10 + 8 * k)
+                table.append(packed)
     return table, frozenset(accept)
 
 
+_EOS = 0xFFFFFFFF
 _HUFFMAN, _ACCEPT = _build_huffman()
 
 
 def huffman_decode(data: bytes) -> bytes:
     state = 0
-    out = []
+    out = bytearray()
     table = _HUFFMAN
     for byte in data:
         step = table[state * 256 + byte]
-        if step is None:
+        if step == _EOS:
             raise HpackError("EOS in Huffman string")
-        state, chunk = step
-        if chunk:
-            out.append(chunk)
+        state = step & 0xFF
+        n = (step >> 8) & 3
+        if n:
+            out.append((step >> 10) & 0xFF)
+            if n == 2:
+                out.append(step >> 18)
     if state not in _ACCEPT:
         raise HpackError("invalid Huffman padding")
-    return b"".join(out)
+    return bytes(out)
 
 
 # -- decoding -------------------------------------------------------------------------

@@ -47,12 +47,13 @@ from etcdx.server.kv_requests import KVRequests, Quota
 from etcdx.server.leader_link import LeaderLink, LeaderMonitor
 from etcdx.server.leases import LeaseJobs, LeaseRequests
 from etcdx.server.maintenance import Maintenance
+from etcdx.server.peer_requests import PeerRequests
 from etcdx.server.proposals import Proposals
 from etcdx.server.raft_driver import RaftDriver
 from etcdx.server.read_index import AppliedIndex, ReadIndex
 from etcdx.server.snapshots import Snapshotter, clean_stale_copies
 from etcdx.server.stores import Stores
-from etcdx.transport import RemoteError, Transport, snapshot_db_path
+from etcdx.transport import Transport, snapshot_db_path
 from etcdx.wal import WAL
 
 log = logging.getLogger("etcdx.server")
@@ -192,7 +193,7 @@ class EtcdServer:
             local_id=self.member_id, cluster_id=self.cluster_id, listen_urls=self.cfg.listen_peer_urls,
             on_messages=self.driver.step_peer_messages, on_unreachable=self._on_unreachable,
             on_snapshot_status=self._on_snapshot_status, snapshot_dir=self.snap_dir,
-            open_snapshot=self.snapshotter.open_copy, request_handler=self._on_peer_request,
+            open_snapshot=self.snapshotter.open_copy, request_handler=PeerRequests(self).handle,
             tls=self.cfg.peer_tls_info())
         await self.transport.start()
         self._sync_peers()
@@ -454,42 +455,6 @@ class EtcdServer:
     def _removed_from_cluster(self) -> None:
         log.warning("the member has been permanently removed from the cluster")
         self.removed.set()
-
-    async def _on_peer_request(self, method: str, payload: bytes) -> bytes:
-        """Requests other members send us over the peer transport."""
-        try:
-            if method == "members":
-                return bootstrap.members_payload(self.cluster_id, self.stores.members, self.stores.removed_ids)
-            if method == "hashkv":
-                return await self.corruption.answer(payload)
-            handler = _LEADER_REQUESTS.get(method)
-            if handler is None:
-                raise RemoteError(f"UNIMPLEMENTED unknown peer request {method}")
-            if self.driver.node.lead != self.member_id:
-                raise errors.NOT_LEADER  # never forward again: the caller asks the leader it knows
-            return await handler(self, payload)
-        except errors.EtcdError as err:
-            raise RemoteError(f"{err.code} {err.message}") from None
-
-
-async def _peer_lease_renew(s: EtcdServer, payload: bytes) -> bytes:
-    ttl = await s.leases.renew(int.from_bytes(payload, "big", signed=True))
-    return ttl.to_bytes(8, "big", signed=True)
-
-
-async def _peer_lease_ttl(s: EtcdServer, payload: bytes) -> bytes:
-    resp = await s.leases.time_to_live(rpc_pb2.LeaseTimeToLiveRequest.FromString(payload))
-    return resp.SerializeToString()
-
-
-async def _peer_member_promote(s: EtcdServer, payload: bytes) -> bytes:
-    resp = await s.cluster.member_promote(rpc_pb2.MemberPromoteRequest.FromString(payload))
-    return resp.SerializeToString()
-
-
-# Requests only the leader answers; a member that is not the leader refuses them.
-_LEADER_REQUESTS: dict[str, Callable[[EtcdServer, bytes], Awaitable[bytes]]] = {
-    "lease_renew": _peer_lease_renew, "lease_ttl": _peer_lease_ttl, "member_promote": _peer_member_promote}
 
 
 def request_timeout(cfg: Config) -> float:

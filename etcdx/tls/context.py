@@ -13,13 +13,13 @@ import ssl
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
+from typing import TYPE_CHECKING
 
 from .errors import TLSConfigError
 from .suites import DEFAULT_MIN_VERSION
+
+if TYPE_CHECKING:  # cryptography costs ~10 MiB of RSS: imported where a TLS setting needs it
+    from cryptography import x509
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,10 @@ def _read(path: str, flag: str) -> bytes:
 
 
 def _load_identity(ctx: ssl.SSLContext, s: Settings) -> None:
+    from cryptography import x509
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
     cert_flag, key_flag = s.flags["cert_file"], s.flags["key_file"]
     raw = _read(s.cert_file, cert_flag)
     try:
@@ -120,6 +124,8 @@ def _load_identity(ctx: ssl.SSLContext, s: Settings) -> None:
 
 
 def _load_trust(ctx: ssl.SSLContext, s: Settings) -> None:
+    from cryptography import x509
+
     flag = s.flags["trusted_ca_file"]
     raw = _read(s.trusted_ca_file, flag)
     try:
@@ -137,6 +143,8 @@ def _load_trust(ctx: ssl.SSLContext, s: Settings) -> None:
 
 def _load_crl(ctx: ssl.SSLContext, s: Settings) -> None:
     """Check certificates against the CRL (PEM or DER); it must be issued by the CA that issued them."""
+    from cryptography.hazmat.primitives import serialization
+
     if not s.crl_file:
         return
     flag = s.flags["crl_file"]
@@ -158,6 +166,8 @@ def _load_crl(ctx: ssl.SSLContext, s: Settings) -> None:
 
 
 def _parse_crls(raw: bytes) -> Sequence[x509.CertificateRevocationList]:
+    from cryptography import x509
+
     if b"-----BEGIN X509 CRL-----" in raw:
         out = []
         marker = b"-----END X509 CRL-----"

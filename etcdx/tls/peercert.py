@@ -11,13 +11,17 @@ addresses for an address. The common name is not a host name here, as in Go.
 from __future__ import annotations
 
 import ipaddress
+from typing import TYPE_CHECKING
 
-from cryptography import x509
-from cryptography.x509.oid import NameOID
+if TYPE_CHECKING:  # cryptography costs ~10 MiB of RSS: imported where a TLS setting needs it
+    from cryptography import x509
 
 
 def refusal(der: bytes | None, allowed_cn: str, allowed_hostname: str) -> str | None:
     """Why the certificate ``der`` must be refused, or None if it passes (or nothing is asked)."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
     if not allowed_cn and not allowed_hostname:
         return None
     if not der:
@@ -38,6 +42,8 @@ def refusal(der: bytes | None, allowed_cn: str, allowed_hostname: str) -> str | 
 
 def matches_hostname(cert: x509.Certificate, host: str) -> bool:
     """True if ``cert``'s subject alternative names cover ``host`` (a DNS name or an IP address)."""
+    from cryptography import x509
+
     try:
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:

@@ -18,10 +18,6 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 log = logging.getLogger("etcdx.tls")
 
@@ -67,6 +63,12 @@ def ensure_self_signed(directory: str, hosts: Sequence[str]) -> tuple[str, str]:
 
 
 def _generate(hosts: Sequence[str]) -> tuple[bytes, bytes]:
+    # Imported here: cryptography costs ~10 MiB of RSS, and only auto TLS needs it here.
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.timezone.utc)
     names: list[x509.GeneralName] = []
