@@ -151,10 +151,8 @@ def test_membership_calls_add_update_promote_and_remove_a_learner(cluster, conne
     assert added.member.id not in {m.id for m in left} and len(left) == 3
 
 
-def test_a_watch_leaves_a_member_cut_off_from_the_cluster(etcdx_factory, connect, request):
+def test_a_watch_leaves_a_member_cut_off_from_the_cluster(etcdx_factory, connect):
     """With require_leader (the default) the member cancels the watch once it has no leader."""
-    if etcdx_factory.kind == "etcdx":
-        request.applymarker(pytest.mark.xfail(reason="etcdx does not honour the hasleader metadata yet", strict=False))
     cluster = etcdx_factory.cluster(3, proxied=True)
     watcher = connect(*cluster.endpoints)
     with watcher.watch_prefix("/cut/") as w:
