@@ -222,6 +222,9 @@ def _running(spec: ClusterSpec, obs: Observation, views: list[MemberView], block
                             f"{obs.now - s.unready_since:.0f}s: restart it", Phase.REPAIRING)
     # 9. quorum
     if len(healthy_voters) < quorum(len(voters)):
+        if any(v.slot is not None and not v.slot.ever_ready for v in voters):
+            return Decision(None, f"members are starting: {len(healthy_voters)} of {len(voters)} voters answer",
+                            Phase.CREATING)
         return Decision(None, f"no quorum: {len(healthy_voters)} of {len(voters)} voters answer; "
                               f"waiting for members to come back", Phase.UNAVAILABLE)
     # 10. a learner joining
