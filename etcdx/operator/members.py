@@ -76,6 +76,12 @@ class ClientTLS:
             key = f.read()
         self.credentials = grpc.ssl_channel_credentials(ca, key, cert)
 
+    @classmethod
+    def from_pem(cls, ca: bytes, cert: bytes, key: bytes) -> ClientTLS:
+        tls = cls.__new__(cls)
+        tls.credentials = grpc.ssl_channel_credentials(ca, key, cert)
+        return tls
+
 
 def _raft_member(m: rpc_pb2.Member) -> RaftMember:
     return RaftMember(m.ID, m.name, tuple(m.peerURLs), tuple(m.clientURLs), m.isLearner)

@@ -124,12 +124,14 @@ SCHEMA: dict[str, Any] = {
     "properties": {
         "apiVersion": {"type": "string", "enum": [API_VERSION]},
         "kind": {"type": "string", "enum": [KIND]},
-        "metadata": {
+        "metadata": {  # a Kubernetes object carries many more fields (uid, labels, ...): all allowed
             "type": "object",
             "required": ["name"],
             "properties": {"name": {"type": "string", "pattern": NAME_PATTERN},
                            "namespace": {"type": "string"}},
+            "additionalProperties": True,
         },
+        "status": {"type": "object", "additionalProperties": True},
         "spec": SPEC_SCHEMA,
     },
 }

