@@ -270,3 +270,19 @@ def procs_gone(pid: int) -> bool:
         return True
     with open(f"/proc/{pid}/stat") as f:  # reaped later: a zombie is gone too
         return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def test_tls_cluster_serves_mutual_tls_on_both_ports(runs):
+    run = runs("sec", size=1, tls={"peer": True, "client": True}).start()
+    run.wait_running(1)
+    member = run.status()["members"][0]
+    assert member["clientURLs"][0].startswith("https://") and member["peerURLs"][0].startswith("https://")
+    tls = run.state_dir / "tls"
+    endpoint = member["clientURLs"][0].split("://")[1]
+    plain = _stub(endpoint)  # no certificate: refused
+    with pytest.raises(grpc.RpcError):
+        plain.Range(rpc_pb2.RangeRequest(key=b"a"), timeout=2)
+    creds = grpc.ssl_channel_credentials((tls / "ca.crt").read_bytes(), (tls / "operator.key").read_bytes(),
+                                         (tls / "operator.crt").read_bytes())
+    kv = rpc_pb2_grpc.KVStub(grpc.secure_channel(endpoint, creds))
+    assert kv.Put(rpc_pb2.PutRequest(key=b"a", value=b"1"), timeout=5).header.revision == 2
