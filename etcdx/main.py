@@ -12,7 +12,7 @@ import signal
 import sys
 
 from etcdx import __version__
-from etcdx.server import config, logs
+from etcdx.server import config, flagtable, logs
 
 log = logging.getLogger("etcdx.main")
 
@@ -52,6 +52,15 @@ async def serve(cfg: config.Config) -> None:
     if not server.published.is_set():
         await server.stop()
         raise SystemExit(0 if server.removed.is_set() else 1)
+    if cfg.experimental_initial_corrupt_check:
+        from etcdx.server.corruption import CorruptionError
+
+        try:
+            await server.corruption.initial_check()
+        except CorruptionError as err:
+            log.critical("refusing to serve", extra={"fields": {"error": str(err)}})
+            await server.stop()
+            raise SystemExit(1) from None
     workers = None
     if cfg.api_workers > 0:
         from etcdx.api.worker import WorkerPool, WorkerStartError
@@ -99,13 +108,24 @@ def main(argv: list[str] | None = None) -> int:
         return operator_main(args[1:])
     try:
         cfg, want_version = config.load(argv)
+    except config.HelpRequested:
+        print(flagtable.usage(), end="")
+        return 0
     except config.ConfigError as err:
         print(f"etcdx: {err}", file=sys.stderr)
         return 2
     if want_version:
         print(f"etcdx Version: {__version__}\nAPI Version: 3.5")
         return 0
-    logs.setup(cfg.log_level, cfg.log_outputs)
+    try:
+        logs.setup(cfg.log_level, cfg.log_outputs)
+    except OSError as err:
+        print(f"etcdx: cannot open a log output: {err}", file=sys.stderr)
+        return 2
+    for warning in cfg.load_warnings:
+        log.warning(warning)
+    log.info("etcd flags etcdx does not support yet (accepted only at etcd's default value)",
+             extra={"fields": {"flags": flagtable.unsupported()}})
     try:
         import uvloop
 

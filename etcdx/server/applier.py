@@ -27,7 +27,7 @@ from etcdx.pb import kv_pb2, raft_internal_pb2, rpc_pb2
 from etcdx.raft.codec import decode_conf_change
 from etcdx.raft.types import ConfChange, ConfChangeType, ConfState, Entry, EntryType
 from etcdx.server import bootstrap, errors, kvops
-from etcdx.server.alarms import NOSPACE
+from etcdx.server.alarms import CORRUPT, NOSPACE
 from etcdx.server.membership import apply_conf_change as apply_member_change
 from etcdx.server.membership import save_member, validate_conf_change
 from etcdx.server.stores import Stores
@@ -103,6 +103,8 @@ class Applier:
 
     def _apply_request(self, btx: WriteTxn, req: InternalRaftRequest, out: Applied) -> Result:
         which = request_kind(req)
+        if which in _REFUSED_WHEN_CORRUPT and self.stores.alarms.active(CORRUPT):
+            raise errors.CORRUPT  # every member alike: the log decides, as etcd's corrupt applier
         if which in ("put", "delete_range", "txn"):
             return self._apply_kv(btx, which, getattr(req, which), out)
         if which == "compaction":
@@ -224,6 +226,8 @@ class Applier:
         return list(stores.members.values())
 
 
+# While a CORRUPT alarm is raised these are refused; alarms (to clear it) and membership still apply.
+_REFUSED_WHEN_CORRUPT = frozenset({"put", "delete_range", "txn", "compaction", "lease_grant", "lease_revoke"})
 _REQUEST_FIELDS = tuple(f.name for f in InternalRaftRequest.DESCRIPTOR.fields if f.message_type is not None
                         and f.name != "header")
 
