@@ -110,6 +110,11 @@ def _raise_file_limit() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["operator"]:  # `etcdx operator ...`; anything else is a member with etcd's flags
+        from etcdx.operator.cli import main as operator_main
+
+        return operator_main(args[1:])
     try:
         cfg, want_version = config.load(argv)
     except config.HelpRequested:
