@@ -381,11 +381,11 @@ class EtcdServer:
             raise errors.LEARNER_NOT_SUPPORTED
         return await self.proposals.propose(req)
 
-    def submit(self, req: InternalRaftRequest) -> asyncio.Future:
+    def submit(self, req: InternalRaftRequest, encode: Callable[[Any], Any] | None = None) -> asyncio.Future:
         """``propose`` as a Future (see ``Proposals.submit``)."""
         if self.stores.is_learner(self.member_id):
             raise errors.LEARNER_NOT_SUPPORTED
-        return self.proposals.submit(req)
+        return self.proposals.submit(req, encode)
 
     async def linearizable_barrier(self) -> None:
         """Return once this member has applied everything committed before the call."""

@@ -65,7 +65,7 @@ class KVRequests:
     the serialized response through a Future (no Task: the client port's fast path)."""
 
     def __init__(self, stores: Stores, headers: Headers, quota: Quota, *, propose: Propose,
-                 submit: Callable[[InternalRaftRequest], asyncio.Future],
+                 submit: Callable[..., asyncio.Future],
                  barrier: Callable[[], Awaitable[None]], compacted: Callable[[], Awaitable[None]],
                  compact_wait: float) -> None:
         self.stores = stores
@@ -93,36 +93,20 @@ class KVRequests:
 
     def put_bytes(self, r: rpc_pb2.PutRequest) -> asyncio.Future:
         self.quota.check(KV_OVERHEAD + len(r.key) + len(r.value))
-        return self._answer_bytes(self._submit(InternalRaftRequest(put=r)))
+        return self._submit(InternalRaftRequest(put=r), self._serialized)
 
     def delete_range_bytes(self, r: rpc_pb2.DeleteRangeRequest) -> asyncio.Future:
-        return self._answer_bytes(self._submit(InternalRaftRequest(delete_range=r)))
+        return self._submit(InternalRaftRequest(delete_range=r), self._serialized)
 
     def write_txn_bytes(self, r: rpc_pb2.TxnRequest) -> asyncio.Future:
         """A txn with writes (``txn_has_write``): through the log."""
         self.quota.check(txn_cost(r))
-        return self._answer_bytes(self._submit(InternalRaftRequest(txn=r)))
+        return self._submit(InternalRaftRequest(txn=r), self._serialized)
 
-    def _answer_bytes(self, proposal: asyncio.Future) -> asyncio.Future:
-        """A Future of the applied response, header filled and serialized; cancelling it
-        withdraws the proposal."""
-        out = proposal.get_loop().create_future()
-
-        def done(f: asyncio.Future) -> None:
-            if out.done():
-                return
-            if f.cancelled():
-                out.cancel()
-            elif f.exception() is not None:
-                out.set_exception(f.exception())
-            else:
-                resp = f.result()
-                self.headers.fill(resp.header)
-                out.set_result(resp.SerializeToString())
-
-        proposal.add_done_callback(done)
-        out.add_done_callback(lambda o: o.cancelled() and proposal.cancel())
-        return out
+    def _serialized(self, resp: Any) -> bytes:
+        """The applied response as the client gets it: header filled, serialized."""
+        self.headers.fill(resp.header)
+        return resp.SerializeToString()
 
     async def delete_range(self, r: rpc_pb2.DeleteRangeRequest) -> rpc_pb2.DeleteRangeResponse:
         resp = await self._propose(InternalRaftRequest(delete_range=r))

@@ -39,6 +39,7 @@ class Proposals:
         self.timeout = timeout
         self._max_request_bytes = max_request_bytes
         self._waiters: dict[int, asyncio.Future] = {}
+        self._encoders: dict[int, Callable[[Any], Any]] = {}  # how to hand a result to its proposer
         self._deadlines: collections.deque[tuple[float, int]] = collections.deque()
         self._pending: list[tuple[int, bytes]] = []  # (request id, data) for the next batch
         self._flush_scheduled = False
@@ -48,8 +49,9 @@ class Proposals:
         """Propose ``req`` and wait until this member applied it; its result or etcd's error."""
         return await self.submit(req)
 
-    def submit(self, req: InternalRaftRequest) -> asyncio.Future:
-        """Propose ``req``; a Future of its result (or etcd's error) once this member applied it.
+    def submit(self, req: InternalRaftRequest, encode: Callable[[Any], Any] | None = None) -> asyncio.Future:
+        """Propose ``req``; a Future of its result (or etcd's error) once this member applied it,
+        passed through ``encode`` first if given (a serialized response: no second Future).
 
         Cancelling the Future withdraws the proposal if raft has not taken it
         yet: the client gave up, so it must not be applied long after.
@@ -62,7 +64,8 @@ class Proposals:
         if len(data) > self._max_request_bytes:
             raise errors.REQUEST_TOO_LARGE
         fut = self.expect(rid)
-        fut.add_done_callback(lambda f: f.cancelled() and self._waiters.pop(rid, None))
+        if encode is not None:
+            self._encoders[rid] = encode
         self._pending.append((rid, data))
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -79,6 +82,7 @@ class Proposals:
 
     def forget(self, rid: int) -> None:
         self._waiters.pop(rid, None)
+        self._encoders.pop(rid, None)
 
     def _flush(self) -> None:
         """Hand every proposal of this loop iteration to raft as one batch.
@@ -92,7 +96,13 @@ class Proposals:
         self._flush_scheduled = False
         batch, self._pending = self._pending, []
         waiters = self._waiters
-        live = [p for p in batch if p[0] in waiters]
+        live = []
+        for p in batch:
+            fut = waiters.get(p[0])
+            if fut is None or fut.cancelled():
+                self.forget(p[0])  # its proposer gave up before raft took it
+            else:
+                live.append(p)
         if not live:
             return
         try:
@@ -105,16 +115,18 @@ class Proposals:
 
     def resolve(self, results: Iterable[tuple[int, Any]]) -> None:
         """The applier's results: a value, or an EtcdError to raise in the proposer."""
-        waiters = self._waiters
+        waiters, encoders = self._waiters, self._encoders
         for rid, res in results:
             fut = waiters.pop(rid, None)
+            encode = encoders.pop(rid, None) if encoders else None
             if fut is not None and not fut.done():
                 if isinstance(res, errors.EtcdError):
                     fut.set_exception(res)
                 else:
-                    fut.set_result(res)
+                    fut.set_result(res if encode is None else encode(res))
 
     def fail(self, rid: int, err: errors.EtcdError) -> None:
+        self._encoders.pop(rid, None)
         fut = self._waiters.pop(rid, None)
         if fut is not None and not fut.done():
             fut.set_exception(err)
