@@ -10,6 +10,12 @@ never holds half a batch.
 The applier knows nothing of asyncio, proposers or watchers: it returns what
 happened (``Applied``), and the server answers proposers, feeds the watch hub
 and reconfigures the transport from that.
+
+Auth is checked here, as etcd's auth applier does: every entry is checked
+against the auth state of the batch so far (``etcdx.auth.checks.check_apply``)
+with the user and auth revision its proposer put in the header, before the
+quota and the request's own checks, so a request authorised under an older
+auth revision is refused on every member alike.
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from etcdx.auth import AUTH_FIELDS, AuthError, checks
 from etcdx.backend import WriteTxn
+from etcdx.lease import attachment
 from etcdx.lease import errors as lease_errors
 from etcdx.mvcc.errors import CompactedError, FutureRevisionError
 from etcdx.mvcc.kvstore import current_revision
@@ -47,6 +55,7 @@ class Applied:
     conf_changed: bool = False
     removed_self: bool = False
     compaction_scheduled: bool = False
+    auth_changed: bool = False
     last_index: int = 0
     last_term: int = 0
 
@@ -74,6 +83,7 @@ class Applier:
         if not entries:
             return out
         with self.stores.backend.write() as btx:
+            auth_state = self.stores.auth.state(btx)
             for e in entries:
                 if e.index <= self.backend_index:
                     # In a backend received as a snapshot already; raft still needs its conf changes.
@@ -85,9 +95,15 @@ class Applier:
                         continue  # a new leader's empty entry
                     req = InternalRaftRequest.FromString(e.data)
                     try:
-                        res = self._apply_request(btx, req, out)
+                        if auth_state.enabled:
+                            checks.check_apply(auth_state, req, _lease_keys(btx))
+                        res = self._apply_request(btx, req, e.index, out)
                     except errors.EtcdError as err:
                         res = err
+                    except AuthError as err:
+                        res = errors.EtcdError(err.code, err.message)
+                    if out.auth_changed and request_kind(req) in AUTH_FIELDS:
+                        auth_state = self.stores.auth.state(btx)  # the next entry sees this change
                     out.results.append((req.header.id, res))
                 elif e.type == EntryType.CONF_CHANGE:
                     cc = decode_conf_change(e)
@@ -101,8 +117,12 @@ class Applier:
 
     # -- one request ------------------------------------------------------------------
 
-    def _apply_request(self, btx: WriteTxn, req: InternalRaftRequest, out: Applied) -> Result:
+    def _apply_request(self, btx: WriteTxn, req: InternalRaftRequest, index: int, out: Applied) -> Result:
         which = request_kind(req)
+        if which in AUTH_FIELDS:
+            res = self.stores.auth.apply(btx, req, index)
+            out.auth_changed = True
+            return res
         if which in ("put", "delete_range", "txn"):
             return self._apply_kv(btx, which, getattr(req, which), out)
         if which == "compaction":
@@ -222,6 +242,11 @@ class Applier:
             "change": cc.type.name, "member-id": f"{cc.node_id:x}",
             "voters": [f"{v:x}" for v in cs.voters], "learners": [f"{v:x}" for v in cs.learners]}})
         return list(stores.members.values())
+
+
+def _lease_keys(btx: WriteTxn) -> Callable[[int], list[bytes]]:
+    """The keys attached to a lease as of ``btx`` (earlier entries of the batch included)."""
+    return lambda lease_id: [key for _, key in attachment.scan(btx, lease_id)] if lease_id else []
 
 
 _REQUEST_FIELDS = tuple(f.name for f in InternalRaftRequest.DESCRIPTOR.fields if f.message_type is not None

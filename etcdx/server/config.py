@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from etcdx.auth import TokenOptionsError, parse_token_options, passwords
 from etcdx.tls import TLSConfigError, TLSInfo
 
 log = logging.getLogger("etcdx.config")
@@ -306,6 +307,17 @@ class Config:
         if self.quota_backend_bytes > MAX_QUOTA_WARN_BYTES:
             log.warning("quota-backend-bytes %d exceeds the recommended maximum of 8 GiB", self.quota_backend_bytes)
         self._validate_tls()
+        self._validate_auth()
+
+    def _validate_auth(self) -> None:
+        """A bad --auth-token refuses to start, with etcd's text; a bad --bcrypt-cost falls back, as in etcd."""
+        try:
+            parse_token_options(self.auth_token, simple_ttl=self.auth_token_ttl)
+        except TokenOptionsError as err:
+            raise ConfigError(str(err)) from None
+        if passwords.effective_cost(self.bcrypt_cost) != self.bcrypt_cost:
+            log.warning("using the default bcrypt cost instead of --bcrypt-cost", extra={"fields": {
+                "bcrypt-cost": self.bcrypt_cost, "default": passwords.DEFAULT_COST}})
 
 
 def _hosts(urls: list[str]) -> tuple[str, ...]:
