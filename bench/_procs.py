@@ -144,6 +144,20 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` and all its descendants (an etcdx member and its API workers)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in [pid, *descendants(pid)]:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
 def dir_size_bytes(path: Path) -> int:
     """Disk usage of a directory tree (du -s, in bytes: allocated blocks, as `du` reports)."""
     out = subprocess.run(["du", "-s", "--block-size=1", str(path)], capture_output=True, text=True, check=True)
@@ -246,6 +260,10 @@ class Server:
             _live_groups.discard(self.proc.pid)
             return self.proc.returncode, 0.0
         return _end_group(self.proc, sig, timeout)
+
+    def cpu_seconds(self) -> float:
+        """CPU the server (with its child processes) has used so far."""
+        return cpu_seconds(self.proc.pid) if self.proc is not None else 0.0
 
     def memory(self) -> dict[str, int]:
         """KiB of the server process plus its descendants (VmRSS, RssAnon, RssFile; VmHWM of the main one)."""

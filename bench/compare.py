@@ -116,6 +116,14 @@ def loadgen(endpoint: str, workload: str, opts: list[str], timeout: float) -> di
     return res
 
 
+def with_cpu(srv: Server, total: int, run) -> dict:
+    """``run()``'s result with the server's CPU per request (all its processes, from /proc)."""
+    before = srv.cpu_seconds()
+    res = run()
+    res["server_cpu_us_per_req"] = (srv.cpu_seconds() - before) * 1e6 / total
+    return res
+
+
 # ----------------------------------------------------------------------------- scenarios
 
 class Runner:
@@ -134,18 +142,20 @@ class Runner:
 
     def put(self, srv: Server, clients: int, conns: int, total: int) -> dict:
         if self.use_go:
-            return go_tool(srv.endpoint, clients, conns,
-                           ["put", "--key-size", str(KEY_SIZE), "--val-size", str(VAL_SIZE), "--total", str(total),
-                            "--sequential-keys", "--key-space-size", str(total)], self.timeout)
-        return loadgen(srv.endpoint, "put", self._py_opts(clients, conns, total) +
-                       ["--sequential-keys", "--key-space", str(total)], self.timeout)
+            return with_cpu(srv, total, lambda: go_tool(
+                srv.endpoint, clients, conns, ["put", "--key-size", str(KEY_SIZE), "--val-size", str(VAL_SIZE),
+                                               "--total", str(total), "--sequential-keys", "--key-space-size",
+                                               str(total)], self.timeout))
+        return with_cpu(srv, total, lambda: loadgen(srv.endpoint, "put", self._py_opts(clients, conns, total) +
+                                                    ["--sequential-keys", "--key-space", str(total)], self.timeout))
 
     def range(self, srv: Server, consistency: str, clients: int, conns: int, total: int) -> dict:
         if self.use_go:
-            return go_tool(srv.endpoint, clients, conns,
-                           ["range", RANGE_KEY, "--consistency", consistency, "--total", str(total)], self.timeout)
-        return loadgen(srv.endpoint, "range", self._py_opts(clients, conns, total) +
-                       ["--consistency", consistency, "--key", RANGE_KEY], self.timeout)
+            return with_cpu(srv, total, lambda: go_tool(
+                srv.endpoint, clients, conns, ["range", RANGE_KEY, "--consistency", consistency, "--total", str(total)],
+                self.timeout))
+        return with_cpu(srv, total, lambda: loadgen(srv.endpoint, "range", self._py_opts(clients, conns, total) +
+                                                    ["--consistency", consistency, "--key", RANGE_KEY], self.timeout))
 
     def _py_opts(self, clients, conns, total) -> list[str]:
         procs = 2 if clients >= 64 else 1  # one Python process tops out near 9-10k RPC/s
@@ -371,16 +381,21 @@ ROWS = [
     ("put 1 client: req/s", "workloads.put_c1.throughput", None),
     ("put 1 client: p50 ms", "workloads.put_c1.p50_ms", None),
     ("put 1 client: p99 ms", "workloads.put_c1.p99_ms", None),
+    ("put 1 client: server CPU us/req", "workloads.put_c1.server_cpu_us_per_req", None),
     ("put 64 clients: req/s", "workloads.put_c64.throughput", None),
     ("put 64 clients: p50 ms", "workloads.put_c64.p50_ms", None),
     ("put 64 clients: p99 ms", "workloads.put_c64.p99_ms", None),
+    ("put 64 clients: server CPU us/req", "workloads.put_c64.server_cpu_us_per_req", None),
     ("put 256 clients: req/s", "workloads.put_c256.throughput", None),
     ("put 256 clients: p50 ms", "workloads.put_c256.p50_ms", None),
     ("put 256 clients: p99 ms", "workloads.put_c256.p99_ms", None),
+    ("put 256 clients: server CPU us/req", "workloads.put_c256.server_cpu_us_per_req", None),
     ("range linearizable 256c: req/s", "workloads.range_l_c256.throughput", None),
     ("range linearizable 256c: p99 ms", "workloads.range_l_c256.p99_ms", None),
+    ("range linearizable 256c: server CPU us/req", "workloads.range_l_c256.server_cpu_us_per_req", None),
     ("range serializable 256c: req/s", "workloads.range_s_c256.throughput", None),
     ("range serializable 256c: p99 ms", "workloads.range_s_c256.p99_ms", None),
+    ("range serializable 256c: server CPU us/req", "workloads.range_s_c256.server_cpu_us_per_req", None),
     ("watch delivery (fixed rate): p50 ms", "workloads.watch_latency.delivery_after_send.p50_ms", None),
     ("watch delivery (fixed rate): p99 ms", "workloads.watch_latency.delivery_after_send.p99_ms", None),
     ("watch events missing", "workloads.watch_latency.events_missing", None),

@@ -29,19 +29,12 @@ async def _first_set(*events: asyncio.Event) -> None:
 
 async def serve(cfg: config.Config) -> None:
     # Imported here so that `etcdx --help` stays fast and never touches the data dir.
-    from etcdx.api import grpc_server
+    from etcdx.api import frontend_server
     from etcdx.api.handlers import CoreHandlers
     from etcdx.server.bootstrap import BootError, fetch_cluster, needs_cluster_info
     from etcdx.server.etcdserver import EtcdServer
     from etcdx.wal.errors import CorruptWALError
 
-    # Until the client front end serves TLS (it takes cfg.client_tls_info().server_context()), an
-    # https client URL would be served as plaintext: refuse instead.
-    secure = [u for u in cfg.listen_client_urls if u.startswith(("https://", "unixs://"))]
-    if secure:
-        log.critical("refusing to start: the client port does not serve TLS yet", extra={"fields": {
-            "listen-client-urls": secure}})
-        raise SystemExit(1)
     server = EtcdServer(cfg)
     try:
         joined = await fetch_cluster(cfg) if needs_cluster_info(cfg) else None
@@ -59,6 +52,15 @@ async def serve(cfg: config.Config) -> None:
     if not server.published.is_set():
         await server.stop()
         raise SystemExit(0 if server.removed.is_set() else 1)
+    if cfg.experimental_initial_corrupt_check:
+        from etcdx.server.corruption import CorruptionError
+
+        try:
+            await server.corruption.initial_check()
+        except CorruptionError as err:
+            log.critical("refusing to serve", extra={"fields": {"error": str(err)}})
+            await server.stop()
+            raise SystemExit(1) from None
     workers = None
     if cfg.api_workers > 0:
         from etcdx.api.worker import WorkerPool, WorkerStartError
@@ -70,14 +72,16 @@ async def serve(cfg: config.Config) -> None:
             log.critical("cannot start the API workers", extra={"fields": {"error": str(err)}})
             await server.stop()
             raise SystemExit(1) from None
-    g = None
+    front = None
     if workers is None:
-        # With workers, only they serve clients: the core's CPU goes to raft and
-        # apply (a put costs the core ~110 µs through a worker, ~250 µs when it
-        # serves gRPC itself; bench/workers.md).
-        g = grpc_server.build(CoreHandlers(server), cfg.listen_client_urls,
-                              max_request_bytes=cfg.max_request_bytes)
-        await g.start()
+        # With workers, only they serve clients: the core's CPU goes to raft and apply.
+        front = frontend_server.build(CoreHandlers(server), cfg)
+        try:
+            await frontend_server.listen(front, cfg, reuse_port=False)
+        except OSError as err:
+            log.critical("cannot listen for client traffic", extra={"fields": {"error": str(err)}})
+            await server.stop()
+            raise SystemExit(1) from None
     log.info("serving client requests", extra={"fields": {"listen-client-urls": cfg.listen_client_urls,
                                                           "name": cfg.name, "data-dir": cfg.data_dir}})
     stop = asyncio.Event()
@@ -88,8 +92,8 @@ async def serve(cfg: config.Config) -> None:
     log.info("stopping member")
     if workers is not None:
         await workers.stop()
-    if g is not None:
-        await g.stop(grace=1.0)
+    if front is not None:
+        await front.close(grace=1.0)
     await server.stop()
     log.info("stopped member")
     if server.failed.is_set():

@@ -15,8 +15,9 @@ lease reads do not look at the caller at all.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from typing import AsyncIterator
+from typing import AsyncIterator, Awaitable
 
 from etcdx.api import validate
 from etcdx.api.context import CallContext
@@ -24,6 +25,9 @@ from etcdx.api.watch import serve_watch
 from etcdx.pb import rpc_pb2
 from etcdx.server.cluster_ops import requested_peer_urls
 from etcdx.server.etcdserver import EtcdServer
+from etcdx.server.kv_requests import txn_has_write
+from etcdx.server.maintenance import CLUSTER_VERSION
+from etcdx.snapshot.export import export_backend
 
 SNAPSHOT_CHUNK = 32 * 1024
 
@@ -52,6 +56,29 @@ class CoreHandlers:
 
     async def Compact(self, r: rpc_pb2.CompactionRequest, ctx: CallContext) -> rpc_pb2.CompactionResponse:
         return await self.s.kv.compact(r, ctx)
+
+    # The writes again, serialized request in, a Future of the serialized response out:
+    # no Task and no response message in the transport (etcdx.api.frontend_server, ipc).
+
+    def raw_Put(self, body: bytes, ctx: CallContext) -> asyncio.Future | Awaitable[bytes]:
+        r = rpc_pb2.PutRequest.FromString(body)
+        validate.check_put(r)
+        return self.s.kv.put_bytes(r, ctx)
+
+    def raw_DeleteRange(self, body: bytes, ctx: CallContext) -> asyncio.Future | Awaitable[bytes]:
+        r = rpc_pb2.DeleteRangeRequest.FromString(body)
+        validate.check_delete(r)
+        return self.s.kv.delete_range_bytes(r, ctx)
+
+    def raw_Txn(self, body: bytes, ctx: CallContext) -> asyncio.Future | Awaitable[bytes]:
+        r = rpc_pb2.TxnRequest.FromString(body)
+        validate.check_txn(r, self.s.cfg.max_txn_ops)
+        if txn_has_write(r):
+            return self.s.kv.write_txn_bytes(r, ctx)
+        return self._read_txn_bytes(r, ctx)
+
+    async def _read_txn_bytes(self, r: rpc_pb2.TxnRequest, ctx: CallContext) -> bytes:
+        return (await self.s.kv.txn(r, ctx)).SerializeToString()
 
     # -- Watch --------------------------------------------------------------------------
 
@@ -133,11 +160,14 @@ class CoreHandlers:
 
     async def Snapshot(self, r: rpc_pb2.SnapshotRequest,
                        ctx: CallContext) -> AsyncIterator[rpc_pb2.SnapshotResponse]:
-        """A point-in-time copy of the backend in chunks, ending with the SHA-256 of the file,
-        which ``etcdctl snapshot save`` checks, as etcd's stream does. Whoever stops reading
-        (a client that went away) closes the file at once."""
+        """The backend as of now in etcd's snapshot format (a bbolt database, ``etcdx.snapshot``),
+        in chunks, ending with the SHA-256 of the file, which ``etcdctl snapshot save`` checks,
+        as etcd's stream does. Whoever stops reading (a client that went away) closes the
+        file at once."""
         await self._admin(ctx, untranslated=True)
-        snap = await self.s.maintenance.snapshot()
+        backend = self.s.stores.backend
+        snap = await self.s.maintenance.snapshot(
+            lambda out: export_backend(backend, out, cluster_version=CLUSTER_VERSION))
         try:
             header = rpc_pb2.ResponseHeader()
             self.s.headers.fill(header)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -179,6 +180,9 @@ class CoreHandler:
         self.server = server
         self.handlers = handlers
         self.on_ready = on_ready
+        # CALL method -> the handler's raw_<Method> (serialized in, Future of serialized out)
+        self.raw = {RPC_BASE + rpc.index: getattr(handlers, "raw_" + rpc.method)
+                    for rpc in RPCS if callable(getattr(handlers, "raw_" + rpc.method, None))}
         self.connections: set[_CoreConnection] = set()
         self._unix_server: asyncio.AbstractServer | None = None
         self._term_task: asyncio.Task | None = None
@@ -292,6 +296,7 @@ class _CoreConnection(FrameConnection):
         self.server = handler.server
         self.streams: dict[int, _CoreStream] = {}
         self.tasks: set[asyncio.Task] = set()
+        self.pending: dict[int, asyncio.Future] = {}  # raw calls awaiting their answer
         self.term = -1
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -303,6 +308,9 @@ class _CoreConnection(FrameConnection):
         self.transport = None
         for t in list(self.tasks):
             t.cancel()
+        for fut in list(self.pending.values()):
+            fut.cancel()  # the worker is gone: withdraw what it proposed
+        self.pending.clear()
         for st in list(self.streams.values()):
             if st.task is not None:
                 st.task.cancel()
@@ -327,7 +335,11 @@ class _CoreConnection(FrameConnection):
 
     def frame_received(self, kind: int, method: int, ident: int, body: bytes) -> None:
         if kind == CALL:
-            self._spawn(self._call(method, ident, body))
+            raw = self.handler.raw.get(method)
+            if raw is not None:
+                self._call_raw(raw, ident, body)
+            else:
+                self._spawn(self._call(method, ident, body))
         elif kind == SEND:
             st = self.streams.get(ident)
             if st is not None:
@@ -358,6 +370,37 @@ class _CoreConnection(FrameConnection):
                 st.task.cancel()
         else:
             log.warning("unexpected frame kind %d from an API worker", kind)
+
+    def _call_raw(self, raw: Callable[[bytes, CallContext], Any], ident: int, body: bytes) -> None:
+        """An RPC with a ``raw_`` handler: answered from a Future's callback, no Task per call."""
+        ctx, message = context.decode(body)
+        try:
+            result = raw(bytes(message), ctx)
+        except EtcdError as err:
+            self.send(ERROR, 0, ident, encode_error(err))
+            return
+        if isinstance(result, bytes):
+            self.send(REPLY, 0, ident, result)
+            return
+        fut = asyncio.ensure_future(result)
+        self.pending[ident] = fut
+        fut.add_done_callback(functools.partial(self._raw_done, ident))
+
+    def _raw_done(self, ident: int, fut: asyncio.Future) -> None:
+        self.pending.pop(ident, None)
+        if self.transport is None:
+            return
+        if fut.cancelled():
+            self.send(ERROR, 0, ident, encode_error(REQUEST_CANCELED))
+            return
+        err = fut.exception()
+        if err is None:
+            self.send(REPLY, 0, ident, fut.result())
+        elif isinstance(err, EtcdError):
+            self.send(ERROR, 0, ident, encode_error(err))
+        else:
+            log.error("API worker call failed", exc_info=err)
+            self.send(ERROR, 0, ident, encode_error(INTERNAL))
 
     async def _call(self, method: int, ident: int, body: bytes) -> None:
         try:

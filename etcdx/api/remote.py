@@ -42,14 +42,16 @@ from etcdx.pb import rpc_pb2
 from etcdx.server import errors, kvops
 from etcdx.server.config import Config
 from etcdx.server.errors import EtcdError
-from etcdx.server.headers import Headers
 from etcdx.server.auth_requests import etcd_error
+from etcdx.server.headers import Headers
 from etcdx.server.kv_requests import read_only_txn_at, txn_all_serializable, txn_has_write
 
 log = logging.getLogger("etcdx.api.remote")
 
 TOKEN_CACHE_SECONDS = 1.0
 TOKEN_CACHE_SIZE = 4096
+_PUT = ipc.RPC_BASE + BY_METHOD["Put"].index
+_DELETE_RANGE = ipc.RPC_BASE + BY_METHOD["DeleteRange"].index
 
 
 class CoreConnection(ipc.FrameConnection):
@@ -353,6 +355,15 @@ class WorkerHandlers:
     async def DeleteRange(self, r: rpc_pb2.DeleteRangeRequest, ctx: CallContext) -> rpc_pb2.DeleteRangeResponse:
         validate.check_delete(r)
         return await self._forward(BY_METHOD["DeleteRange"], r, ctx)
+
+    # Writes the core checks and answers: bytes straight through, a Future of the reply
+    # bytes back (no Task, no parsing here; etcdx.api.frontend_server's fast path).
+
+    def raw_Put(self, body: bytes, ctx: CallContext) -> asyncio.Future:
+        return self.conn.call_future(_PUT, context.encode(ctx, body))
+
+    def raw_DeleteRange(self, body: bytes, ctx: CallContext) -> asyncio.Future:
+        return self.conn.call_future(_DELETE_RANGE, context.encode(ctx, body))
 
     async def _forward(self, rpc: Rpc, r: Any, ctx: CallContext) -> Any:
         body = context.encode(ctx, r.SerializeToString())

@@ -1,8 +1,8 @@
 """API worker processes: more processes serving the member's client URLs.
 
-One Python process cannot push more than a few thousand RPCs a second
-through grpcio (see DESIGN.md). With ``--api-workers N`` the
-member's core process starts N workers; each runs the same gRPC servicers on
+One Python process has one core's worth of CPU for serving clients and
+running raft and apply. With ``--api-workers N`` the member's core process
+starts N workers; each serves the RPC table (``etcdx.api.rpcs``) on
 the same client URLs (``SO_REUSEPORT``: the kernel spreads connections over
 them) with ``WorkerHandlers``, which read the backend locally and call the
 core for the rest (``etcdx.api.ipc``). The core then serves only its
@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 import lmdb
 
 import etcdx
-from etcdx.api import grpc_server, ipc
+from etcdx.api import frontend_server, ipc
 from etcdx.api.handlers import CoreHandlers
 from etcdx.api.remote import WorkerHandlers, connect
 from etcdx.server import logs
@@ -72,15 +72,14 @@ async def _serve(path: str, index: int) -> None:
     conn, hello = await connect(path, lost)
     remote = WorkerHandlers(conn, hello)
     logs.setup(remote.cfg.log_level, remote.cfg.log_outputs)
-    g = grpc_server.build(remote, remote.cfg.listen_client_urls, max_request_bytes=remote.cfg.max_request_bytes,
-                          reuseport=True)
-    await g.start()
+    front = frontend_server.build(remote, remote.cfg)
+    await frontend_server.listen(front, remote.cfg, reuse_port=True)
     await conn.call(ipc.READY, json.dumps([index, os.getpid()]).encode())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     await stop.wait()
-    await g.stop(grace=1.0)
+    await front.close(grace=1.0)
     stopping = True
     conn.transport.close()
     remote.close()

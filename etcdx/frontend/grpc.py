@@ -46,6 +46,27 @@ class RpcError(Exception):
         return f"rpc error: code = {self.code} desc = {self.message}"
 
 
+def status_of(exc: BaseException) -> RpcError | None:
+    """The gRPC status an exception from a handler stands for, or None (a bug: INTERNAL).
+
+    Besides ``RpcError``, any exception whose ``code`` is a status code *name*
+    and whose ``message`` is a string counts: the services' own error type
+    (etcd's ``EtcdError``) then needs no translation on every call.
+    """
+    if isinstance(exc, RpcError):
+        return exc
+    code = getattr(exc, "code", None)
+    message = getattr(exc, "message", None)
+    if isinstance(code, str) and isinstance(message, str):
+        number = _CODE_NUMBERS.get(code)
+        if number is not None:
+            return RpcError(number, message)
+    return None
+
+
+_CODE_NUMBERS = {c.name: int(c) for c in StatusCode}
+
+
 # grpc-go's texts.
 def too_large_received(size: int, limit: int) -> RpcError:
     return RpcError(StatusCode.RESOURCE_EXHAUSTED, f"grpc: received message larger than max ({size} vs. {limit})")

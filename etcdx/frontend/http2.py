@@ -250,12 +250,11 @@ class Http2Session(asyncio.Protocol):
         handler, call._handler = call._handler, None
         try:
             result = handler(message, call)
-        except g.RpcError as e:
-            self._abort(call, e)
-            return
-        except Exception:
-            log.exception("handler for %s failed", call.method)
-            self._abort(call, g.INTERNAL)
+        except Exception as e:
+            status = g.status_of(e)
+            if status is None:
+                log.exception("handler for %s failed", call.method)
+            self._abort(call, status or g.INTERNAL)
             return
         if isinstance(result, (bytes, bytearray, memoryview)):
             self._reply(call, result)
@@ -280,14 +279,15 @@ class Http2Session(asyncio.Protocol):
                 self.want_write()
             return
         exc = fut.exception()
+        status = g.status_of(exc) if exc is not None else None
         if call.done:
-            if exc is not None and not isinstance(exc, g.RpcError):
+            if exc is not None and status is None:
                 log.error("handler for %s failed after the call ended", call.method, exc_info=exc)
             return
         if exc is None:
             self._reply(call, fut.result())
-        elif isinstance(exc, g.RpcError):
-            self._abort(call, exc)
+        elif status is not None:
+            self._abort(call, status)
         else:
             log.error("handler for %s failed", call.method, exc_info=exc)
             self._abort(call, g.INTERNAL)
@@ -320,11 +320,11 @@ class Http2Session(asyncio.Protocol):
             if not call.done:
                 raise
             return
-        except g.RpcError as e:
-            self._abort(call, e)
-        except Exception:
-            log.exception("stream handler for %s failed", call.method)
-            self._abort(call, g.INTERNAL)
+        except Exception as e:
+            status = g.status_of(e)
+            if status is None:
+                log.exception("stream handler for %s failed", call.method)
+            self._abort(call, status or g.INTERNAL)
         else:
             if not call.done:
                 self._finish(call)

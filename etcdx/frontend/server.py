@@ -15,7 +15,7 @@ import logging
 import os
 import socket
 import ssl as ssl_module
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from etcdx.frontend import frames as fr
@@ -79,12 +79,15 @@ class FrontEnd:
         self._idle: asyncio.Event | None = None
 
     async def listen(self, url: str, *, ssl: ssl_module.SSLContext | None = None,
+                     verify: Callable[[ssl_module.SSLObject], str | None] | None = None,
                      reuse_port: bool = False, backlog: int = 1024) -> Any:
         """Serve ``url`` (http://host:port, https://host:port, unix://path or unixs://path).
 
         https needs ``ssl``; ALPN (h2, http/1.1) is set on it. A context that an
-        ``sni_callback`` swaps in needs the same ALPN protocols. Returns the
-        bound address ((host, port) or the socket path), useful with port 0.
+        ``sni_callback`` swaps in needs the same ALPN protocols. ``verify`` runs
+        after each TLS handshake: a reason it returns closes the connection
+        (checks OpenSSL does not make, such as an allowed common name). Returns
+        the bound address ((host, port) or the socket path), useful with port 0.
         """
         loop = asyncio.get_running_loop()
         parts = urlsplit(url)
@@ -96,7 +99,7 @@ class FrontEnd:
             ssl = None
         if ssl is not None:
             ssl.set_alpn_protocols(ALPN_PROTOCOLS)
-        factory = lambda: _Sniffer(self, loop)  # noqa: E731
+        factory = lambda: _Sniffer(self, loop, verify)  # noqa: E731
         if scheme in ("unix", "unixs"):
             path = parts.netloc + parts.path
             if os.path.exists(path):
@@ -164,9 +167,11 @@ class _Sniffer(asyncio.Protocol):
     tasks: set = frozenset()  # type: ignore[assignment]
     busy = False
 
-    def __init__(self, fe: FrontEnd, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, fe: FrontEnd, loop: asyncio.AbstractEventLoop,
+                 verify: Callable[[ssl_module.SSLObject], str | None] | None = None) -> None:
         self._fe = fe
         self._loop = loop
+        self._verify = verify
         self._buf = b""
         self._transport: asyncio.Transport | None = None
         self._peer: Any = None
@@ -179,6 +184,12 @@ class _Sniffer(asyncio.Protocol):
         if self._fe._closing:
             transport.close()
             return
+        if sslobj is not None and self._verify is not None:
+            refused = self._verify(sslobj)
+            if refused:
+                log.warning("refused a TLS client", extra={"fields": {"peer": str(self._peer), "reason": refused}})
+                transport.close()
+                return
         self._fe._register(self)
         if sslobj is not None:
             self._cert = sslobj.getpeercert() or None

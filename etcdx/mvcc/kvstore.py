@@ -278,7 +278,11 @@ class TxnWrite:
         self._ctx.revision = self._rev
         self._txn.append(buckets.KEY, rev.encode(self._rev, sub), kv.SerializeToString())
         self._index.add(ref, self._rev, sub, False)
-        self._events.append(kv_pb2.Event(type=kv_pb2.Event.PUT, kv=kv, prev_kv=before))
+        # A creation (create revision == this revision) carries no prev_kv, even when the
+        # key lived before this txn and was deleted earlier in it: etcd's watch skips the
+        # lookup for create events.
+        self._events.append(kv_pb2.Event(type=kv_pb2.Event.PUT, kv=kv,
+                                         prev_kv=None if kv.create_revision == self._rev else before))
         return prev
 
     def delete_range(self, key: bytes, range_end: bytes = b"") -> list[kv_pb2.KeyValue]:
@@ -309,9 +313,10 @@ class TxnWrite:
         return deleted
 
     def end(self) -> list[kv_pb2.Event]:
-        """Finish; the events in change order, each with the key's live value
-        before this transaction as ``prev_kv`` (none if it had none), as etcd's
-        watch reports it: a key created and deleted in one transaction gives a
-        DELETE event without prev_kv."""
+        """Finish; the events in change order, each with ``prev_kv`` as etcd's watch
+        reports it: the key's live value before this transaction (etcd reads it at
+        revision - 1), none for creations. So a key created and deleted in one
+        transaction gives a DELETE without prev_kv, and one deleted and re-created
+        gives a PUT without one."""
         events, self._events = self._events, []
         return events

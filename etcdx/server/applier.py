@@ -13,9 +13,10 @@ and reconfigures the transport from that.
 
 Auth is checked here, as etcd's auth applier does: every entry is checked
 against the auth state of the batch so far (``etcdx.auth.checks.check_apply``)
-with the user and auth revision its proposer put in the header, before the
-quota and the request's own checks, so a request authorised under an older
-auth revision is refused on every member alike.
+with the user and auth revision its proposer put in the header, after the
+CORRUPT alarm's refusal and before the quota and the request's own checks,
+so a request authorised under an older auth revision is refused on every
+member alike.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from etcdx.auth import AUTH_FIELDS, AuthError, checks
+from etcdx.auth import AUTH_FIELDS, AuthError, AuthState, checks
 from etcdx.backend import WriteTxn
 from etcdx.lease import attachment
 from etcdx.lease import errors as lease_errors
@@ -35,7 +36,7 @@ from etcdx.pb import kv_pb2, raft_internal_pb2, rpc_pb2
 from etcdx.raft.codec import decode_conf_change
 from etcdx.raft.types import ConfChange, ConfChangeType, ConfState, Entry, EntryType
 from etcdx.server import bootstrap, errors, kvops
-from etcdx.server.alarms import NOSPACE
+from etcdx.server.alarms import CORRUPT, NOSPACE
 from etcdx.server.membership import apply_conf_change as apply_member_change
 from etcdx.server.membership import save_member, validate_conf_change
 from etcdx.server.stores import Stores
@@ -95,9 +96,7 @@ class Applier:
                         continue  # a new leader's empty entry
                     req = InternalRaftRequest.FromString(e.data)
                     try:
-                        if auth_state.enabled:
-                            checks.check_apply(auth_state, req, _lease_keys(btx))
-                        res = self._apply_request(btx, req, e.index, out)
+                        res = self._apply_request(btx, req, e.index, auth_state, out)
                     except errors.EtcdError as err:
                         res = err
                     except AuthError as err:
@@ -117,8 +116,13 @@ class Applier:
 
     # -- one request ------------------------------------------------------------------
 
-    def _apply_request(self, btx: WriteTxn, req: InternalRaftRequest, index: int, out: Applied) -> Result:
+    def _apply_request(self, btx: WriteTxn, req: InternalRaftRequest, index: int, auth: AuthState,
+                       out: Applied) -> Result:
         which = request_kind(req)
+        if which in _REFUSED_WHEN_CORRUPT and self.stores.alarms.active(CORRUPT):
+            raise errors.CORRUPT  # every member alike: the log decides, as etcd's corrupt applier
+        if auth.enabled:
+            checks.check_apply(auth, req, _lease_keys(btx))
         if which in AUTH_FIELDS:
             res = self.stores.auth.apply(btx, req, index)
             out.auth_changed = True
@@ -249,6 +253,8 @@ def _lease_keys(btx: WriteTxn) -> Callable[[int], list[bytes]]:
     return lambda lease_id: [key for _, key in attachment.scan(btx, lease_id)] if lease_id else []
 
 
+# While a CORRUPT alarm is raised these are refused; alarms (to clear it) and membership still apply.
+_REFUSED_WHEN_CORRUPT = frozenset({"put", "delete_range", "txn", "compaction", "lease_grant", "lease_revoke"})
 _REQUEST_FIELDS = tuple(f.name for f in InternalRaftRequest.DESCRIPTOR.fields if f.message_type is not None
                         and f.name != "header")
 

@@ -107,22 +107,29 @@ class AuthRequests:
 
     async def identify(self, creds: Credentials, *, untranslated: bool = False) -> AuthInfo | None:
         """Who ``creds`` names; None for nobody; etcd's error for a bad token."""
-        token = creds.token
-        if not token:
-            if creds.cert_cn and self._client_cert_auth:
-                return identity.from_common_name(self.state, creds.cert_cn)
-            return None
-        tokens = self.stores.auth.tokens
-        index = tokens.required_index(token)
-        if index > self._applied.index:
+        if self.must_wait(creds):
+            index = self.stores.auth.tokens.required_index(creds.token)
             if index > self._commit_index() + TOKEN_INDEX_AHEAD:
                 raise etcd_error(auth_errors.INVALID_AUTH_TOKEN, untranslated=untranslated)
             try:
                 await asyncio.wait_for(self._applied.wait(index), self._timeout)
             except asyncio.TimeoutError:
                 raise etcd_error(auth_errors.INVALID_AUTH_TOKEN, untranslated=untranslated) from None
+        return self.identify_now(creds, untranslated=untranslated)
+
+    def must_wait(self, creds: Credentials) -> bool:
+        """Whether ``creds`` carries a simple token whose login this member has not applied yet."""
+        return bool(creds.token) and self.stores.auth.tokens.required_index(creds.token) > self._applied.index
+
+    def identify_now(self, creds: Credentials, *, untranslated: bool = False) -> AuthInfo | None:
+        """``identify`` without waiting: for credentials ``must_wait`` says are ready."""
+        token = creds.token
+        if not token:
+            if creds.cert_cn and self._client_cert_auth:
+                return identity.from_common_name(self.state, creds.cert_cn)
+            return None
         try:
-            return identity.from_token(self.state, tokens, token)
+            return identity.from_token(self.state, self.stores.auth.tokens, token)
         except AuthError as err:
             raise etcd_error(err, untranslated=untranslated) from None
 

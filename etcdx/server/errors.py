@@ -77,6 +77,9 @@ TIMEOUT_DUE_TO_LEADER_FAIL = _e("UNAVAILABLE", "request timed out, possibly due 
 TIMEOUT_LEADER_TRANSFER = _e("UNAVAILABLE", "request timed out, leader transfer took too long")
 UNHEALTHY_CLUSTER = _e("UNAVAILABLE", "unhealthy cluster")
 
+# DataLoss
+CORRUPT = _e("DATA_LOSS", "corrupt cluster")
+
 # Canceled
 WATCH_CANCELED = _e("CANCELLED", "watch canceled")
 REQUEST_CANCELED = _e("CANCELLED", "request canceled")

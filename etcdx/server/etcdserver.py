@@ -42,7 +42,8 @@ from etcdx.server.auth_requests import AuthRequests
 from etcdx.server.bootstrap import ClusterInfo
 from etcdx.server.cluster_ops import ClusterOps
 from etcdx.server.compactor import Compactor
-from etcdx.server.config import Config
+from etcdx.server.config import Config, parse_duration
+from etcdx.server.corruption import CorruptionChecker
 from etcdx.server.headers import Headers
 from etcdx.server.ids import IdGenerator
 from etcdx.server.kv_requests import KVRequests, Quota
@@ -147,6 +148,7 @@ class EtcdServer:
                                  client_cert_auth=cfg.client_cert_auth, bcrypt_cost=cfg.bcrypt_cost,
                                  timeout=timeout)
         self.kv = KVRequests(self.stores, self.headers, self.quota, self.auth, propose=self.propose,
+                             submit=self.submit,
                              barrier=self.linearizable_barrier, compacted=self.compactor.done.wait,
                              compact_wait=10 * timeout)
         self.leases = LeaseRequests(self.stores, self.headers, self.quota, self.ids, self.leader, self.auth,
@@ -168,6 +170,10 @@ class EtcdServer:
         self.snapshotter = Snapshotter(self.stores, driver, self.applied, snap_dir=self.snap_dir,
                                        snapshot_count=cfg.snapshot_count, catchup_entries=cfg.catchup_entries)
         self._watch_kick = asyncio.Event()
+        self.corruption = CorruptionChecker(
+            self.stores, member_id=self.member_id, transport=lambda: self.transport, propose=self.propose,
+            hash_kv=lambda rev: self.maintenance.hash_kv(rpc_pb2.HashKVRequest(revision=rev)),
+            is_leader=lambda: node.raft_state == StateType.LEADER)
 
     @property
     def published(self) -> asyncio.Event:
@@ -190,7 +196,11 @@ class EtcdServer:
             self.driver.run, self._run_sweeper, self._run_watch_sync, self.quota.run,
             self.lease_jobs.run_expiry, self.lease_jobs.run_checkpoints, self.compactor.run_auto,
             self.snapshotter.run, self.cluster.run_publish, self.cluster.run_removal_check]
-        self._tasks = [loop.create_task(self._guard(job), name=job.__qualname__) for job in jobs]
+        check_every = parse_duration(self.cfg.experimental_corrupt_check_time)
+        if check_every > 0:
+            jobs.append(lambda: self.corruption.run_periodic(check_every))
+        self._tasks = [loop.create_task(self._guard(job), name=getattr(job, "__qualname__", "job"))
+                       for job in jobs]
 
     async def _guard(self, job: Callable[[], Awaitable[None]]) -> None:
         """Run one of the member's jobs; if it fails, the member must not limp on."""
@@ -338,6 +348,12 @@ class EtcdServer:
             raise errors.LEARNER_NOT_SUPPORTED
         return await self.proposals.propose(req)
 
+    def submit(self, req: InternalRaftRequest) -> asyncio.Future:
+        """``propose`` as a Future (see ``Proposals.submit``)."""
+        if self.stores.is_learner(self.member_id):
+            raise errors.LEARNER_NOT_SUPPORTED
+        return self.proposals.submit(req)
+
     async def linearizable_barrier(self) -> None:
         """Return once this member has applied everything committed before the call."""
         if self.stores.is_learner(self.member_id):
@@ -412,6 +428,8 @@ class EtcdServer:
         try:
             if method == "members":
                 return bootstrap.members_payload(self.cluster_id, self.stores.members, self.stores.removed_ids)
+            if method == "hashkv":
+                return await self.corruption.answer(payload)
             handler = _LEADER_REQUESTS.get(method)
             if handler is None:
                 raise RemoteError(f"UNIMPLEMENTED unknown peer request {method}")

@@ -66,7 +66,12 @@ class Quota:
 
 
 class KVRequests:
+    """The KV requests; ``put_bytes`` and friends are the same writes answered with
+    the serialized response through a Future (no Task: the client port's fast path;
+    a coroutine only when a simple token's login is not applied here yet)."""
+
     def __init__(self, stores: Stores, headers: Headers, quota: Quota, auth: AuthRequests, *, propose: Propose,
+                 submit: Callable[[InternalRaftRequest], asyncio.Future],
                  barrier: Callable[[], Awaitable[None]], compacted: Callable[[], Awaitable[None]],
                  compact_wait: float) -> None:
         self.stores = stores
@@ -74,6 +79,7 @@ class KVRequests:
         self.quota = quota
         self.auth = auth
         self._propose = propose
+        self._submit = submit
         self._barrier = barrier
         self._compacted = compacted
         self._compact_wait = compact_wait
@@ -103,6 +109,58 @@ class KVRequests:
         resp = await self._write(creds, put=r)
         self.headers.fill(resp.header)
         return resp
+
+    def put_bytes(self, r: rpc_pb2.PutRequest,
+                  creds: Credentials = NO_CREDENTIALS) -> asyncio.Future | Awaitable[bytes]:
+        self.quota.check(KV_OVERHEAD + len(r.key) + len(r.value))
+        return self._write_bytes(creds, put=r)
+
+    def delete_range_bytes(self, r: rpc_pb2.DeleteRangeRequest,
+                           creds: Credentials = NO_CREDENTIALS) -> asyncio.Future | Awaitable[bytes]:
+        return self._write_bytes(creds, delete_range=r)
+
+    def write_txn_bytes(self, r: rpc_pb2.TxnRequest,
+                        creds: Credentials = NO_CREDENTIALS) -> asyncio.Future | Awaitable[bytes]:
+        """A txn with writes (``txn_has_write``): through the log."""
+        self.quota.check(txn_cost(r))
+        return self._write_bytes(creds, txn=r)
+
+    def _write_bytes(self, creds: Credentials, **field: Any) -> asyncio.Future | Awaitable[bytes]:
+        auth = self.auth
+        if not creds.token and not creds.cert_cn:
+            info = None
+        elif auth.must_wait(creds):
+            return self._write_bytes_later(creds, field)
+        else:
+            info = auth.identify_now(creds)
+        req = request_for(info, **field)
+        auth.precheck(req)
+        return self._answer_bytes(self._submit(req))
+
+    async def _write_bytes_later(self, creds: Credentials, field: dict[str, Any]) -> bytes:
+        await self.auth.identify(creds)  # waits until this member applied the token's login
+        return await self._write_bytes(creds, **field)
+
+    def _answer_bytes(self, proposal: asyncio.Future) -> asyncio.Future:
+        """A Future of the applied response, header filled and serialized; cancelling it
+        withdraws the proposal."""
+        out = proposal.get_loop().create_future()
+
+        def done(f: asyncio.Future) -> None:
+            if out.done():
+                return
+            if f.cancelled():
+                out.cancel()
+            elif f.exception() is not None:
+                out.set_exception(f.exception())
+            else:
+                resp = f.result()
+                self.headers.fill(resp.header)
+                out.set_result(resp.SerializeToString())
+
+        proposal.add_done_callback(done)
+        out.add_done_callback(lambda o: o.cancelled() and proposal.cancel())
+        return out
 
     async def delete_range(self, r: rpc_pb2.DeleteRangeRequest,
                            creds: Credentials = NO_CREDENTIALS) -> rpc_pb2.DeleteRangeResponse:

@@ -28,6 +28,7 @@ from etcdx.server.stores import Stores
 log = logging.getLogger("etcdx.server")
 
 SERVER_VERSION = "3.5.0"
+CLUSTER_VERSION = "3.5.0"
 InternalRaftRequest = raft_internal_pb2.InternalRaftRequest
 
 
@@ -138,15 +139,21 @@ class Maintenance:
         self.headers.fill_without_revision(resp.header)
         return resp
 
-    async def snapshot(self) -> SnapshotFile:
+    async def snapshot(self, write: Callable[[IO[bytes]], object] | None = None) -> SnapshotFile:
         """A point-in-time copy of the backend, written on a thread into an unlinked file.
 
-        If the caller is cancelled while the copy runs, the file is closed as
-        soon as the thread is done with it.
+        ``write(file)`` writes it (default: a copy of the LMDB file; the API layer
+        passes etcd's snapshot format). If the caller is cancelled while the copy
+        runs, the file is closed as soon as the thread is done with it.
         """
         backend = self.stores.backend
         fh = tempfile.TemporaryFile(dir=self.scratch_dir)
-        work = asyncio.get_running_loop().run_in_executor(None, backend.snapshot, fh)
+        copy = write or backend.snapshot
+
+        def held() -> None:
+            with backend.hold():
+                copy(fh)
+        work = asyncio.get_running_loop().run_in_executor(None, held)
         try:
             await asyncio.shield(work)
         except asyncio.CancelledError:
@@ -155,7 +162,7 @@ class Maintenance:
         except BaseException:
             fh.close()
             raise
-        size = fh.tell()
+        size = fh.seek(0, 2)
         fh.seek(0)
         return SnapshotFile(fh, size)
 

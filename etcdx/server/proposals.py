@@ -46,6 +46,14 @@ class Proposals:
 
     async def propose(self, req: InternalRaftRequest) -> Any:
         """Propose ``req`` and wait until this member applied it; its result or etcd's error."""
+        return await self.submit(req)
+
+    def submit(self, req: InternalRaftRequest) -> asyncio.Future:
+        """Propose ``req``; a Future of its result (or etcd's error) once this member applied it.
+
+        Cancelling the Future withdraws the proposal if raft has not taken it
+        yet: the client gave up, so it must not be applied long after.
+        """
         if self.stopped:
             raise errors.STOPPED
         rid = self._ids.next()
@@ -54,15 +62,12 @@ class Proposals:
         if len(data) > self._max_request_bytes:
             raise errors.REQUEST_TOO_LARGE
         fut = self.expect(rid)
+        fut.add_done_callback(lambda f: f.cancelled() and self._waiters.pop(rid, None))
         self._pending.append((rid, data))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
-        try:
-            return await fut
-        except asyncio.CancelledError:
-            self._waiters.pop(rid, None)  # the client gave up: never hand it to raft
-            raise
+        return fut
 
     def expect(self, rid: int) -> asyncio.Future:
         """A future for the result of request ``rid``, failed with TIMEOUT after the request timeout

@@ -7,9 +7,8 @@ what legitimately differs between two clusters (endpoints and URLs, cluster,
 member and lease ids, raft terms, sizes, timings, remaining TTLs, the server
 version). JSON output is compared as parsed data with those fields masked.
 
-Known, accepted difference: `etcdctl snapshot status` reads bbolt files; an
-etcdx snapshot is an LMDB file, so only `snapshot save` is compared and the
-status of the etcdx file is not asserted (see test_snapshot_save).
+Snapshots (save, status, restore on both sides) are compared in detail in
+test_snapshot.py; here `snapshot save` and `status` run in a transcript.
 """
 
 from __future__ import annotations
@@ -407,14 +406,11 @@ def test_snapshot_save(pair, tmp_path):
         assert (ctl.workdir / "snap.db").stat().st_size > 0
 
     etcd_ctl, etcdx_ctl = run_both(pair, tmp_path, script)
-    status = etcd_ctl.raw("snapshot", "status", "snap.db", "-w", "json")
-    assert status.returncode == 0 and json.loads(status.stdout)["totalKey"] >= 1
-    # etcdx snapshots are LMDB files: `etcdctl snapshot status` (bbolt) cannot read them.
-    # Not asserted; the outcome is shown with -rA for the record.
-    r = etcdx_ctl.raw("snapshot", "status", "snap.db", "-w", "json")
-    print(
-        f"etcdctl snapshot status on an etcdx snapshot: exit {r.returncode}: {r.stdout.strip()} {r.stderr.strip()}"
-    )
+    want = json.loads(etcd_ctl.raw("snapshot", "status", "snap.db", "-w", "json").stdout)
+    got = json.loads(etcdx_ctl.raw("snapshot", "status", "snap.db", "-w", "json").stdout)
+    assert got["revision"] == want["revision"] == 2
+    # etcdx's meta bucket also holds the term of the consistent index (as etcd 3.5's does).
+    assert got["totalKey"] == want["totalKey"] + (1 if procs.candidate_kind() == "etcdx" else 0)
 
 
 class Background:

@@ -3,7 +3,7 @@
 aetcd 1.0 imports fine with protobuf 7 but ships its own generated etcd
 protos, which cannot share a descriptor pool with etcdx.pb; so the scenario
 (tests/support/aetcd_scenario.py: put, get, prefix get, delete, txn, watch,
-lease, lease expiry, lock) runs in a child process of the same interpreter and
+lease, lease expiry, lock, a snapshot read back by etcdctl) runs in a child process of the same interpreter and
 prints its observations as JSON. (`etcd3` 0.12 is not used: its generated code
 predates protobuf 4 and does not import with protobuf 7.)
 
@@ -107,6 +107,8 @@ def test_aetcd_works_against_etcdx(etcdx_server):
     assert obs["contended_acquire"] is False
     assert obs["lock_after_release"] is True
     assert obs["lock_key_after_release"] is None
+    if obs["snapshot_revision"] is not None:
+        assert obs["snapshot_revision"] == obs["final_revision"] - 1
 
 
 @pytest.mark.etcd

@@ -183,7 +183,7 @@ def test_a_member_refuses_to_start_on_inconsistent_tls_flags(tmp_path, flags, me
     require("etcdx")
     port = free_port()
     flags = [f.format(port=port) for f in flags]
-    done = subprocess.run([sys.executable, "-m", "etcdx.server.main", "--data-dir", str(tmp_path / "d"),
+    done = subprocess.run([sys.executable, "-m", "etcdx.main", "--data-dir", str(tmp_path / "d"),
                            "--initial-cluster", f"default=https://127.0.0.1:{port}", *flags],
                           capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
     assert done.returncode == 2

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
 
 import aetcd
@@ -137,8 +140,22 @@ async def scenario(host: str, port: int) -> dict:
         await other.release()
         obs["lock_key_after_release"] = kv(await client.get(b"mylock"))
 
+        obs["snapshot_revision"] = await _snapshot_revision(client)
         obs["final_revision"] = (await client.put(b"end", b"1")).header.revision
     return obs
+
+
+async def _snapshot_revision(client) -> int | None:
+    """A snapshot through the client, read back by ``etcdctl snapshot status`` (as
+    aetcd's and etcd3's own snapshot tests do); None without etcdctl."""
+    if not os.access("/usr/bin/etcdctl", os.X_OK):
+        return None
+    with tempfile.NamedTemporaryFile(suffix=".db") as f:
+        await client.snapshot(f)
+        f.flush()
+        r = subprocess.run(["/usr/bin/etcdctl", "snapshot", "status", f.name, "-w", "json"],
+                           capture_output=True, text=True, env={**os.environ, "ETCDCTL_API": "3"}, check=True)
+    return json.loads(r.stdout)["revision"]
 
 
 async def _watch_once_replay(client) -> list:

@@ -167,9 +167,13 @@ class Member:
         """host:port for gRPC clients and `etcdctl --endpoints`."""
         return f"127.0.0.1:{self.client_port}"
 
+    client_scheme = "http"  # "https" for a member whose client port serves TLS (its flags must say how)
+    # (CA, certificate, key) the test's own gRPC channel trusts and presents, for an https client port
+    client_tls: tuple[pathlib.Path, pathlib.Path, pathlib.Path] | None = None
+
     @property
     def client_url(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"{self.client_scheme}://127.0.0.1:{self.client_port}"
 
     peer_scheme = "http"  # "https" for a member whose peer port serves TLS (its flags must say how)
 
@@ -338,14 +342,17 @@ class Member:
     @property
     def channel(self) -> grpc.Channel:
         if self._channel is None:
-            self._channel = grpc.insecure_channel(
-                self.endpoint,
-                options=[
-                    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-                    ("grpc.max_send_message_length", 64 * 1024 * 1024),
-                    ("grpc.enable_retries", 0),
-                ],
-            )
+            options = [
+                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                ("grpc.enable_retries", 0),
+            ]
+            if self.client_tls is None:
+                self._channel = grpc.insecure_channel(self.endpoint, options=options)
+            else:
+                ca, cert, key = self.client_tls
+                creds = grpc.ssl_channel_credentials(ca.read_bytes(), key.read_bytes(), cert.read_bytes())
+                self._channel = grpc.secure_channel(self.endpoint, creds, options=options)
         return self._channel
 
     def _close_channel(self) -> None:

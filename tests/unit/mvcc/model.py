@@ -49,7 +49,8 @@ class Model:
                 prev = cur.get(k)
                 cur[k] = ModelKV(k, v, prev.create_revision if prev else rev, rev,
                                  prev.version + 1 if prev else 1, lease)
-                events.append(("PUT", k, rev, before[k].value if k in before else None))
+                created = cur[k].create_revision == rev  # etcd gives create events no prev_kv
+                events.append(("PUT", k, rev, None if created or k not in before else before[k].value))
             else:
                 _, k, end = op
                 for key in sorted(key for key in cur if in_range(key, k, end)):

@@ -50,16 +50,17 @@ def test_one_txn_is_one_revision_with_sub_revisions_in_order(backend, store):
 
 
 def test_events_carry_the_value_before_the_txn_not_within_it(backend, store):
-    """etcd's watch reads prev_kv at revision - 1: a key created and deleted in one
-    txn gives a DELETE without prev_kv, and one deleted then re-created gives a PUT
-    whose prev_kv is the value before the txn."""
-    txn(backend, store, ("put", b"old", b"0"))
-    events = txn(backend, store, ("put", b"new", b"1"), ("del", b"\x00", b"\x00"), ("put", b"old", b"2"))
+    """etcd's watch reads prev_kv at revision - 1 and none for create events: a key
+    created and deleted in one txn gives a DELETE without prev_kv, and one deleted then
+    re-created gives a DELETE with the old value and a PUT (a creation) without one."""
+    txn(backend, store, ("put", b"old", b"0"), ("put", b"kept", b"0"))
+    events = txn(backend, store, ("put", b"new", b"1"), ("del", b"n", b"\x00"), ("put", b"old", b"2"),
+                 ("put", b"kept", b"1"))
     assert [(e.type, e.kv.key) for e in events] == [
         (kv_pb2.Event.PUT, b"new"), (kv_pb2.Event.DELETE, b"new"), (kv_pb2.Event.DELETE, b"old"),
-        (kv_pb2.Event.PUT, b"old")]
-    assert [e.HasField("prev_kv") for e in events] == [False, False, True, True]
-    assert events[2].prev_kv.value == events[3].prev_kv.value == b"0"
+        (kv_pb2.Event.PUT, b"old"), (kv_pb2.Event.PUT, b"kept")]
+    assert [e.HasField("prev_kv") for e in events] == [False, False, True, False, True]
+    assert events[2].prev_kv.value == events[4].prev_kv.value == b"0"
 
 
 def test_delete_returns_what_the_txn_saw(backend, store):

@@ -66,7 +66,7 @@ def test_stuck_peer_keeps_queue_bounded_and_loop_responsive(tmp_path, caplog):
             failures = REGISTRY.get_sample_value("etcd_network_peer_sent_failures_total", {"To": "52"})
             assert failures - failures_before > 10_000
             assert grown < 24 * 1024 * 1024, f"memory grew by {grown / 1e6:.0f} MB"
-            assert lag < 0.1, f"event loop stalled for {lag:.3f}s of CPU"
+            assert lag < 0.3, f"event loop stalled for {lag:.3f}s of CPU"
             assert a.transport.is_active(0x52)  # a slow peer is not a dead one (yet)
     run(scenario)
     assert any(r.getMessage() == "dropped internal raft message since sending buffer is full" for r in caplog.records)

@@ -1,0 +1,1 @@
+"""Command-line tools: ``etcdxutl`` (etcdutl's snapshot commands for etcdx)."""
