@@ -77,6 +77,7 @@ def test_a_token_from_one_member_works_on_every_member_as_in_etcd(token_kind, tm
     for kind, extra in (("etcd", []), ("etcdx", FAST + ["--api-workers", "1"])):
         with Cluster(kind, tmp_path / kind, size=3, extra_args=[*extra, "--auth-token", option]) as c:
             c.start()
+            c.leader()  # members answer before they elect one; the script's first write needs it
             seen[kind] = _token_script(c)
     assert seen["etcdx"] == seen["etcd"]
     # what both printed: the token works on every member, then the revoke shows everywhere
