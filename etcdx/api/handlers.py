@@ -21,6 +21,7 @@ from typing import AsyncIterator, Awaitable
 
 from etcdx.api import validate
 from etcdx.api.context import CallContext
+from etcdx.api.rpcs import parse
 from etcdx.api.watch import serve_watch
 from etcdx.pb import rpc_pb2
 from etcdx.server.cluster_ops import requested_peer_urls
@@ -61,17 +62,17 @@ class CoreHandlers:
     # no Task and no response message in the transport (etcdx.api.frontend_server, ipc).
 
     def raw_Put(self, body: bytes, ctx: CallContext) -> asyncio.Future | Awaitable[bytes]:
-        r = rpc_pb2.PutRequest.FromString(body)
+        r = parse(rpc_pb2.PutRequest, body)
         validate.check_put(r)
         return self.s.kv.put_bytes(r, ctx)
 
     def raw_DeleteRange(self, body: bytes, ctx: CallContext) -> asyncio.Future | Awaitable[bytes]:
-        r = rpc_pb2.DeleteRangeRequest.FromString(body)
+        r = parse(rpc_pb2.DeleteRangeRequest, body)
         validate.check_delete(r)
         return self.s.kv.delete_range_bytes(r, ctx)
 
     def raw_Txn(self, body: bytes, ctx: CallContext) -> asyncio.Future | Awaitable[bytes]:
-        r = rpc_pb2.TxnRequest.FromString(body)
+        r = parse(rpc_pb2.TxnRequest, body)
         validate.check_txn(r, self.s.cfg.max_txn_ops)
         if txn_has_write(r):
             return self.s.kv.write_txn_bytes(r, ctx)

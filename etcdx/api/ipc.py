@@ -379,6 +379,11 @@ class _CoreConnection(FrameConnection):
         except EtcdError as err:
             self.send(ERROR, 0, ident, encode_error(err))
             return
+        except Exception:
+            # Never out of frame_received: that would break the worker's connection (and the worker).
+            log.exception("API worker call failed")
+            self.send(ERROR, 0, ident, encode_error(INTERNAL))
+            return
         if isinstance(result, bytes):
             self.send(REPLY, 0, ident, result)
             return

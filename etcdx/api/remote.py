@@ -16,10 +16,11 @@ Auth: the reads answered here are checked here, against the auth state read
 in the same LMDB transaction as the data (so check and read see one auth
 revision). A JWT is verified here with the member's key; a simple token lives
 in the core's memory, so the worker asks the core who it names and remembers
-the answer for ``TOKEN_CACHE_SECONDS`` at most, and only while the auth
-revision it was given at is still the current one: every way a simple token
-dies early (its user deleted, a password change, auth disabled) moves the
-revision, and a token in use is renewed by the core at least that often.
+the answer for ``TOKEN_CACHE_SECONDS`` at most (half the token TTL if that is
+shorter), and only while the auth revision it was given at is still the
+current one: every way a simple token dies early (its user deleted, a
+password change, auth disabled) moves the revision, and a token in use is
+renewed by the core at least that often, so it cannot expire while cached.
 Everything forwarded to the core is checked there, with the caller's context.
 """
 
@@ -206,6 +207,7 @@ class WorkerHandlers:
         # JWTs (and "no tokens") are checked here; simple tokens only the core knows.
         self._local_tokens = None if isinstance(tokens, SimpleTokens) else tokens
         self._simple_tokens: collections.OrderedDict[str, tuple[AuthInfo, float]] = collections.OrderedDict()
+        self._token_cache_seconds = min(TOKEN_CACHE_SECONDS, self.cfg.auth_token_ttl / 2)
         self._open_backend()
         conn.on_reopen = self._reopen_backend
         self.headers = Headers(self.cluster_id, self.member_id, lambda: conn.term,
@@ -340,7 +342,7 @@ class WorkerHandlers:
         if hit is not None and hit[1] > now and hit[0].revision == state.revision:
             return hit[0]
         info = ipc.decode_auth_info(await self.conn.call(ipc.TOKEN, token.encode()))
-        cache[token] = (info, now + TOKEN_CACHE_SECONDS)
+        cache[token] = (info, now + self._token_cache_seconds)
         cache.move_to_end(token)
         while len(cache) > TOKEN_CACHE_SIZE:
             cache.popitem(last=False)
