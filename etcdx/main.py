@@ -12,7 +12,7 @@ import signal
 import sys
 
 from etcdx import __version__
-from etcdx.server import config, logs
+from etcdx.server import config, flagtable, logs
 
 log = logging.getLogger("etcdx.main")
 
@@ -103,13 +103,24 @@ async def serve(cfg: config.Config) -> None:
 def main(argv: list[str] | None = None) -> int:
     try:
         cfg, want_version = config.load(argv)
+    except config.HelpRequested:
+        print(flagtable.usage(), end="")
+        return 0
     except config.ConfigError as err:
         print(f"etcdx: {err}", file=sys.stderr)
         return 2
     if want_version:
         print(f"etcdx Version: {__version__}\nAPI Version: 3.5")
         return 0
-    logs.setup(cfg.log_level, cfg.log_outputs)
+    try:
+        logs.setup(cfg.log_level, cfg.log_outputs)
+    except OSError as err:
+        print(f"etcdx: cannot open a log output: {err}", file=sys.stderr)
+        return 2
+    for warning in cfg.load_warnings:
+        log.warning(warning)
+    log.info("etcd flags etcdx does not support yet (accepted only at etcd's default value)",
+             extra={"fields": {"flags": flagtable.unsupported()}})
     try:
         import uvloop
 

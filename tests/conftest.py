@@ -7,6 +7,10 @@
 - `member_group`: a `MemberGroup` for tests that need custom flags, several
   members, or restarts on the same data dir; every member it made is stopped at
   teardown.
+- the fixtures of `etcdx.testing.plugin` (`etcdx_member`, `etcdx_cluster`,
+  `etcdx_factory`, `etcdx_kind`), the ones etcdx's users get. Loaded here for
+  a checkout whose installed entry point may be missing or stale; pytest
+  registers the module once either way. `pytester` runs the plugin's own tests.
 
 See tests/support/procs.py for the `Member` API (start/stop/kill/restart, stubs,
 log tail).
@@ -22,6 +26,8 @@ import pytest
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 from support import procs
+
+pytest_plugins = ["etcdx.testing.plugin", "pytester"]
 
 
 @pytest.fixture

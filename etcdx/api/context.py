@@ -10,17 +10,19 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-_LENGTHS = struct.Struct("<HH")
+_LENGTHS = struct.Struct("<HHB")  # token length, CN length, flags
+_REQUIRE_LEADER = 1
 
 
 @dataclass(frozen=True, slots=True)
 class CallContext:
     token: str = ""  # the auth token: gRPC metadata "token", the gateway's Authorization header
     cert_cn: str = ""  # the common name of the client's verified TLS certificate
+    require_leader: bool = False  # gRPC metadata "hasleader: true": fail rather than serve without a leader
 
     def encode(self) -> bytes:
         token, cn = self.token.encode(), self.cert_cn.encode()
-        return _LENGTHS.pack(len(token), len(cn)) + token + cn
+        return _LENGTHS.pack(len(token), len(cn), _REQUIRE_LEADER if self.require_leader else 0) + token + cn
 
 
 NO_CONTEXT = CallContext()
@@ -34,10 +36,10 @@ def encode(ctx: CallContext, message: bytes) -> bytes:
 
 def decode(body: bytes) -> tuple[CallContext, memoryview]:
     """The context and the message that follows it in ``body``."""
-    token_len, cn_len = _LENGTHS.unpack_from(body)
+    token_len, cn_len, flags = _LENGTHS.unpack_from(body)
     start = _LENGTHS.size
-    if not token_len and not cn_len:
+    if not token_len and not cn_len and not flags:
         return NO_CONTEXT, memoryview(body)[start:]
     token = body[start:start + token_len].decode()
     cn = body[start + token_len:start + token_len + cn_len].decode()
-    return CallContext(token, cn), memoryview(body)[start + token_len + cn_len:]
+    return CallContext(token, cn, bool(flags & _REQUIRE_LEADER)), memoryview(body)[start + token_len + cn_len:]

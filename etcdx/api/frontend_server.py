@@ -30,11 +30,13 @@ log = logging.getLogger("etcdx.api")
 
 def call_context(call: Call) -> CallContext:
     """The caller as the front end knows it: the auth token, the certificate's common name."""
-    token = call.metadata.get("token", "")
+    metadata = call.metadata
+    token = metadata.get("token", "")
     cert = call.peer_certificate
-    if not token and cert is None:
+    require_leader = metadata.get("hasleader") == "true"
+    if not token and cert is None and not require_leader:
         return NO_CONTEXT
-    return CallContext(token if isinstance(token, str) else token.decode(), _common_name(cert))
+    return CallContext(token if isinstance(token, str) else token.decode(), _common_name(cert), require_leader)
 
 
 def _common_name(cert: dict | None) -> str:

@@ -85,7 +85,7 @@ class CoreHandlers:
 
     def Watch(self, requests: AsyncIterator[rpc_pb2.WatchRequest],
               ctx: CallContext) -> AsyncIterator[rpc_pb2.WatchResponse]:
-        return serve_watch(self.s, requests, ctx)
+        return serve_watch(self.s, requests, ctx, require_leader=ctx.require_leader)
 
     # -- Lease --------------------------------------------------------------------------
 

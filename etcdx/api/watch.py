@@ -56,6 +56,7 @@ class WatchStream:
         self.control: list[rpc_pb2.WatchResponse] = []
         self.ready: set[int] = set()
         self.progress_pending = False
+        self.error: Exception | None = None  # ends the stream (e.g. "no leader")
         self.wakeup = asyncio.Event()
         self.max_bytes = server.cfg.max_request_bytes + GRPC_OVERHEAD_BYTES
 
@@ -135,6 +136,11 @@ class WatchStream:
         self.progress_pending = True
         self.wakeup.set()
 
+    def end(self, err: Exception) -> None:
+        """End the stream with ``err`` (the member lost its leader and the client asked to know)."""
+        self.error = err
+        self.wakeup.set()
+
     def _caught_up(self) -> bool:
         """Every watcher is synced with nothing left to take."""
         synced = self.hub.progress()
@@ -209,13 +215,17 @@ class WatchStream:
 
 
 async def serve_watch(server, requests: AsyncIterator[rpc_pb2.WatchRequest],
-                      creds: Credentials = NO_CREDENTIALS) -> AsyncIterator[rpc_pb2.WatchResponse]:
+                      creds: Credentials = NO_CREDENTIALS, *,
+                      require_leader: bool = False) -> AsyncIterator[rpc_pb2.WatchResponse]:
     """One Watch stream: the client's requests in, responses out, until the client goes away.
 
     A client that half-closes still gets events until it cancels the call; a
     failure reading its requests ends the stream with that error.
+    ``require_leader`` (gRPC metadata hasleader): refused without a leader, and
+    ended with "no leader" if the member loses it for a while (``LeaderMonitor``).
     """
     stream = WatchStream(server)
+    stop_watching = server.leader_monitor.register(stream.end) if require_leader else None
     loop = asyncio.get_running_loop()
     reader = loop.create_task(_read(requests, stream, creds))
     reader.add_done_callback(lambda _: stream.wakeup.set())
@@ -231,11 +241,15 @@ async def serve_watch(server, requests: AsyncIterator[rpc_pb2.WatchRequest],
             else:
                 await stream.wakeup.wait()
             stream.wakeup.clear()
+            if stream.error is not None:
+                raise stream.error
             if reader.done() and not reader.cancelled() and reader.exception() is not None:
                 raise reader.exception()
             for resp in stream.drain():
                 yield resp
     finally:
+        if stop_watching is not None:
+            stop_watching()
         for task in (reader, ticker):
             task.cancel()
         await asyncio.gather(reader, ticker, return_exceptions=True)

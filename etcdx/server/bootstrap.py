@@ -14,6 +14,10 @@ into a ``RawNode``:
   in ``--initial-cluster`` for the cluster's members, finds itself among them
   by its peer URLs (a MemberAdd put it there), and starts with an empty log;
   the leader sends it a snapshot.
+- **force new cluster** (a WAL exists and ``--force-new-cluster``): a restart
+  whose log drops its uncommitted tail and gains committed removals of every
+  other member (``force_new_cluster``); without a WAL the flag has nothing
+  to act on and the member bootstraps as usual.
 """
 
 from __future__ import annotations
@@ -21,13 +25,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 
 from etcdx.backend import Backend
 from etcdx.raft import MemoryStorage, RawNode
 from etcdx.raft.codec import decode_conf_state, encode_conf_state
-from etcdx.raft.types import ConfState, HardState, Snapshot, SnapshotMetadata
+from etcdx.raft.types import ConfState, Entry, HardState, Snapshot, SnapshotMetadata
+from etcdx.server import force_new_cluster
 from etcdx.server.config import Config
 from etcdx.server.ids import cluster_id, member_id
 from etcdx.server.membership import Member, save_member
@@ -76,7 +80,10 @@ def load_conf_state(backend: Backend) -> ConfState:
 def boot(cfg: Config, backend: Backend, wal_dir: str, joined: ClusterInfo | None = None) -> BootState:
     """Open or create the WAL and the raft storage; see the module docstring."""
     if WAL.exists(wal_dir):
-        return _restart(backend, wal_dir)
+        return _restart(backend, wal_dir, force_new=cfg.force_new_cluster)
+    if cfg.force_new_cluster:
+        log.warning("--force-new-cluster: no WAL to restart from, the member bootstraps as usual",
+                    extra={"fields": {"wal-dir": wal_dir}})
     if cfg.initial_cluster_state == "existing":
         if joined is None:
             raise BootError("joining an existing cluster needs its membership (fetch_cluster)")
@@ -88,7 +95,7 @@ def _meta(mid: int, cid: int) -> bytes:
     return json.dumps({"member_id": mid, "cluster_id": cid}).encode()
 
 
-def _restart(backend: Backend, wal_dir: str) -> BootState:
+def _restart(backend: Backend, wal_dir: str, *, force_new: bool = False) -> BootState:
     wal, state = WAL.open(wal_dir)
     meta = json.loads(state.metadata)
     ci, ct = backend.consistent_index()
@@ -105,12 +112,35 @@ def _restart(backend: Backend, wal_dir: str) -> BootState:
         wal.save_snapshot(ci, ct)
     if tail and tail[0].index != ci + 1:
         raise BootError(f"the WAL misses entries {ci + 1}..{tail[0].index - 1} after the backend's applied index")
-    storage.append(tail)
     hs = state.hard_state
     if hs.commit < ci:
         hs = HardState(hs.term, hs.vote, ci)
+    mid = int(meta["member_id"])
+    if force_new:
+        try:
+            tail, hs = _force_new_cluster(mid, wal, load_conf_state(backend), hs, tail)
+        except BaseException:
+            wal.close()
+            raise
+    storage.append(tail)
     storage.set_hard_state(hs)
-    return BootState(int(meta["member_id"]), int(meta["cluster_id"]), wal, storage, ci)
+    return BootState(mid, int(meta["cluster_id"]), wal, storage, ci)
+
+
+def _force_new_cluster(mid: int, wal: WAL, cs: ConfState, hs: HardState,
+                       tail: list[Entry]) -> tuple[list[Entry], HardState]:
+    """Make the log one of a one-member cluster (``force_new_cluster``), durably, before raft sees it."""
+    try:
+        plan = force_new_cluster.plan(mid, hs, cs, tail)
+    except force_new_cluster.ForceNewClusterError as err:
+        raise BootError(f"--force-new-cluster: {err}") from None
+    # Written at the index after the commit: on replay they replace the discarded tail.
+    wal.save(plan.hard_state, plan.appended)
+    log.warning("forcing a new one-member cluster: remove --force-new-cluster once the cluster is back, or the "
+                "next restart drops the members added meanwhile", extra={"fields": {
+                    "member-id": f"{mid:x}", "removed-members": [f"{m:x}" for m in plan.removed],
+                    "discarded-uncommitted-entries": plan.discarded, "commit-index": plan.hard_state.commit}})
+    return plan.entries, plan.hard_state
 
 
 def _new(cfg: Config, backend: Backend, wal_dir: str) -> BootState:
@@ -151,7 +181,7 @@ def _join(cfg: Config, backend: Backend, wal_dir: str, info: ClusterInfo) -> Boo
 
 def needs_cluster_info(cfg: Config) -> bool:
     """A member joining an existing cluster with an empty data dir must ask the cluster first."""
-    return cfg.initial_cluster_state == "existing" and not WAL.exists(os.path.join(cfg.data_dir, "member", "wal"))
+    return cfg.initial_cluster_state == "existing" and not WAL.exists(cfg.wal_path)
 
 
 async def fetch_cluster(cfg: Config, timeout: float = 30.0) -> ClusterInfo:

@@ -20,7 +20,7 @@ from etcdx.server.stores import Stores
 
 log = logging.getLogger("etcdx.server")
 
-STEP_ENTRIES = 1000  # key-bucket entries per step between Ready batches
+STEP_ENTRIES = 1000  # key-bucket entries per step between Ready batches (--experimental-compaction-batch-limit)
 BOOT_STEP_ENTRIES = 10000
 REVISION_MODE_INTERVAL = 300.0  # seconds between looks in revision mode, as etcd
 InternalRaftRequest = raft_internal_pb2.InternalRaftRequest
@@ -29,8 +29,9 @@ InternalRaftRequest = raft_internal_pb2.InternalRaftRequest
 class Compactor:
     def __init__(self, stores: Stores, *, mode: str, retention: str,
                  propose: Callable[[InternalRaftRequest], Awaitable[Any]],
-                 is_leader: Callable[[], bool]) -> None:
+                 is_leader: Callable[[], bool], step_entries: int = STEP_ENTRIES) -> None:
         self.stores = stores
+        self._step_entries = step_entries
         self._mode = mode
         self._retention = parse_retention(mode, retention)
         self._propose = propose
@@ -54,7 +55,7 @@ class Compactor:
         if self.done.is_set():
             return
         with self.stores.backend.write() as btx:
-            finished = self.stores.kv.compact_step(btx, STEP_ENTRIES)
+            finished = self.stores.kv.compact_step(btx, self._step_entries)
         if finished:
             self.done.set()
 

@@ -47,7 +47,7 @@ from etcdx.server.corruption import CorruptionChecker
 from etcdx.server.headers import Headers
 from etcdx.server.ids import IdGenerator
 from etcdx.server.kv_requests import KVRequests, Quota
-from etcdx.server.leader_link import LeaderLink
+from etcdx.server.leader_link import LeaderLink, LeaderMonitor
 from etcdx.server.leases import LeaseJobs, LeaseRequests
 from etcdx.server.maintenance import Maintenance
 from etcdx.server.proposals import Proposals
@@ -56,11 +56,14 @@ from etcdx.server.read_index import AppliedIndex, ReadIndex
 from etcdx.server.snapshots import Snapshotter, clean_stale_copies
 from etcdx.server.stores import Stores
 from etcdx.transport import RemoteError, Transport, snapshot_db_path
+from etcdx.wal import WAL
 
 log = logging.getLogger("etcdx.server")
 
 SWEEP_INTERVAL = 0.25  # seconds between sweeps for timed-out proposals and lost read rounds
 WATCH_SYNC_INTERVAL = 0.1
+TICK_ADVANCE_WAIT = 5.0  # seconds to wait for peers before giving up the initial tick advance, as etcd
+TICK_ADVANCE_POLL = 0.05
 InternalRaftRequest = raft_internal_pb2.InternalRaftRequest
 
 
@@ -69,7 +72,7 @@ class EtcdServer:
         self.cfg = cfg
         self.data_dir = cfg.data_dir
         self.member_dir = os.path.join(cfg.data_dir, "member")
-        self.wal_dir = os.path.join(self.member_dir, "wal")
+        self.wal_dir = cfg.wal_path
         self.snap_dir = os.path.join(self.member_dir, "snap")
         self.db_dir = os.path.join(self.snap_dir, "db")
         self.transport: Transport | None = None
@@ -85,6 +88,8 @@ class EtcdServer:
         # Called (on the loop) right after the backend file is replaced: other
         # processes reading it (API workers) must reopen it.
         self.on_backend_swap: list[Callable[[], None]] = []
+        self._warn_apply = cfg.warning_apply_duration  # seconds: a slower apply batch is logged
+        self._conf_changed = False  # since the last Ready
 
     # -- assembly ------------------------------------------------------------------
 
@@ -95,6 +100,10 @@ class EtcdServer:
         when this member joins an existing cluster with an empty data dir.
         """
         cfg = self.cfg
+        default_wal = os.path.join(self.member_dir, "wal")
+        if os.path.abspath(self.wal_dir) != os.path.abspath(default_wal) and WAL.exists(default_wal):
+            raise bootstrap.BootError(f"the data dir has its WAL in {default_wal}, not in --wal-dir {self.wal_dir}: "
+                                      "move it there (or drop --wal-dir)")
         os.makedirs(self.member_dir, exist_ok=True)
         backend = Backend(self.db_dir)
         clean_stale_copies(self.snap_dir)
@@ -104,16 +113,17 @@ class EtcdServer:
         tokens = parse_token_options(cfg.auth_token, simple_ttl=cfg.auth_token_ttl)
         self.stores = Stores(backend, min_lease_ttl=max(1, -(-3 * cfg.election_timeout // 2000)), tokens=tokens)
         self.hub = WatchHub(backend)
+        self._election_tick = max(2, cfg.election_timeout // cfg.heartbeat_interval)
         rc = RaftConfig(
             id=self.member_id, storage=bs.storage,
-            election_tick=max(2, cfg.election_timeout // cfg.heartbeat_interval),
+            election_tick=self._election_tick,
             heartbeat_tick=1, applied=bs.applied, pre_vote=cfg.pre_vote, check_quorum=True,
             max_size_per_msg=1 << 20, max_inflight_msgs=512,
             max_uncommitted_entries_size=1 << 30, max_committed_size_per_ready=16 << 20)
         node = RawNode(rc)
         self.driver = RaftDriver(node, bs.storage, bs.wal, member_id=self.member_id,
                                  tick_interval=cfg.heartbeat_interval / 1000.0, host=self,
-                                 send=self._send, on_fatal=self._fatal)
+                                 send=self._send, on_fatal=self._fatal, fsync=not cfg.unsafe_no_fsync)
         self.applier = Applier(self.stores, self.member_id, node.apply_conf_change)
         self.headers = Headers(self.cluster_id, self.member_id, lambda: node.term,
                                lambda: self.stores.kv.current_revision)
@@ -121,7 +131,8 @@ class EtcdServer:
         self._applied_at_open = (ci, ct)
         self.compactor = Compactor(self.stores, mode=cfg.auto_compaction_mode,
                                    retention=cfg.auto_compaction_retention, propose=self.propose,
-                                   is_leader=lambda: node.raft_state == StateType.LEADER)
+                                   is_leader=lambda: node.raft_state == StateType.LEADER,
+                                   step_entries=cfg.compaction_batch_limit)
         self.compactor.finish_pending()  # one interrupted by a crash is finished before serving
         cs = bs.storage.snapshot().metadata.conf_state
         if cs.voters == [self.member_id] and not cs.learners:
@@ -142,6 +153,7 @@ class EtcdServer:
         self.leader = LeaderLink(lambda: node.lead, lambda: self.transport,
                                  election_timeout=cfg.election_timeout / 1000.0,
                                  heartbeat_interval=cfg.heartbeat_interval / 1000.0, request_timeout=timeout)
+        self.leader_monitor = LeaderMonitor(lambda: node.lead, cfg.election_timeout / 1000.0)
         self.quota = Quota(self.stores, cfg.quota_bytes, self.member_id, self.propose)
         self.auth = AuthRequests(self.stores, self.headers, self.applied, propose=self.propose,
                                  barrier=self.linearizable_barrier, commit_index=lambda: node.commit,
@@ -168,7 +180,8 @@ class EtcdServer:
                                   propose=self.propose, barrier=self.linearizable_barrier,
                                   on_removed=self._removed_from_cluster)
         self.snapshotter = Snapshotter(self.stores, driver, self.applied, snap_dir=self.snap_dir,
-                                       snapshot_count=cfg.snapshot_count, catchup_entries=cfg.catchup_entries)
+                                       snapshot_count=cfg.snapshot_count, catchup_entries=cfg.catchup_entries,
+                                       release_wal=cfg.max_wals != 0)
         self._watch_kick = asyncio.Event()
         self.corruption = CorruptionChecker(
             self.stores, member_id=self.member_id, transport=lambda: self.transport, propose=self.propose,
@@ -195,7 +208,8 @@ class EtcdServer:
         jobs: list[Callable[[], Awaitable[None]]] = [
             self.driver.run, self._run_sweeper, self._run_watch_sync, self.quota.run,
             self.lease_jobs.run_expiry, self.lease_jobs.run_checkpoints, self.compactor.run_auto,
-            self.snapshotter.run, self.cluster.run_publish, self.cluster.run_removal_check]
+            self.snapshotter.run, self.cluster.run_publish, self.cluster.run_removal_check,
+            self.leader_monitor.run, self._advance_election_ticks]
         check_every = parse_duration(self.cfg.experimental_corrupt_check_time)
         if check_every > 0:
             jobs.append(lambda: self.corruption.run_periodic(check_every))
@@ -264,7 +278,13 @@ class EtcdServer:
         return None
 
     def _apply_now(self, entries: list[Entry]) -> None:
+        started = time.monotonic()
         out = self.applier.apply(entries)
+        took = time.monotonic() - started
+        if took > self._warn_apply:
+            log.warning("apply request took too long", extra={"fields": {
+                "took": f"{took:.6f}s", "expected-duration": self.cfg.experimental_warning_apply_duration,
+                "entries": len(entries), "first-index": entries[0].index if entries else 0}})
         if not out.last_index:
             return
         if out.auth_changed:
@@ -274,6 +294,7 @@ class EtcdServer:
         self.quota.db_size = self.stores.backend.size()
         if out.conf_changed:
             self._sync_peers()
+            self._conf_changed = True
         if out.compaction_scheduled:
             self.compactor.scheduled()
         for events, rev in out.events:
@@ -300,6 +321,33 @@ class EtcdServer:
 
     def after_ready(self) -> None:
         self.compactor.step()
+        if self._conf_changed:
+            self._conf_changed = False
+            self._campaign_if_alone()
+
+    def _campaign_if_alone(self) -> None:
+        """A voter left alone in the configuration (--force-new-cluster) leads at once, not after a timeout."""
+        node = self.driver.node
+        cs = node.status().conf_state
+        if cs.voters == [self.member_id] and not cs.voters_outgoing and node.raft_state != StateType.LEADER:
+            node.campaign()
+            self.driver.wake()
+
+    async def _advance_election_ticks(self) -> None:
+        """etcd's --initial-election-tick-advance: once two peers are connected, a member that heard from
+        no leader is left two ticks short of its election timeout, so a cluster starting up elects fast."""
+        if not self.cfg.initial_election_tick_advance:
+            return
+        node = self.driver.node
+        for _ in range(int(TICK_ADVANCE_WAIT / TICK_ADVANCE_POLL)):
+            await asyncio.sleep(TICK_ADVANCE_POLL)
+            active = sum(1 for pid in self._peer_urls if self.transport.is_active(pid))
+            if active > 1:
+                if node.lead == 0:
+                    self.driver.advance_ticks(self._election_tick - 2)
+                    log.info("fast-forwarded election ticks", extra={"fields": {
+                        "ticks": self._election_tick - 2, "active-peers": active}})
+                return
 
     async def install_snapshot(self, snap: Snapshot) -> None:
         """Replace the backend by the one the leader sent with this snapshot."""

@@ -45,3 +45,40 @@ class LeaderLink:
             raise errors.EtcdError(code, message) from None
         except TransportError:
             raise errors.TIMEOUT_DUE_TO_LEADER_FAIL from None
+
+
+NO_LEADER_TIMEOUTS = 3  # election timeouts without a leader before leader-requiring streams end
+
+
+class LeaderMonitor:
+    """Ends the streams that require a leader once this member has had none for a while.
+
+    A client that asks for it (gRPC metadata ``hasleader: true``) wants its watch
+    to fail over rather than hang on a member cut off from its cluster. As in
+    etcd, such a stream is refused while there is no leader, and ended with "no
+    leader" once the member has been leaderless for ``NO_LEADER_TIMEOUTS``
+    election timeouts in a row (reconnecting is costlier than refusing, so this
+    is slower than refusing a new stream).
+    """
+
+    def __init__(self, lead: Callable[[], int], election_timeout: float) -> None:
+        self._lead = lead
+        self._election_timeout = election_timeout
+        self._streams: set[Callable[[errors.EtcdError], None]] = set()
+
+    def register(self, end: Callable[[errors.EtcdError], None]) -> Callable[[], None]:
+        """Watch over one stream; ``end(err)`` ends it. Returns the function that stops watching."""
+        if not self._lead():
+            raise errors.NO_LEADER
+        self._streams.add(end)
+        return lambda: self._streams.discard(end)
+
+    async def run(self) -> None:
+        leaderless = 0
+        while True:
+            await asyncio.sleep(self._election_timeout)
+            leaderless = 0 if self._lead() else leaderless + 1
+            if leaderless >= NO_LEADER_TIMEOUTS and self._streams:
+                streams, self._streams = self._streams, set()
+                for end in streams:
+                    end(errors.NO_LEADER)

@@ -57,7 +57,7 @@ class RaftDriver:
     def __init__(self, node: RawNode, storage: MemoryStorage, wal: WAL, *, member_id: int,
                  tick_interval: float, host: ReadyHost,
                  send: Callable[[list[Message]], None],
-                 on_fatal: Callable[[str], None]) -> None:
+                 on_fatal: Callable[[str], None], fsync: bool = True) -> None:
         self.node = node
         self.storage = storage
         self.wal = wal
@@ -66,6 +66,7 @@ class RaftDriver:
         self._host = host
         self._send = send
         self._on_fatal = on_fatal
+        self._fsync = fsync  # False only with --unsafe-no-fsync
         self._io = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="etcdx-wal")
         self._wake = asyncio.Event()
         self.halted = False
@@ -100,6 +101,12 @@ class RaftDriver:
             log.warning("dropped a bad message from a peer", extra={"fields": {
                 "from": f"{m.from_:x}", "type": m.type.name, "reason": why,
                 "dropped-total": self.dropped_peer_messages}})
+
+    def advance_ticks(self, n: int) -> None:
+        """Tick the raft core ``n`` times at once (etcd's initial election tick advance)."""
+        for _ in range(n):
+            self.node.tick()
+        self._wake.set()
 
     def fail(self, reason: str) -> None:
         """A broken invariant: stop persisting, sending and applying, and tell the server."""
@@ -146,7 +153,7 @@ class RaftDriver:
                         if rd.snapshot is not None and not rd.snapshot.is_empty():
                             await host.install_snapshot(rd.snapshot)
                         if rd.entries or rd.hard_state is not None:
-                            await self._persist(rd.hard_state, rd.entries, rd.must_sync)
+                            await self._persist(rd.hard_state, rd.entries, rd.must_sync and self._fsync)
                     elif kind is StepKind.APPLY:
                         pending = host.apply(rd.committed_entries)
                         if pending is not None:

@@ -34,13 +34,14 @@ def clean_stale_copies(snap_dir: str) -> None:
 
 class Snapshotter:
     def __init__(self, stores: Stores, driver: RaftDriver, applied: AppliedIndex, *, snap_dir: str,
-                 snapshot_count: int, catchup_entries: int) -> None:
+                 snapshot_count: int, catchup_entries: int, release_wal: bool = True) -> None:
         self.stores = stores
         self.driver = driver
         self.applied = applied
         self.snap_dir = snap_dir
         self.snapshot_count = snapshot_count
         self.catchup_entries = catchup_entries
+        self.release_wal = release_wal  # False with --max-wals 0: every WAL segment is kept
         self.entries_since = 0  # applied since the last snapshot marker
 
     async def run(self) -> None:
@@ -63,7 +64,8 @@ class Snapshotter:
                 storage.compact(compact_to)
         except RaftError as err:  # a newer snapshot was installed meanwhile
             log.info("skipped log compaction", extra={"fields": {"reason": str(err)}})
-        await driver.in_wal_thread(lambda: driver.wal.release_to(index))
+        if self.release_wal:
+            await driver.in_wal_thread(lambda: driver.wal.release_to(index))
         self.entries_since = 0
         log.info("saved snapshot", extra={"fields": {"index": index, "term": term,
                                                      "log-first-index": storage.first_index()}})

@@ -31,8 +31,7 @@ def test_flags_and_etcd_variables_fill_both_sides(pki):
             "--peer-cert-allowed-cn", "m1", "--cipher-suites",
             "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"]
     env = {"ETCD_PEER_CERT_FILE": pki["cert"], "ETCD_PEER_KEY_FILE": pki["key"],
-           "ETCD_PEER_TRUSTED_CA_FILE": pki["ca"], "ETCD_TLS_MAX_VERSION": "TLS1.3",
-           "ETCD_CLIENT_CERT_AUTH": "false"}  # the flag beats the variable
+           "ETCD_PEER_TRUSTED_CA_FILE": pki["ca"], "ETCD_TLS_MAX_VERSION": "TLS1.3"}
     cfg, _ = load(argv, env)
     client, peer = cfg.client_tls_info(), cfg.peer_tls_info()
     assert (client.cert_file, client.key_file, client.trusted_ca_file) == (pki["cert"], pki["key"], pki["ca"])
@@ -47,7 +46,6 @@ def test_flags_and_etcd_variables_fill_both_sides(pki):
     (["--peer-auto-tls"], True),
     (["--peer-auto-tls=true"], True),
     (["--peer-auto-tls=false"], False),
-    (["--peer-auto-tls", "false"], False),
     (["--peer-auto-tls", "--name", "m1"], True),
 ])
 def test_a_boolean_flag_alone_means_true_as_with_go_flags(argv, expected):
@@ -67,6 +65,7 @@ def test_peer_tls_is_mutual_whenever_a_peer_ca_is_given(pki):
 def test_auto_tls_certificates_live_under_the_data_dir_for_the_listen_hosts(tmp_path):
     cfg, _ = load(["--data-dir", str(tmp_path / "d"), "--auto-tls", "--peer-auto-tls",
                    "--listen-client-urls", "https://127.0.0.1:2379,https://localhost:2381",
+                   "--advertise-client-urls", "https://127.0.0.1:2379",
                    "--listen-peer-urls", "https://10.0.0.7:2380"], {})
     client, peer = cfg.client_tls_info(), cfg.peer_tls_info()
     assert client.auto_tls_dir == str(tmp_path / "d" / "fixtures" / "client")
@@ -107,7 +106,7 @@ def test_yaml_transport_security_sections(tmp_path: pathlib.Path, pki):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--listen-client-urls", "https://127.0.0.1:2379"],
+    (["--listen-client-urls", "https://127.0.0.1:2379", "--advertise-client-urls", "https://127.0.0.1:2379"],
      "TLS key/cert (--cert-file, --key-file) must be provided for client url https://127.0.0.1:2379 with HTTPS scheme"),
     (["--listen-peer-urls", "https://127.0.0.1:2380", "--peer-trusted-ca-file", "{ca}"],
      "cannot listen on TLS for 127.0.0.1:2380: KeyFile and CertFile are not presented"),
