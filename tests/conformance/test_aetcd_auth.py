@@ -27,7 +27,9 @@ def run_aetcd_tests(member: procs.Member, *tests: str) -> subprocess.CompletedPr
                PYTHONPATH=os.pathsep.join(filter(None, [str(SUITE), os.environ.get("PYTHONPATH")])))
     env = {k: v for k, v in env.items() if not k.startswith("ETCDCTL_") or k == "ETCDCTL_API"}
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "aetcd_conftest",
+        # etcdx's own pytest plugin would import etcdx.pb into the process: aetcd's protos clash with it
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:etcdx.testing.plugin",
+         "-p", "aetcd_conftest",
          "-p", "endpoint_plugin", "-c", str(SUITE / "pytest.ini"), "--rootdir", str(SUITE),
          *(str(SUITE / t) for t in tests)],
         capture_output=True, text=True, env=env, cwd=SUITE, timeout=150, check=False)
