@@ -287,6 +287,34 @@ class Server:
         with self.channel() as ch:
             rpc_pb2_grpc.KVStub(ch).Put(rpc_pb2.PutRequest(key=key, value=value), timeout=timeout)
 
+    def auth_on(self, user: str, password: str, timeout: float = 30.0) -> None:
+        """Users ``root`` and ``user`` (a role with read and write on every key, not root), then
+        auth on. Parts that exist already (a repeated run) are kept."""
+        from etcdx.pb import auth_pb2
+
+        every_key = auth_pb2.Permission(permType=auth_pb2.Permission.READWRITE, key=b"\x00", range_end=b"\x00")
+        with self.channel() as ch:
+            auth = rpc_pb2_grpc.AuthStub(ch)
+            for call, req in (
+                    (auth.UserAdd, rpc_pb2.AuthUserAddRequest(name="root", password=password)),
+                    (auth.UserGrantRole, rpc_pb2.AuthUserGrantRoleRequest(user="root", role="root")),
+                    (auth.UserAdd, rpc_pb2.AuthUserAddRequest(name=user, password=password)),
+                    (auth.RoleAdd, rpc_pb2.AuthRoleAddRequest(name=user)),
+                    (auth.RoleGrantPermission, rpc_pb2.AuthRoleGrantPermissionRequest(name=user, perm=every_key)),
+                    (auth.UserGrantRole, rpc_pb2.AuthUserGrantRoleRequest(user=user, role=user)),
+                    (auth.AuthEnable, rpc_pb2.AuthEnableRequest())):
+                try:
+                    call(req, timeout=timeout)
+                except grpc.RpcError as err:
+                    if err.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                        raise
+
+    def auth_off(self, password: str, timeout: float = 30.0) -> None:
+        with self.channel() as ch:
+            auth = rpc_pb2_grpc.AuthStub(ch)
+            token = auth.Authenticate(rpc_pb2.AuthenticateRequest(name="root", password=password), timeout=timeout).token
+            auth.AuthDisable(rpc_pb2.AuthDisableRequest(), metadata=[("token", token)], timeout=timeout)
+
     def count_keys(self, timeout: float = 120.0) -> int:
         """Number of keys in the whole key space (count_only Range over everything)."""
         with self.channel() as ch:

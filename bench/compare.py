@@ -4,9 +4,12 @@ side by side with the ratio etcdx/etcd.  Both servers are up during the put/rang
 scenarios and each workload runs on one right after the other (the machine is shared and
 its load drifts); the bulk scenario runs on a fresh server per system, one after the other.
 
-Scenarios (--scenarios, comma-separated; default put,range,watch,bulk):
+Scenarios (--scenarios, comma-separated; default put,range,watch,auth,bulk):
   put      Put throughput and latency with 1, 64 and 256 clients (etcd's Go benchmark tool).
   range    Single-key Range, linearizable and serializable, 256 clients (Go tool).
+  auth     Put (64 clients) and Range (256 clients) as a user that is not root, with a simple
+           token on every request and a key-range grant checked (Go tool, --user); auth is
+           turned on for the scenario and off after it.
   watch    Watch delivery latency at a fixed put rate, and events/s unthrottled (bench/loadgen.py).
   loadgen  Put and serializable Range at 64 clients driven by bench/loadgen.py (the Python client).
   bulk     Load --keys keys of 256 B, then RSS and data-dir size, SIGTERM, restart, time to
@@ -50,6 +53,7 @@ ETCDX_CMD = "{python} -m etcdx.main " + _FLAGS
 VAL_SIZE = 256
 KEY_SIZE = 8
 RANGE_KEY = "bench-range-key"
+AUTH_USER, AUTH_PASSWORD = "bench", "benchpw"
 
 # Per scenario: totals for --quick and for a full run.
 SIZES = {
@@ -178,6 +182,29 @@ class Runner:
             "range_l_c256": self.range(srv, "l", 256, 16, s["range"]),
             "range_s_c256": self.range(srv, "s", 256, 16, s["range"]),
         }
+
+    def scenario_auth(self, srv: Server) -> dict:
+        if not self.use_go:
+            raise RuntimeError("the auth scenario needs etcd's Go benchmark tool (it logs in with --user)")
+        s = self.sizes
+        user = ["--user", f"{AUTH_USER}:{AUTH_PASSWORD}"]
+        srv.put(RANGE_KEY.encode(), b"v" * VAL_SIZE)
+        srv.auth_on(AUTH_USER, AUTH_PASSWORD)
+        try:
+            return {
+                "auth_put_c64": with_cpu(srv, s["put64"], lambda: go_tool(
+                    srv.endpoint, 64, 8, [*user, "put", "--key-size", str(KEY_SIZE), "--val-size", str(VAL_SIZE),
+                                          "--total", str(s["put64"]), "--sequential-keys", "--key-space-size",
+                                          str(s["put64"])], self.timeout)),
+                "auth_range_l_c256": with_cpu(srv, s["range"], lambda: go_tool(
+                    srv.endpoint, 256, 16, [*user, "range", RANGE_KEY, "--consistency", "l", "--total",
+                                            str(s["range"])], self.timeout)),
+                "auth_range_s_c256": with_cpu(srv, s["range"], lambda: go_tool(
+                    srv.endpoint, 256, 16, [*user, "range", RANGE_KEY, "--consistency", "s", "--total",
+                                            str(s["range"])], self.timeout)),
+            }
+        finally:
+            srv.auth_off(AUTH_PASSWORD)
 
     def scenario_watch(self, srv: Server) -> dict:
         s = self.sizes
@@ -396,6 +423,14 @@ ROWS = [
     ("range serializable 256c: req/s", "workloads.range_s_c256.throughput", None),
     ("range serializable 256c: p99 ms", "workloads.range_s_c256.p99_ms", None),
     ("range serializable 256c: server CPU us/req", "workloads.range_s_c256.server_cpu_us_per_req", None),
+    ("put 64 clients, user token: req/s", "workloads.auth_put_c64.throughput", None),
+    ("put 64 clients, user token: server CPU us/req", "workloads.auth_put_c64.server_cpu_us_per_req", None),
+    ("range linearizable 256c, user token: req/s", "workloads.auth_range_l_c256.throughput", None),
+    ("range linearizable 256c, user token: server CPU us/req",
+     "workloads.auth_range_l_c256.server_cpu_us_per_req", None),
+    ("range serializable 256c, user token: req/s", "workloads.auth_range_s_c256.throughput", None),
+    ("range serializable 256c, user token: server CPU us/req",
+     "workloads.auth_range_s_c256.server_cpu_us_per_req", None),
     ("watch delivery (fixed rate): p50 ms", "workloads.watch_latency.delivery_after_send.p50_ms", None),
     ("watch delivery (fixed rate): p99 ms", "workloads.watch_latency.delivery_after_send.p99_ms", None),
     ("watch events missing", "workloads.watch_latency.events_missing", None),
@@ -492,8 +527,8 @@ def report(results: list[dict], rows: list[dict], systems: list[str], path, *, f
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small totals (a smoke run of a minute or two)")
-    p.add_argument("--scenarios", default="put,range,watch,bulk",
-                   help="comma-separated: put,range,watch,loadgen,bulk (default put,range,watch,bulk)")
+    p.add_argument("--scenarios", default="put,range,watch,auth,bulk",
+                   help="comma-separated: put,range,watch,auth,loadgen,bulk (default put,range,watch,auth,bulk)")
     p.add_argument("--keys", type=int, help="keys for the bulk scenario (default 1,000,000; --quick 20,000)")
     p.add_argument("--systems", default="etcd,etcdx",
                    help="which servers, in order; ratios are against the first (default etcd,etcdx). "
@@ -515,7 +550,7 @@ def main(argv=None) -> int:
     p.add_argument("--etcdx-cmd", default=ETCDX_CMD, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.scenarios = [s for s in args.scenarios.split(",") if s]
-    known = {"put", "range", "watch", "loadgen", "bulk"}
+    known = {"put", "range", "watch", "auth", "loadgen", "bulk"}
     if set(args.scenarios) - known:
         raise SystemExit(f"unknown scenarios {sorted(set(args.scenarios) - known)}; known: {sorted(known)}")
     systems = [s for s in args.systems.split(",") if s]

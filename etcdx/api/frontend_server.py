@@ -14,11 +14,12 @@ HTTP requests on the same port (the JSON gateway, /health, /metrics) go to an
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any, AsyncIterator, Callable
 
 from etcdx.api.context import NO_CONTEXT, CallContext
-from etcdx.api.rpcs import Kind, Rpc, served
+from etcdx.api.rpcs import Kind, Rpc, parse as parse_request, served
 from etcdx.api.watch import GRPC_OVERHEAD_BYTES
 from etcdx.frontend import Call, FrontEnd, Router, Stream
 from etcdx.frontend.httpapi import HttpHandler
@@ -68,7 +69,7 @@ def _raw_unary(raw: Callable[[bytes, CallContext], Any]) -> Callable[[bytes, Cal
 
 
 def _unary(rpc: Rpc, fn: Callable[[Any, CallContext], Any]) -> Callable[[bytes, Call], Any]:
-    parse, serialize = rpc.request.FromString, rpc.response.SerializeToString
+    parse, serialize = functools.partial(parse_request, rpc.request), rpc.response.SerializeToString
 
     async def handle(body: bytes, call: Call) -> bytes:
         return serialize(await fn(parse(body), call_context(call)))
@@ -76,7 +77,7 @@ def _unary(rpc: Rpc, fn: Callable[[Any, CallContext], Any]) -> Callable[[bytes, 
 
 
 def _server_stream(rpc: Rpc, fn: Callable[[Any, CallContext], AsyncIterator[Any]]) -> Callable:
-    parse, serialize = rpc.request.FromString, rpc.response.SerializeToString
+    parse, serialize = functools.partial(parse_request, rpc.request), rpc.response.SerializeToString
 
     async def handle(stream: Stream, call: Call) -> None:
         body = await stream.recv()
@@ -92,7 +93,7 @@ def _server_stream(rpc: Rpc, fn: Callable[[Any, CallContext], AsyncIterator[Any]
 
 
 def _bidi_stream(rpc: Rpc, fn: Callable[[AsyncIterator[Any], CallContext], AsyncIterator[Any]]) -> Callable:
-    parse, serialize = rpc.request.FromString, rpc.response.SerializeToString
+    parse, serialize = functools.partial(parse_request, rpc.request), rpc.response.SerializeToString
 
     async def handle(stream: Stream, call: Call) -> None:
         async def requests() -> AsyncIterator[Any]:

@@ -26,6 +26,9 @@ on: a notice the core queues before a reply reaches the worker before it.
   watch stream exactly as it would a local one.
 - ``NOTICE`` (core → worker): the raft term changed, or the backend file was
   swapped (defragment) and readers must reopen it.
+- ``TOKEN`` (a control call): who a simple auth token names. Simple tokens
+  live in the core's memory; the reply is the user and the auth revision
+  the core looked the token up at (``encode_auth_info``), or etcd's error.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 from etcdx.api import context
 from etcdx.api.context import CallContext
 from etcdx.api.rpcs import RPCS, Kind, Rpc, served
+from etcdx.auth import AuthInfo
 from etcdx.server.errors import REQUEST_CANCELED, EtcdError
 
 log = logging.getLogger("etcdx.ipc")
@@ -57,7 +61,7 @@ TERM_PUSH_INTERVAL = 0.1  # seconds
 CALL, REPLY, ERROR, OPEN, SEND, HALF_CLOSE, CLOSE, CREDIT, END, NOTICE = range(1, 11)
 
 # CALL methods: the worker's control calls, then the RPCs (RPC_BASE + Rpc.index)
-HELLO, READY, BARRIER, KEEPALIVE = range(1, 5)
+HELLO, READY, BARRIER, KEEPALIVE, TOKEN = range(1, 6)
 RPC_BASE = 16
 assert RPC_BASE + len(RPCS) < 256, "a CALL's method is one byte"
 
@@ -65,6 +69,15 @@ assert RPC_BASE + len(RPCS) < 256, "a CALL's method is one byte"
 NOTICE_TERM, NOTICE_REOPEN_BACKEND = 1, 2
 
 INT64 = struct.Struct("<q")
+UINT64 = struct.Struct("<Q")
+
+
+def encode_auth_info(info: AuthInfo) -> bytes:
+    return UINT64.pack(info.revision) + info.username.encode()
+
+
+def decode_auth_info(body: bytes) -> AuthInfo:
+    return AuthInfo(body[UINT64.size:].decode(), UINT64.unpack_from(body)[0])
 
 
 def socket_path(data_dir: str) -> str:
@@ -366,6 +379,11 @@ class _CoreConnection(FrameConnection):
         except EtcdError as err:
             self.send(ERROR, 0, ident, encode_error(err))
             return
+        except Exception:
+            # Never out of frame_received: that would break the worker's connection (and the worker).
+            log.exception("API worker call failed")
+            self.send(ERROR, 0, ident, encode_error(INTERNAL))
+            return
         if isinstance(result, bytes):
             self.send(REPLY, 0, ident, result)
             return
@@ -419,6 +437,11 @@ class _CoreConnection(FrameConnection):
             return b""
         if method == KEEPALIVE:
             return INT64.pack(await self.server.leases.renew(INT64.unpack(body)[0]))
+        if method == TOKEN:
+            info = await self.server.auth.identify(CallContext(token=body.decode(errors="replace")))
+            if info is None:
+                raise INTERNAL  # a worker asks only about a token it was given
+            return encode_auth_info(info)
         rpc = _rpc(method)
         fn = getattr(handlers, rpc.method, None) if rpc is not None and rpc.kind is Kind.UNARY else None
         if fn is None:

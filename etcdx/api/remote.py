@@ -11,6 +11,17 @@ processes the local read that follows sees it all. Watch and Snapshot streams
 are relayed to the core (it owns the watch hub), everything else is a call to
 the core over ``etcdx.api.ipc``, checked here first so a bad request costs the
 core nothing.
+
+Auth: the reads answered here are checked here, against the auth state read
+in the same LMDB transaction as the data (so check and read see one auth
+revision). A JWT is verified here with the member's key; a simple token lives
+in the core's memory, so the worker asks the core who it names and remembers
+the answer for ``TOKEN_CACHE_SECONDS`` at most (half the token TTL if that is
+shorter), and only while the auth revision it was given at is still the
+current one: every way a simple token dies early (its user deleted, a
+password change, auth disabled) moves the revision, and a token in use is
+renewed by the core at least that often, so it cannot expire while cached.
+Everything forwarded to the core is checked there, with the caller's context.
 """
 
 from __future__ import annotations
@@ -25,17 +36,21 @@ from typing import Any, AsyncIterator, Callable
 from etcdx.api import context, ipc, validate
 from etcdx.api.context import CallContext
 from etcdx.api.rpcs import BY_METHOD, RPCS, Kind, Rpc
+from etcdx.auth import AuthError, AuthInfo, AuthState, AuthStore, SimpleTokens, checks, identity, parse_token_options
 from etcdx.backend import Backend
 from etcdx.mvcc import KVStore
 from etcdx.pb import rpc_pb2
 from etcdx.server import errors, kvops
 from etcdx.server.config import Config
 from etcdx.server.errors import EtcdError
+from etcdx.server.auth_requests import etcd_error
 from etcdx.server.headers import Headers
-from etcdx.server.kv_requests import read_only_txn, txn_all_serializable, txn_has_write
+from etcdx.server.kv_requests import read_only_txn_at, txn_all_serializable, txn_has_write
 
 log = logging.getLogger("etcdx.api.remote")
 
+TOKEN_CACHE_SECONDS = 1.0
+TOKEN_CACHE_SIZE = 4096
 _PUT = ipc.RPC_BASE + BY_METHOD["Put"].index
 _DELETE_RANGE = ipc.RPC_BASE + BY_METHOD["DeleteRange"].index
 
@@ -188,6 +203,11 @@ class WorkerHandlers:
         self.cluster_id: int = hello["cluster_id"]
         conn.term = hello["term"]
         self.db_dir: str = hello["db_dir"]
+        tokens = parse_token_options(self.cfg.auth_token, simple_ttl=self.cfg.auth_token_ttl)
+        # JWTs (and "no tokens") are checked here; simple tokens only the core knows.
+        self._local_tokens = None if isinstance(tokens, SimpleTokens) else tokens
+        self._simple_tokens: collections.OrderedDict[str, tuple[AuthInfo, float]] = collections.OrderedDict()
+        self._token_cache_seconds = min(TOKEN_CACHE_SECONDS, self.cfg.auth_token_ttl / 2)
         self._open_backend()
         conn.on_reopen = self._reopen_backend
         self.headers = Headers(self.cluster_id, self.member_id, lambda: conn.term,
@@ -209,6 +229,7 @@ class WorkerHandlers:
     def _open_backend(self) -> None:
         self.backend = Backend(self.db_dir, readonly=True)
         self.kv = KVStore(self.backend)
+        self.auth = AuthStore(self.backend)
 
     def _reopen_backend(self) -> None:
         """The core swapped the backend file (defragment, snapshot): read the new one from now on.
@@ -272,8 +293,15 @@ class WorkerHandlers:
         validate.check_range(r)
         if not r.serializable:
             await self.linearizable_barrier()
+        info = await self._identify(ctx) if ctx.token or ctx.cert_cn else None
         resp = rpc_pb2.RangeResponse()
-        kvops.do_range(self.kv, r, resp)
+        with self.backend.read() as rtx:
+            state = self.auth.state(rtx)
+            if state.enabled:
+                _checked(checks.check_range, state, info, r)
+            kvops.do_range(kvops.ReadView(self.kv, rtx), r, resp)
+            if info is not None:
+                _checked(checks.recheck_revision, state, info)
         self.headers.fill(resp.header)
         return resp
 
@@ -283,9 +311,42 @@ class WorkerHandlers:
             return await self._forward(BY_METHOD["Txn"], r, ctx)
         if not txn_all_serializable(r):
             await self.linearizable_barrier()
-        resp = read_only_txn(self.backend, self.kv, r)
+        info = await self._identify(ctx) if ctx.token or ctx.cert_cn else None
+        with self.backend.read() as rtx:
+            state = self.auth.state(rtx)
+            if state.enabled:
+                _checked(checks.check_txn, state, info, r, _no_lease_keys)
+            resp = read_only_txn_at(rtx, self.kv, r)
+            if info is not None:
+                _checked(checks.recheck_revision, state, info)
         self.headers.fill(resp.header)
         return resp
+
+    # -- who ------------------------------------------------------------------------------
+
+    async def _identify(self, ctx: CallContext) -> AuthInfo | None:
+        """Who the caller is, as the core would say (``AuthRequests.identify``)."""
+        state = self.auth.state()
+        if not ctx.token:
+            if self.cfg.client_cert_auth:
+                return identity.from_common_name(state, ctx.cert_cn)
+            return None
+        if self._local_tokens is not None:
+            return _checked(identity.from_token, state, self._local_tokens, ctx.token)
+        return await self._simple_token(ctx.token, state)
+
+    async def _simple_token(self, token: str, state: AuthState) -> AuthInfo:
+        cache = self._simple_tokens
+        now = self._loop.time()
+        hit = cache.get(token)
+        if hit is not None and hit[1] > now and hit[0].revision == state.revision:
+            return hit[0]
+        info = ipc.decode_auth_info(await self.conn.call(ipc.TOKEN, token.encode()))
+        cache[token] = (info, now + self._token_cache_seconds)
+        cache.move_to_end(token)
+        while len(cache) > TOKEN_CACHE_SIZE:
+            cache.popitem(last=False)
+        return info
 
     # -- checked here, answered by the core -----------------------------------------------
 
@@ -350,6 +411,18 @@ class WorkerHandlers:
                 pump.cancel()
                 await asyncio.gather(pump, return_exceptions=True)
             stream.close()
+
+
+def _checked(check: Callable[..., Any], *args: Any) -> Any:
+    """One of the auth package's checks or lookups, its refusal as etcd's error."""
+    try:
+        return check(*args)
+    except AuthError as err:
+        raise etcd_error(err) from None
+
+
+def _no_lease_keys(lease_id: int) -> list[bytes]:
+    return []  # a read-only txn attaches nothing to a lease
 
 
 async def _pump(requests: AsyncIterator[Any], stream: RemoteStream) -> None:

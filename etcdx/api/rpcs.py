@@ -23,8 +23,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf import message_factory
+from google.protobuf.message import DecodeError
 
 from etcdx.pb import rpc_pb2
+from etcdx.server.errors import EtcdError
 
 
 class Kind(enum.Enum):
@@ -70,6 +72,15 @@ RPCS: tuple[Rpc, ...] = _table()
 BY_METHOD: dict[str, Rpc] = {r.method: r for r in RPCS}
 assert len(BY_METHOD) == len(RPCS), "RPC method names must be unique across services"
 SERVICES: tuple[str, ...] = tuple(dict.fromkeys(r.service for r in RPCS))
+
+
+def parse(message_class: Any, body: bytes) -> Any:
+    """A request off the wire; one that does not decode is grpc-go's INTERNAL
+    "grpc: error unmarshalling request: ...", not a failure of the server."""
+    try:
+        return message_class.FromString(body)
+    except DecodeError as err:
+        raise EtcdError("INTERNAL", f"grpc: error unmarshalling request: {err}") from None
 
 
 def served(handlers: object) -> list[Rpc]:

@@ -4,6 +4,11 @@ Control responses (created, canceled, progress) and event responses leave
 the stream in the order etcd promises: a watcher's "created" before its
 events, events in revision order, whole revisions per response (split into
 fragments only for watchers that asked for it).
+
+With auth on, a watch is checked once, when created, with the stream's
+credentials: a refusal is not a stream error but a response that cancels
+the watch as it is created (``watch_id`` -1, the error as ``cancel_reason``),
+as in etcd; the stream stays open.
 """
 
 from __future__ import annotations
@@ -13,7 +18,11 @@ import logging
 from dataclasses import dataclass
 from typing import AsyncIterator
 
+from etcdx.auth import checks
+from etcdx.auth import errors as auth_errors
 from etcdx.pb import rpc_pb2
+from etcdx.server.auth_requests import NO_CREDENTIALS, Credentials
+from etcdx.server.errors import EtcdError
 
 log = logging.getLogger("etcdx.api.watch")
 
@@ -57,6 +66,23 @@ class WatchStream:
     def _push(self, resp: rpc_pb2.WatchResponse) -> None:
         self.control.append(resp)
         self.wakeup.set()
+
+    async def authorize(self, c: rpc_pb2.WatchCreateRequest, creds: Credentials) -> bool:
+        """Whether the stream's caller may watch ``c``'s range; if not, the refusal is queued."""
+        auth = self.s.auth
+        if not auth.state.enabled and not creds.token and not creds.cert_cn:
+            return True
+        try:
+            auth.check(checks.check_watch_create, await auth.identify(creds), c)
+        except EtcdError as err:
+            refusal = err
+        else:
+            return True
+        resp = rpc_pb2.WatchResponse(watch_id=-1, created=True, canceled=True,
+                                     cancel_reason=auth_errors.watch_cancel_reason(refusal))
+        self._header(resp.header, self.hub.revision)
+        self._push(resp)
+        return False
 
     def create(self, c: rpc_pb2.WatchCreateRequest) -> None:
         rev = self.hub.revision
@@ -189,6 +215,7 @@ class WatchStream:
 
 
 async def serve_watch(server, requests: AsyncIterator[rpc_pb2.WatchRequest],
+                      creds: Credentials = NO_CREDENTIALS, *,
                       require_leader: bool = False) -> AsyncIterator[rpc_pb2.WatchResponse]:
     """One Watch stream: the client's requests in, responses out, until the client goes away.
 
@@ -200,7 +227,7 @@ async def serve_watch(server, requests: AsyncIterator[rpc_pb2.WatchRequest],
     stream = WatchStream(server)
     stop_watching = server.leader_monitor.register(stream.end) if require_leader else None
     loop = asyncio.get_running_loop()
-    reader = loop.create_task(_read(requests, stream))
+    reader = loop.create_task(_read(requests, stream, creds))
     reader.add_done_callback(lambda _: stream.wakeup.set())
     ticker = loop.create_task(_tick(stream, server.cfg.watch_progress_notify_interval))
     try:
@@ -229,11 +256,12 @@ async def serve_watch(server, requests: AsyncIterator[rpc_pb2.WatchRequest],
         stream.close()
 
 
-async def _read(requests: AsyncIterator[rpc_pb2.WatchRequest], stream: WatchStream) -> None:
+async def _read(requests: AsyncIterator[rpc_pb2.WatchRequest], stream: WatchStream, creds: Credentials) -> None:
     async for req in requests:
         kind = req.WhichOneof("request_union")
         if kind == "create_request":
-            stream.create(req.create_request)
+            if await stream.authorize(req.create_request, creds):
+                stream.create(req.create_request)
         elif kind == "cancel_request":
             stream.cancel(req.cancel_request.watch_id)
         elif kind == "progress_request":

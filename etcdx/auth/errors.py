@@ -14,6 +14,8 @@ as they are.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 
 class AuthError(Exception):
     """An auth failure a client sees: ``code`` (gRPC status name) and ``message``."""
@@ -91,7 +93,14 @@ _GO_CODE_NAMES = {
 }
 
 
-def watch_cancel_reason(err: AuthError) -> str:
+class CodedError(Protocol):
+    """An error with a gRPC status name and etcd's text (an ``AuthError``, the server's errors)."""
+
+    code: str
+    message: str
+
+
+def watch_cancel_reason(err: CodedError) -> str:
     """The ``cancel_reason`` etcd 3.4 puts on a watch refused at creation (verified)."""
     return f"rpc error: code = {_GO_CODE_NAMES[err.code]} desc = {err.message}"
 

@@ -10,6 +10,13 @@ never holds half a batch.
 The applier knows nothing of asyncio, proposers or watchers: it returns what
 happened (``Applied``), and the server answers proposers, feeds the watch hub
 and reconfigures the transport from that.
+
+Auth is checked here, as etcd's auth applier does: every entry is checked
+against the auth state of the batch so far (``etcdx.auth.checks.check_apply``)
+with the user and auth revision its proposer put in the header, after the
+CORRUPT alarm's refusal and before the quota and the request's own checks,
+so a request authorised under an older auth revision is refused on every
+member alike.
 """
 
 from __future__ import annotations
@@ -19,7 +26,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from etcdx.auth import AUTH_FIELDS, AuthError, AuthState, checks
 from etcdx.backend import WriteTxn
+from etcdx.lease import attachment
 from etcdx.lease import errors as lease_errors
 from etcdx.mvcc.errors import CompactedError, FutureRevisionError
 from etcdx.mvcc.kvstore import current_revision
@@ -47,6 +56,7 @@ class Applied:
     conf_changed: bool = False
     removed_self: bool = False
     compaction_scheduled: bool = False
+    auth_changed: bool = False
     last_index: int = 0
     last_term: int = 0
 
@@ -74,6 +84,7 @@ class Applier:
         if not entries:
             return out
         with self.stores.backend.write() as btx:
+            auth_state = self.stores.auth.state(btx)
             for e in entries:
                 if e.index <= self.backend_index:
                     # In a backend received as a snapshot already; raft still needs its conf changes.
@@ -85,9 +96,13 @@ class Applier:
                         continue  # a new leader's empty entry
                     req = InternalRaftRequest.FromString(e.data)
                     try:
-                        res = self._apply_request(btx, req, out)
+                        res = self._apply_request(btx, req, e.index, auth_state, out)
                     except errors.EtcdError as err:
                         res = err
+                    except AuthError as err:
+                        res = errors.EtcdError(err.code, err.message)
+                    if out.auth_changed and request_kind(req) in AUTH_FIELDS:
+                        auth_state = self.stores.auth.state(btx)  # the next entry sees this change
                     out.results.append((req.header.id, res))
                 elif e.type == EntryType.CONF_CHANGE:
                     cc = decode_conf_change(e)
@@ -101,10 +116,17 @@ class Applier:
 
     # -- one request ------------------------------------------------------------------
 
-    def _apply_request(self, btx: WriteTxn, req: InternalRaftRequest, out: Applied) -> Result:
+    def _apply_request(self, btx: WriteTxn, req: InternalRaftRequest, index: int, auth: AuthState,
+                       out: Applied) -> Result:
         which = request_kind(req)
         if which in _REFUSED_WHEN_CORRUPT and self.stores.alarms.active(CORRUPT):
             raise errors.CORRUPT  # every member alike: the log decides, as etcd's corrupt applier
+        if auth.enabled:
+            checks.check_apply(auth, req, _lease_keys(btx))
+        if which in AUTH_FIELDS:
+            res = self.stores.auth.apply(btx, req, index)
+            out.auth_changed = True
+            return res
         if which in ("put", "delete_range", "txn"):
             return self._apply_kv(btx, which, getattr(req, which), out)
         if which == "compaction":
@@ -224,6 +246,11 @@ class Applier:
             "change": cc.type.name, "member-id": f"{cc.node_id:x}",
             "voters": [f"{v:x}" for v in cs.voters], "learners": [f"{v:x}" for v in cs.learners]}})
         return list(stores.members.values())
+
+
+def _lease_keys(btx: WriteTxn) -> Callable[[int], list[bytes]]:
+    """The keys attached to a lease as of ``btx`` (earlier entries of the batch included)."""
+    return lambda lease_id: [key for _, key in attachment.scan(btx, lease_id)] if lease_id else []
 
 
 # While a CORRUPT alarm is raised these are refused; alarms (to clear it) and membership still apply.

@@ -77,7 +77,7 @@ class ClusterOps:
             out.add(ID=m.id, name=m.name, peerURLs=m.peer_urls, clientURLs=m.client_urls, isLearner=m.is_learner)
 
     async def member_add(self, r: rpc_pb2.MemberAddRequest) -> rpc_pb2.MemberAddResponse:
-        urls = _requested_peer_urls(r)
+        urls = requested_peer_urls(r)
         m = Member(member_id(urls, "", time.time()), "", urls, [], r.isLearner)
         self._check_may_add(voter=not r.isLearner)
         cc = ConfChange(type=ConfChangeType.ADD_LEARNER_NODE if r.isLearner else ConfChangeType.ADD_NODE,
@@ -110,7 +110,7 @@ class ClusterOps:
         return resp
 
     async def member_update(self, r: rpc_pb2.MemberUpdateRequest) -> rpc_pb2.MemberUpdateResponse:
-        urls = _requested_peer_urls(r)
+        urls = requested_peer_urls(r)
         old = self.members.get(r.ID)
         if old is None:
             raise errors.MEMBER_NOT_FOUND
@@ -278,7 +278,8 @@ class ClusterOps:
             await asyncio.sleep(0.2)
 
 
-def _requested_peer_urls(r: rpc_pb2.MemberAddRequest | rpc_pb2.MemberUpdateRequest) -> list[str]:
+def requested_peer_urls(r: rpc_pb2.MemberAddRequest | rpc_pb2.MemberUpdateRequest) -> list[str]:
+    """The request's peer URLs, or etcd's "given member URLs are invalid"."""
     urls = list(r.peerURLs)
     if not urls or not all(_valid_peer_url(u) for u in urls):
         raise errors.MEMBER_BAD_URLS

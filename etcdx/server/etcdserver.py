@@ -9,7 +9,8 @@ The parts, each in its own module:
 - ``proposals`` and ``read_index``: proposers waiting for their entries to
   apply, readers waiting for a ReadIndex round and the applied index;
 - the request facade the API layer calls: ``kv_requests`` (KV), ``leases``
-  (leases), ``maintenance`` (alarms, status, hashes, defragment, snapshot),
+  (leases), ``auth_requests`` (who a caller is, etcd's auth checks, the Auth
+  service), ``maintenance`` (alarms, status, hashes, defragment, snapshot),
   ``cluster_ops`` (membership, leader transfer);
 - background jobs: lease expiry and checkpoints (``leases``), compaction
   (``compactor``), raft snapshots (``snapshots``), NOSPACE (``kv_requests``).
@@ -28,6 +29,7 @@ import os
 import time
 from typing import Any, AsyncIterator, Awaitable, Callable
 
+from etcdx.auth import parse_token_options
 from etcdx.backend import Backend
 from etcdx.mvcc.watch_hub import WatchHub
 from etcdx.pb import raft_internal_pb2, rpc_pb2
@@ -36,6 +38,7 @@ from etcdx.raft import RawNode
 from etcdx.raft.types import Entry, EntryType, ReadState, Snapshot, SoftState, StateType
 from etcdx.server import bootstrap, errors
 from etcdx.server.applier import Applier
+from etcdx.server.auth_requests import AuthRequests
 from etcdx.server.bootstrap import ClusterInfo
 from etcdx.server.cluster_ops import ClusterOps
 from etcdx.server.compactor import Compactor
@@ -108,7 +111,8 @@ class EtcdServer:
         bs = bootstrap.boot(cfg, backend, self.wal_dir, joined)
         self.member_id, self.cluster_id = bs.member_id, bs.cluster_id
         self.ids = IdGenerator(self.member_id)
-        self.stores = Stores(backend, min_lease_ttl=max(1, -(-3 * cfg.election_timeout // 2000)))
+        tokens = parse_token_options(cfg.auth_token, simple_ttl=cfg.auth_token_ttl)
+        self.stores = Stores(backend, min_lease_ttl=max(1, -(-3 * cfg.election_timeout // 2000)), tokens=tokens)
         self.hub = WatchHub(backend)
         self._election_tick = max(2, cfg.election_timeout // cfg.heartbeat_interval)
         rc = RaftConfig(
@@ -152,14 +156,19 @@ class EtcdServer:
                                  heartbeat_interval=cfg.heartbeat_interval / 1000.0, request_timeout=timeout)
         self.leader_monitor = LeaderMonitor(lambda: node.lead, cfg.election_timeout / 1000.0)
         self.quota = Quota(self.stores, cfg.quota_bytes, self.member_id, self.propose)
-        self.kv = KVRequests(self.stores, self.headers, self.quota, propose=self.propose, submit=self.submit,
+        self.auth = AuthRequests(self.stores, self.headers, self.applied, propose=self.propose,
+                                 barrier=self.linearizable_barrier, commit_index=lambda: node.commit,
+                                 client_cert_auth=cfg.client_cert_auth, bcrypt_cost=cfg.bcrypt_cost,
+                                 timeout=timeout)
+        self.kv = KVRequests(self.stores, self.headers, self.quota, self.auth, propose=self.propose,
+                             submit=self.submit,
                              barrier=self.linearizable_barrier, compacted=self.compactor.done.wait,
                              compact_wait=10 * timeout)
-        self.leases = LeaseRequests(self.stores, self.headers, self.quota, self.ids, self.leader,
+        self.leases = LeaseRequests(self.stores, self.headers, self.quota, self.ids, self.leader, self.auth,
                                     member_id=self.member_id, propose=self.propose,
                                     barrier=self.linearizable_barrier,
                                     checkpoints=cfg.experimental_enable_lease_checkpoint)
-        self.lease_jobs = LeaseJobs(self.stores, propose=self.propose, checkpoint_interval=(
+        self.lease_jobs = LeaseJobs(self.stores, self.auth, propose=self.propose, checkpoint_interval=(
             cfg.lease_checkpoint_interval if cfg.experimental_enable_lease_checkpoint else None))
         self._swap_lock = asyncio.Lock()
         self.maintenance = Maintenance(self.stores, self.headers, driver, self.applied,
@@ -236,6 +245,7 @@ class EtcdServer:
         if self.transport is not None:
             await self.transport.stop()
         self.driver.close()
+        self.auth.close()
         self.stores.backend.close()
 
     # -- what a Ready hands the server (RaftDriver's host) ---------------------------------
@@ -278,6 +288,8 @@ class EtcdServer:
                 "entries": len(entries), "first-index": entries[0].index if entries else 0}})
         if not out.last_index:
             return
+        if out.auth_changed:
+            self.auth.refresh()  # before anyone waiting for this index reads it
         self.applied.advance(out.last_index, out.last_term)
         self.snapshotter.entries_since += len(entries)
         self.quota.db_size = self.stores.backend.size()
@@ -353,7 +365,11 @@ class EtcdServer:
                 backend.replace_with(path)
             finally:
                 backend.end_swap()
+            # Tokens assigned by entries this snapshot skips were never seen here; those assigned
+            # before it may belong to users it deleted or whose password it changed: drop them all.
+            self.stores.auth.tokens.disable()
             self.stores.reload()
+            self.auth.refresh()
             ci, ct = backend.consistent_index()
             self.applier.backend_index = ci
             self.applied.reset(ci, ct)

@@ -17,6 +17,7 @@ from typing import Any, Awaitable, Callable
 from etcdx.lease import errors as lease_errors
 from etcdx.pb import raft_internal_pb2, rpc_pb2
 from etcdx.server import errors
+from etcdx.server.auth_requests import NO_CREDENTIALS, AuthRequests, Credentials, request_for
 from etcdx.server.headers import Headers
 from etcdx.server.ids import IdGenerator
 from etcdx.server.kv_requests import KV_OVERHEAD, Quota
@@ -34,10 +35,11 @@ Propose = Callable[[InternalRaftRequest], Awaitable[Any]]
 
 class LeaseRequests:
     def __init__(self, stores: Stores, headers: Headers, quota: Quota, ids: IdGenerator,
-                 leader: LeaderLink, *, member_id: int, propose: Propose,
+                 leader: LeaderLink, auth: AuthRequests, *, member_id: int, propose: Propose,
                  barrier: Callable[[], Awaitable[None]], checkpoints: bool) -> None:
         self.stores = stores
         self.headers = headers
+        self.auth = auth
         self.quota = quota
         self.ids = ids
         self.leader = leader
@@ -46,19 +48,26 @@ class LeaseRequests:
         self._barrier = barrier
         self._checkpoints = checkpoints
 
-    async def grant(self, r: rpc_pb2.LeaseGrantRequest) -> rpc_pb2.LeaseGrantResponse:
+    async def grant(self, r: rpc_pb2.LeaseGrantRequest,
+                    creds: Credentials = NO_CREDENTIALS) -> rpc_pb2.LeaseGrantResponse:
+        """Any user may grant a lease (etcd checks only the token)."""
         if r.TTL > MAX_LEASE_TTL:
             raise errors.LEASE_TTL_TOO_LARGE
         self.quota.check(KV_OVERHEAD)
         req = rpc_pb2.LeaseGrantRequest(TTL=r.TTL, ID=r.ID)
         if req.ID == 0:
             req.ID = self.ids.next() & ((1 << 63) - 1)
-        resp = await self._propose(InternalRaftRequest(lease_grant=req))
+        info = await self.auth.identify(creds)
+        resp = await self._propose(request_for(info, lease_grant=req))
         self.headers.fill(resp.header)
         return resp
 
-    async def revoke(self, r: rpc_pb2.LeaseRevokeRequest) -> rpc_pb2.LeaseRevokeResponse:
-        resp = await self._propose(InternalRaftRequest(lease_revoke=r))
+    async def revoke(self, r: rpc_pb2.LeaseRevokeRequest,
+                     creds: Credentials = NO_CREDENTIALS) -> rpc_pb2.LeaseRevokeResponse:
+        """The caller needs write on every key of the lease (checked when applied)."""
+        req = request_for(await self.auth.identify(creds), lease_revoke=r)
+        self.auth.precheck(req)
+        resp = await self._propose(req)
         self.headers.fill(resp.header)
         return resp
 
@@ -114,10 +123,17 @@ class LeaseRequests:
 
 
 class LeaseJobs:
-    """The leader's lease work: revoke expired leases, checkpoint long ones."""
+    """The leader's lease work: revoke expired leases, checkpoint long ones.
 
-    def __init__(self, stores: Stores, *, propose: Propose, checkpoint_interval: float | None) -> None:
+    An expired lease is revoked as root while auth is on, as etcd does: should
+    the auth revision move before the revoke applies, it is refused and
+    proposed again on a later look for expired leases.
+    """
+
+    def __init__(self, stores: Stores, auth: AuthRequests, *, propose: Propose,
+                 checkpoint_interval: float | None) -> None:
         self.stores = stores
+        self.auth = auth
         self._propose = propose
         self._checkpoint_interval = checkpoint_interval
 
@@ -137,7 +153,8 @@ class LeaseJobs:
 
     async def _revoke(self, lease_id: int, revoking: set[int]) -> None:
         try:
-            await self._propose(InternalRaftRequest(lease_revoke=rpc_pb2.LeaseRevokeRequest(ID=lease_id)))
+            await self._propose(request_for(self.auth.root_info(),
+                                            lease_revoke=rpc_pb2.LeaseRevokeRequest(ID=lease_id)))
         except errors.EtcdError as err:
             if err != errors.LEASE_NOT_FOUND:
                 log.warning("failed to revoke an expired lease", extra={"fields": {

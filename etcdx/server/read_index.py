@@ -50,11 +50,20 @@ class AppliedIndex:
         self.advance(index, term)
 
     async def wait(self, index: int) -> None:
+        """Return once ``index`` is applied; a waiter that gives up leaves nothing behind."""
         if self.index >= index:
             return
         fut = self._loop.create_future()
-        self._waiters.append((index, fut))
-        await fut
+        waiter = (index, fut)
+        self._waiters.append(waiter)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            try:
+                self._waiters.remove(waiter)
+            except ValueError:
+                pass  # advance() dropped it already
+            raise
 
 
 class ReadIndex:

@@ -302,14 +302,17 @@ class Cluster:
                     raise
                 time.sleep(0.2)
 
-    def add_member(self, name: str, learner: bool = False, timeout: float = START_TIMEOUT) -> ClusterMember:
-        """MemberAdd through a live member, then start the new one into the existing cluster."""
+    def add_member(self, name: str, learner: bool = False, timeout: float = START_TIMEOUT,
+                   metadata: Sequence[tuple[str, str]] | None = None) -> ClusterMember:
+        """MemberAdd through a live member (with ``metadata``, e.g. a root token), then start
+        the new one into the existing cluster."""
         if self.member_by_name(name) is not None:
             raise ValueError(f"a member named {name!r} exists")
         m = self._new_member(name)
         try:
             request = rpc_pb2.MemberAddRequest(peerURLs=[m.advertise_peer_url], isLearner=learner)
-            resp = self._reconfigure(lambda via: via.cluster.MemberAdd(request, timeout=5.0), timeout)
+            resp = self._reconfigure(lambda via: via.cluster.MemberAdd(request, metadata=metadata, timeout=5.0),
+                                     timeout)
             m.member_id = resp.member.ID
             if m.peer_proxy is not None:
                 m.peer_proxy.member_id = m.member_id

@@ -63,6 +63,7 @@ ETCDX_MODULE = "etcdx.main"
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 START_TIMEOUT = 30.0
+AUTH_REFUSED_PROBE = "etcdserver: user name is empty"
 STOP_TIMEOUT = 10.0
 
 
@@ -319,6 +320,8 @@ class Member:
                 self.kv.Range(probe, timeout=1.0)
                 return
             except grpc.RpcError as e:
+                if e.details() == AUTH_REFUSED_PROBE:
+                    return  # auth is on: the member read the probe and refused it, so it serves
                 last_error = e
                 time.sleep(0.05)
         raise MemberStartError(

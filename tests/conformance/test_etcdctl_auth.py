@@ -471,11 +471,12 @@ def auth_unimplemented(member: procs.Member) -> bool:
     return False
 
 
-@pytest.mark.parametrize("kind", ["etcd", "etcdx"])
-def test_auth_user_role_transcript(kind, member_group):
+@pytest.mark.parametrize("kind, args", [("etcd", []), ("etcdx", []), ("etcdx", ["--api-workers", "0"])],
+                         ids=["etcd", "etcdx", "etcdx-no-workers"])
+def test_auth_user_role_transcript(kind, args, member_group):
     procs.require("etcdctl")
     procs.require(kind)
-    member = member_group.new(kind)
+    member = member_group.new(kind, extra_args=args)
     if kind == "etcdx" and auth_unimplemented(member):
         pytest.skip("etcdx answers AuthStatus with UNIMPLEMENTED: auth is not served yet")
     got = transcript(member)
