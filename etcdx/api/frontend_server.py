@@ -31,7 +31,7 @@ log = logging.getLogger("etcdx.api")
 def call_context(call: Call) -> CallContext:
     """The caller as the front end knows it: the auth token, the certificate's common name."""
     metadata = call.metadata
-    token = metadata.get("token", "")
+    token = metadata.get("token") or metadata.get("authorization", "")  # etcd's gRPC takes either
     cert = call.peer_certificate
     require_leader = metadata.get("hasleader") == "true"
     if not token and cert is None and not require_leader:

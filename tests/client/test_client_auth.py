@@ -1,7 +1,7 @@
-"""User/password auth through the client, against etcd and (once it has auth) etcdx.
+"""User/password auth through the client, against etcd and etcdx alike.
 
-etcdx has no Auth service yet: its variants skip while UserList answers
-UNIMPLEMENTED, and turn on by themselves when it lands.
+A server without an Auth service (UserList answers UNIMPLEMENTED) would skip
+these rather than fail them.
 """
 
 from __future__ import annotations
