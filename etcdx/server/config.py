@@ -116,7 +116,7 @@ class Config:
     snapshot_catchup_entries: int = 5000
     force_new_cluster: bool = False
     unsafe_no_fsync: bool = False
-    api_workers: int = 2
+    api_workers: int = 0
     # What loading the configuration had to say (logged by the entry point once logging is set up).
     load_warnings: list[str] = field(default_factory=list, repr=False)
 

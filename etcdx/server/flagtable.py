@@ -250,7 +250,7 @@ FLAGS: list[Flag] = [
     _f("log-package-levels", STRING, "", "Specify a particular log level for each etcd package (capnslog "
        "only).", DEPRECATED, U),
 
-    _f("api-workers", UINT, 2, "Number of API worker processes that serve the client URLs beside the member's "
+    _f("api-workers", UINT, 0, "Number of API worker processes that serve the client URLs beside the member's "
        "core process (sharing the port with SO_REUSEPORT, serializable reads from the backend, the rest handed "
        "to the core); 0 serves clients from the core process alone.", ETCDX),
 ]

@@ -42,8 +42,8 @@ def require_aetcd_suite() -> None:
     procs.require("etcdctl")
 
 
-@pytest.mark.parametrize("kind, args", [("etcd", []), ("etcdx", []), ("etcdx", ["--api-workers", "0"])],
-                         ids=["etcd", "etcdx", "etcdx-no-workers"])
+@pytest.mark.parametrize("kind, args", [("etcd", []), ("etcdx", []), ("etcdx", ["--api-workers", "2"])],
+                         ids=["etcd", "etcdx", "etcdx-workers"])
 def test_aetcd_own_auth_test_passes(kind, args, member_group):
     require_aetcd_suite()
     procs.require(kind)

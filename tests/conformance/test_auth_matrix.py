@@ -27,7 +27,7 @@ def etcd_lines(tmp_path_factory) -> list[str]:
         return auth_matrix.run(group.new("etcd").channel)
 
 
-@pytest.mark.parametrize("args", [[], ["--api-workers", "0"]], ids=["workers", "no-workers"])
+@pytest.mark.parametrize("args", [["--api-workers", "2"], []], ids=["workers", "no-workers"])
 def test_every_rpc_checks_the_caller_as_etcd_does(args, etcd_lines, member_group):
     procs.require("etcdx")
     member = member_group.new("etcdx", extra_args=args)

@@ -575,11 +575,11 @@ def etcdx_pairs():
 
 
 @pytest.fixture(scope="module")
-def etcdx_single_process_pairs():
-    """etcdx serving clients from its core process alone (--api-workers 0), the other path
-    to the same answers (the default runs API workers: serializable reads served by the
-    workers from LMDB, everything else relayed to the core)."""
-    factory = _etcdx_factory("--api-workers", "0")
+def etcdx_worker_pairs():
+    """etcdx with two API worker processes (--api-workers 2), the other path to the same
+    answers: serializable reads served by the workers from LMDB, everything else relayed
+    to the core (the default serves clients from the core process alone)."""
+    factory = _etcdx_factory("--api-workers", "2")
     yield factory
     factory.close()
 
@@ -600,8 +600,8 @@ def test_etcdx_matches_etcd_on_random_sequences(etcdx_pairs, sequence):
 
 @settings(max_examples=max(3, EXAMPLES // 3), **COMMON)
 @given(sequence=sequences)
-def test_etcdx_single_process_matches_etcd(etcdx_single_process_pairs, sequence):
-    _differential(etcdx_single_process_pairs, _BUDGETS["workers"], sequence)
+def test_etcdx_with_workers_matches_etcd(etcdx_worker_pairs, sequence):
+    _differential(etcdx_worker_pairs, _BUDGETS["workers"], sequence)
 
 
 @settings(max_examples=max(3, EXAMPLES // 6), **COMMON)

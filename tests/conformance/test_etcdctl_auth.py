@@ -471,8 +471,8 @@ def auth_unimplemented(member: procs.Member) -> bool:
     return False
 
 
-@pytest.mark.parametrize("kind, args", [("etcd", []), ("etcdx", []), ("etcdx", ["--api-workers", "0"])],
-                         ids=["etcd", "etcdx", "etcdx-no-workers"])
+@pytest.mark.parametrize("kind, args", [("etcd", []), ("etcdx", []), ("etcdx", ["--api-workers", "2"])],
+                         ids=["etcd", "etcdx", "etcdx-workers"])
 def test_auth_user_role_transcript(kind, args, member_group):
     procs.require("etcdctl")
     procs.require(kind)
