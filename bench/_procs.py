@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from typing import Any
 from pathlib import Path
 
 import grpc
@@ -184,8 +185,9 @@ class Server:
 
     def __init__(self, label: str, template: str, workdir: Path, name: str = "bench",
                  ports: tuple[int, int] | None = None, values: dict[str, str] | None = None,
-                 data_dir: Path | None = None):
+                 data_dir: Path | None = None, tls: Any = None):
         self.label = label
+        self.tls = tls  # etcdx.testing.tls.TLSFiles: serve https with client-certificate auth
         self.template = template
         self.workdir = workdir
         self.name = name
@@ -206,13 +208,27 @@ class Server:
             "etcd": shutil.which("etcd") or "/usr/bin/etcd",
             "name": self.name,
             "data_dir": str(self.data_dir),
-            "client_url": f"http://127.0.0.1:{self.client_port}",
+            "client_url": f"{'https' if self.tls else 'http'}://127.0.0.1:{self.client_port}",
             "peer_url": f"http://127.0.0.1:{self.peer_port}",
             "client_port": str(self.client_port),
             "peer_port": str(self.peer_port),
             **self.values,
         }
-        return [arg.format(**values) for arg in shlex.split(self.template)]
+        cmd = [arg.format(**values) for arg in shlex.split(self.template)]
+        return cmd + (self.tls.server_flags(client_cert_auth=True) if self.tls else [])
+
+    def tool_flags(self) -> list[str]:
+        """etcd's Go benchmark flags that reach this server (its CA and a client certificate)."""
+        if not self.tls:
+            return []
+        return ["--cacert", str(self.tls.ca), "--cert", str(self.tls.client_cert), "--key", str(self.tls.client_key)]
+
+    def _grpc_channel(self, options: list | None = None) -> grpc.Channel:
+        if not self.tls:
+            return grpc.insecure_channel(self.endpoint, options=options)
+        creds = grpc.ssl_channel_credentials(self.tls.ca.read_bytes(), self.tls.client_key.read_bytes(),
+                                             self.tls.client_cert.read_bytes())
+        return grpc.secure_channel(self.endpoint, creds, options=options)
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -238,7 +254,7 @@ class Server:
                 ("grpc.max_reconnect_backoff_ms", 100), ("grpc.use_local_subchannel_pool", 1)]
         deadline = self.started_at + timeout
         last = None
-        with grpc.insecure_channel(self.endpoint, options=opts) as ch:
+        with self._grpc_channel(opts) as ch:
             kv = rpc_pb2_grpc.KVStub(ch)
             while time.monotonic() < deadline:
                 if not self.running():
@@ -281,7 +297,7 @@ class Server:
 
     def channel(self) -> grpc.Channel:
         """A new channel to the server (use it as a context manager)."""
-        return grpc.insecure_channel(self.endpoint, options=[("grpc.max_receive_message_length", 64 << 20)])
+        return self._grpc_channel([("grpc.max_receive_message_length", 64 << 20)])
 
     def put(self, key: bytes, value: bytes, timeout: float = 30.0) -> None:
         with self.channel() as ch:

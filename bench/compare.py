@@ -4,12 +4,15 @@ side by side with the ratio etcdx/etcd.  Both servers are up during the put/rang
 scenarios and each workload runs on one right after the other (the machine is shared and
 its load drifts); the bulk scenario runs on a fresh server per system, one after the other.
 
-Scenarios (--scenarios, comma-separated; default put,range,watch,auth,bulk):
+Scenarios (--scenarios, comma-separated; default put,range,watch,auth,tls,bulk):
   put      Put throughput and latency with 1, 64 and 256 clients (etcd's Go benchmark tool).
   range    Single-key Range, linearizable and serializable, 256 clients (Go tool).
   auth     Put (64 clients) and Range (256 clients) as a user that is not root, with a simple
            token on every request and a key-range grant checked (Go tool, --user); auth is
            turned on for the scenario and off after it.
+  tls      Put (64 clients) and Range (256 clients) over mutual TLS: a second server per system
+           on an https client URL with --client-cert-auth (ECDSA P-256 certificates made for
+           the run), the Go tool presenting a client certificate.
   watch    Watch delivery latency at a fixed put rate, and events/s unthrottled (bench/loadgen.py).
   loadgen  Put and serializable Range at 64 clients driven by bench/loadgen.py (the Python client).
   bulk     Load --keys keys of 256 B, then RSS and data-dir size, SIGTERM, restart, time to
@@ -140,6 +143,9 @@ class Runner:
         if args.tool == "go" and not GO_TOOL.exists():
             raise SystemExit(f"{GO_TOOL} missing: /work/shared/tools/build-etcd-benchmark.sh {GO_TOOL}")
         self.timeout = args.workload_timeout
+        self.workdir: Path | None = None
+        self._tls_twins: dict[str, Server] = {}
+        self._tls_files = None
 
     def log(self, msg: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
@@ -205,6 +211,39 @@ class Runner:
             }
         finally:
             srv.auth_off(AUTH_PASSWORD)
+
+    def scenario_tls(self, srv: Server) -> dict:
+        if not self.use_go:
+            raise RuntimeError("the tls scenario needs etcd's Go benchmark tool (--cacert/--cert/--key)")
+        twin = self._tls_twin(srv)
+        s, tls = self.sizes, twin.tool_flags()
+        twin.put(RANGE_KEY.encode(), b"v" * VAL_SIZE)
+        return {
+            "tls_put_c64": with_cpu(twin, s["put64"], lambda: go_tool(
+                twin.endpoint, 64, 8, [*tls, "put", "--key-size", str(KEY_SIZE), "--val-size", str(VAL_SIZE),
+                                       "--total", str(s["put64"]), "--sequential-keys", "--key-space-size",
+                                       str(s["put64"])], self.timeout)),
+            "tls_range_l_c256": with_cpu(twin, s["range"], lambda: go_tool(
+                twin.endpoint, 256, 16, [*tls, "range", RANGE_KEY, "--consistency", "l", "--total",
+                                         str(s["range"])], self.timeout)),
+        }
+
+    def _tls_twin(self, srv: Server) -> Server:
+        """The same system serving https with client-certificate auth, started on first use."""
+        twin = self._tls_twins.get(srv.label)
+        if twin is None:
+            from etcdx.testing.tls import make_tls_files
+
+            if self._tls_files is None:
+                self._tls_files = make_tls_files(self.workdir / "tls")
+            twin = Server(srv.label + "-tls", srv.template, self.workdir, tls=self._tls_files)
+            self._tls_twins[srv.label] = twin
+            twin.start(fresh=True)
+            twin.wait_ready(self.args.start_timeout)
+        elif not twin.running():
+            twin.start()
+            twin.wait_ready(self.args.start_timeout)
+        return twin
 
     def scenario_watch(self, srv: Server) -> dict:
         s = self.sizes
@@ -281,6 +320,7 @@ class Runner:
         """
         outs = {label: {"label": label, "template": t, "workloads": {}, "runs": {}, "failures": {}}
                 for label, t in systems.items()}
+        self.workdir = workdir
         servers = {label: Server(label, t, workdir) for label, t in systems.items()}
         for label, srv in servers.items():
             outs[label]["command"] = shlex.join(srv.command())
@@ -304,7 +344,7 @@ class Runner:
                 for out in outs.values():
                     for wid, runs in out["runs"].items():
                         out["workloads"][wid] = representative(wid, runs)
-                for srv in servers.values():
+                for srv in [*servers.values(), *self._tls_twins.values()]:
                     srv.stop(signal.SIGTERM, timeout=30)
             if "bulk" in self.args.scenarios:
                 for label, template in systems.items():
@@ -312,7 +352,7 @@ class Runner:
                         continue
                     self._run_bulk(label, template, workdir, outs[label])
         finally:
-            for srv in servers.values():
+            for srv in [*servers.values(), *self._tls_twins.values()]:
                 srv.stop(signal.SIGKILL, timeout=10)
                 if not self.args.keep_data:
                     shutil.rmtree(srv.data_dir, ignore_errors=True)
@@ -431,6 +471,11 @@ ROWS = [
     ("range serializable 256c, user token: req/s", "workloads.auth_range_s_c256.throughput", None),
     ("range serializable 256c, user token: server CPU us/req",
      "workloads.auth_range_s_c256.server_cpu_us_per_req", None),
+    ("put 64 clients, mutual TLS: req/s", "workloads.tls_put_c64.throughput", None),
+    ("put 64 clients, mutual TLS: server CPU us/req", "workloads.tls_put_c64.server_cpu_us_per_req", None),
+    ("range linearizable 256c, mutual TLS: req/s", "workloads.tls_range_l_c256.throughput", None),
+    ("range linearizable 256c, mutual TLS: server CPU us/req",
+     "workloads.tls_range_l_c256.server_cpu_us_per_req", None),
     ("watch delivery (fixed rate): p50 ms", "workloads.watch_latency.delivery_after_send.p50_ms", None),
     ("watch delivery (fixed rate): p99 ms", "workloads.watch_latency.delivery_after_send.p99_ms", None),
     ("watch events missing", "workloads.watch_latency.events_missing", None),
@@ -527,8 +572,9 @@ def report(results: list[dict], rows: list[dict], systems: list[str], path, *, f
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small totals (a smoke run of a minute or two)")
-    p.add_argument("--scenarios", default="put,range,watch,auth,bulk",
-                   help="comma-separated: put,range,watch,auth,loadgen,bulk (default put,range,watch,auth,bulk)")
+    p.add_argument("--scenarios", default="put,range,watch,auth,tls,bulk",
+                   help="comma-separated: put,range,watch,auth,tls,loadgen,bulk "
+                        "(default put,range,watch,auth,tls,bulk)")
     p.add_argument("--keys", type=int, help="keys for the bulk scenario (default 1,000,000; --quick 20,000)")
     p.add_argument("--systems", default="etcd,etcdx",
                    help="which servers, in order; ratios are against the first (default etcd,etcdx). "
@@ -550,7 +596,7 @@ def main(argv=None) -> int:
     p.add_argument("--etcdx-cmd", default=ETCDX_CMD, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.scenarios = [s for s in args.scenarios.split(",") if s]
-    known = {"put", "range", "watch", "auth", "loadgen", "bulk"}
+    known = {"put", "range", "watch", "auth", "tls", "loadgen", "bulk"}
     if set(args.scenarios) - known:
         raise SystemExit(f"unknown scenarios {sorted(set(args.scenarios) - known)}; known: {sorted(known)}")
     systems = [s for s in args.systems.split(",") if s]
