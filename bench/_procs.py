@@ -19,7 +19,11 @@ import time
 from typing import Any
 from pathlib import Path
 
-import grpc
+# grpc's fork handlers can deadlock a fork made while its threads wind a channel down
+# (the load tools are forked right after the auth setup's calls); nothing here forks to use grpc.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
+import grpc  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
