@@ -18,6 +18,7 @@ import functools
 import logging
 from typing import Any, AsyncIterator, Callable
 
+from etcdx.api import grpc_health
 from etcdx.api.context import NO_CONTEXT, CallContext
 from etcdx.api.rpcs import Kind, Rpc, parse as parse_request, served
 from etcdx.api.watch import GRPC_OVERHEAD_BYTES
@@ -48,8 +49,9 @@ def _common_name(cert: dict | None) -> str:
 
 
 def router(handlers: object) -> Router:
-    """A Router with every RPC ``handlers`` serves."""
+    """A Router with every RPC ``handlers`` serves, and gRPC's Health service."""
     r = Router()
+    grpc_health.register(r)
     for rpc in served(handlers):
         raw = getattr(handlers, "raw_" + rpc.method, None)
         fn = getattr(handlers, rpc.method)

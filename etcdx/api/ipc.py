@@ -24,6 +24,9 @@ on: a notice the core queues before a reply reaches the worker before it.
   core sends on a stream are flow-controlled by credits the worker returns
   as its client consumes them, so a slow watch client holds back the core's
   watch stream exactly as it would a local one.
+  A worker withdraws a call whose caller left with ``CLOSE`` on the call's
+  id (Lock and Campaign wait on other clients); the core cancels it and
+  does not answer.
 - ``NOTICE`` (core → worker): the raft term changed, or the backend file was
   swapped (defragment) and readers must reopen it.
 - ``TOKEN`` (a control call): who a simple auth token names. Simple tokens
@@ -296,6 +299,7 @@ class _CoreConnection(FrameConnection):
         self.server = handler.server
         self.streams: dict[int, _CoreStream] = {}
         self.tasks: set[asyncio.Task] = set()
+        self.calls: dict[int, asyncio.Task] = {}  # calls running as tasks, by id: a CLOSE cancels one
         self.pending: dict[int, asyncio.Future] = {}  # raw calls awaiting their answer
         self.term = -1
 
@@ -328,10 +332,16 @@ class _CoreConnection(FrameConnection):
             self._out.insert(0, HEADER.pack(INT64.size, NOTICE, NOTICE_TERM, 0) + INT64.pack(term))
         super().flush()
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
+    def _spawn(self, coro: Awaitable[None], ident: int) -> None:
         task = self._loop.create_task(coro)
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        self.calls[ident] = task
+        task.add_done_callback(functools.partial(self._call_done, ident))
+
+    def _call_done(self, ident: int, task: asyncio.Task) -> None:
+        self.tasks.discard(task)
+        if self.calls.get(ident) is task:
+            del self.calls[ident]
 
     def frame_received(self, kind: int, method: int, ident: int, body: bytes) -> None:
         if kind == CALL:
@@ -339,7 +349,7 @@ class _CoreConnection(FrameConnection):
             if raw is not None:
                 self._call_raw(raw, ident, body)
             else:
-                self._spawn(self._call(method, ident, body))
+                self._spawn(self._call(method, ident, body), ident)
         elif kind == SEND:
             st = self.streams.get(ident)
             if st is not None:
@@ -368,6 +378,9 @@ class _CoreConnection(FrameConnection):
             st = self.streams.pop(ident, None)
             if st is not None and st.task is not None:
                 st.task.cancel()
+            call = self.calls.pop(ident, None)
+            if call is not None:
+                call.cancel()
         else:
             log.warning("unexpected frame kind %d from an API worker", kind)
 
