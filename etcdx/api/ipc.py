@@ -32,6 +32,9 @@ on: a notice the core queues before a reply reaches the worker before it.
 - ``TOKEN`` (a control call): who a simple auth token names. Simple tokens
   live in the core's memory; the reply is the user and the auth revision
   the core looked the token up at (``encode_auth_info``), or etcd's error.
+- ``METRICS`` (a control call): the worker's RPC counts (JSON,
+  ``etcdx.api.metrics_http``); the reply is empty, or the member's /metrics
+  text if the worker asked for it.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ CALL, REPLY, ERROR, OPEN, SEND, HALF_CLOSE, CLOSE, CREDIT, END, NOTICE = range(1
 
 # CALL methods: the worker's control calls, then the RPCs (RPC_BASE + Rpc.index)
 HELLO, READY, BARRIER, KEEPALIVE, TOKEN = range(1, 6)
+METRICS = 7  # a worker's RPC counts in; the member's /metrics text out if asked
 RPC_BASE = 16
 assert RPC_BASE + len(RPCS) < 256, "a CALL's method is one byte"
 
@@ -176,13 +180,16 @@ class CoreHandler:
 
     ``handlers`` is the core's handler object (``etcdx.api.handlers``), which
     answers the RPCs workers forward; ``on_ready(index, pid)`` is called when a
-    worker reports it is serving.
+    worker reports it is serving; ``metrics`` (``metrics_http.CoreMetrics``)
+    takes the workers' RPC counts.
     """
 
-    def __init__(self, server: Any, handlers: Any, on_ready: Callable[[int, int], None]) -> None:
+    def __init__(self, server: Any, handlers: Any, on_ready: Callable[[int, int], None],
+                 metrics: Any = None) -> None:
         self.server = server
         self.handlers = handlers
         self.on_ready = on_ready
+        self.metrics = metrics
         # CALL method -> the handler's raw_<Method> (serialized in, Future of serialized out)
         self.raw = {RPC_BASE + rpc.index: getattr(handlers, "raw_" + rpc.method)
                     for rpc in RPCS if callable(getattr(handlers, "raw_" + rpc.method, None))}
@@ -455,6 +462,10 @@ class _CoreConnection(FrameConnection):
             if info is None:
                 raise INTERNAL  # a worker asks only about a token it was given
             return encode_auth_info(info)
+        if method == METRICS:
+            if self.handler.metrics is None:
+                raise INTERNAL
+            return await self.handler.metrics.from_worker(body)
         rpc = _rpc(method)
         fn = getattr(handlers, rpc.method, None) if rpc is not None and rpc.kind is Kind.UNARY else None
         if fn is None:
