@@ -4,9 +4,9 @@ etcd exports ``grpc_server_started_total``, ``grpc_server_handled_total``
 (by ``grpc_code``), ``grpc_server_msg_received_total`` and
 ``grpc_server_msg_sent_total`` for every method, and with ``--metrics
 extensive`` the ``grpc_server_handling_seconds`` histogram. Here each
-route of the front end's Router is wrapped once, at startup, with its own
-``MethodStats``: a call costs a few attribute increments and, for a call
-answered through a Future, one done-callback; no label lookup per call.
+route of the front end's Router gets its own ``MethodStats`` at startup; a
+call costs one increment as it starts and one plain call (the Router's
+``on_call_end``) as it ends: no label lookup, no callback on its Future.
 
 Each process serving the client port (the core, or every API worker) has
 its own ``RpcStats``; ``snapshot`` turns them into plain data that workers
@@ -16,9 +16,7 @@ the sum of any number of snapshots.
 
 from __future__ import annotations
 
-import asyncio
 import bisect
-import functools
 import time
 from typing import Any, Callable, Iterable, Iterator
 
@@ -27,7 +25,6 @@ from prometheus_client.registry import Collector
 
 from etcdx.api.rpcs import RPCS, Kind
 from etcdx.frontend import Call, Router, Stream
-from etcdx.frontend.grpc import StatusCode, status_of
 
 # grpc-go's names of the status codes (codes.Code.String()), by number
 CODE_NAMES = ("OK", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound", "AlreadyExists",
@@ -37,16 +34,6 @@ HANDLING_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)  # 
 _TYPES = {Kind.UNARY: "unary", Kind.SERVER_STREAM: "server_stream", Kind.BIDI_STREAM: "bidi_stream"}
 _KNOWN_TYPES = {rpc.path: _TYPES[rpc.kind] for rpc in RPCS} | {
     "/grpc.health.v1.Health/Check": "unary", "/grpc.health.v1.Health/Watch": "server_stream"}
-
-
-def _code(exc: BaseException, call: Call) -> int:
-    if isinstance(exc, asyncio.CancelledError):
-        deadline = call.deadline
-        if deadline is not None and asyncio.get_running_loop().time() >= deadline:
-            return StatusCode.DEADLINE_EXCEEDED
-        return StatusCode.CANCELLED
-    status = status_of(exc)
-    return status.code if status is not None else StatusCode.INTERNAL
 
 
 class MethodStats:
@@ -63,37 +50,45 @@ class MethodStats:
         self.buckets: list[int] | None = [0] * (len(HANDLING_BUCKETS) + 1) if timed else None
         self.seconds = 0.0
 
-    def observe(self, started: float) -> None:
-        took = time.perf_counter() - started
+    def observe(self, took: float) -> None:
         self.buckets[bisect.bisect_left(HANDLING_BUCKETS, took)] += 1
         self.seconds += took
 
-    def future_done(self, call: Call, fut: asyncio.Future) -> None:
-        if fut.cancelled():
-            self.handled[_code(asyncio.CancelledError(), call)] += 1
-        else:
-            exc = fut.exception()
-            self.handled[0 if exc is None else _code(exc, call)] += 1
-
-    def timed_future_done(self, call: Call, started: float, fut: asyncio.Future) -> None:
-        self.future_done(call, fut)
-        self.observe(started)
-
 
 class RpcStats:
-    """The counters of every route of one process's client port."""
+    """The counters of every route of one process's client port.
+
+    A call is counted as started by a thin wrapper around its handler and as
+    handled, with its status code, by the Router's ``on_call_end`` hook,
+    which the front end calls as it sends the status.
+    """
 
     def __init__(self, timed: bool = False) -> None:
         self.timed = timed
         self.methods: dict[str, MethodStats] = {}
+        self._started_at: dict[Call, float] = {}  # only if timed
 
     def instrument(self, router: Router) -> None:
-        """Wrap every route of ``router`` (once, before it serves) so that its calls are counted."""
+        """Count the calls of every route of ``router`` (once, before it serves)."""
         for path, (streaming, handler) in list(router.routes.items()):
             grpc_type = _KNOWN_TYPES.get(path, "bidi_stream" if streaming else "unary")
             stats = self.methods[path] = MethodStats(grpc_type, self.timed)
-            wrap = _counted_stream if streaming else (_timed_unary if self.timed else _counted_unary)
-            router.routes[path] = (streaming, wrap(handler, stats))
+            if streaming:
+                wrapped = _counted_stream(handler, stats, self._started_at if self.timed else None)
+            else:
+                wrapped = _counted_unary(handler, stats, self._started_at if self.timed else None)
+            router.routes[path] = (streaming, wrapped)
+        router.on_call_end = self._ended
+
+    def _ended(self, call: Call, code: int) -> None:
+        stats = self.methods.get(call.method)
+        if stats is None:
+            return
+        stats.handled[code] += 1
+        if self.timed:
+            started = self._started_at.pop(call, None)
+            if started is not None:
+                stats.observe(time.perf_counter() - started)
 
     def snapshot(self) -> dict[str, list[Any]]:
         """Plain data (JSON) for the core: path -> [type, started, received, sent, handled, buckets, seconds]."""
@@ -102,59 +97,18 @@ class RpcStats:
                 for path, m in self.methods.items()}
 
 
-def _counted_unary(handler: Callable[[bytes, Call], Any], stats: MethodStats) -> Callable[[bytes, Call], Any]:
-    done = stats.future_done
-
-    def handle(body: bytes, call: Call) -> Any:
-        stats.started += 1
-        try:
-            result = handler(body, call)
-        except BaseException as exc:
-            stats.handled[_code(exc, call)] += 1
-            raise
-        if isinstance(result, asyncio.Future):
-            result.add_done_callback(functools.partial(done, call))
-            return result
-        if isinstance(result, (bytes, bytearray, memoryview)):
-            stats.handled[0] += 1
-            return result
-        return _counted_coroutine(result, stats, call, None)
-    return handle
-
-
-def _timed_unary(handler: Callable[[bytes, Call], Any], stats: MethodStats) -> Callable[[bytes, Call], Any]:
-    def handle(body: bytes, call: Call) -> Any:
-        started = time.perf_counter()
-        stats.started += 1
-        try:
-            result = handler(body, call)
-        except BaseException as exc:
-            stats.handled[_code(exc, call)] += 1
-            stats.observe(started)
-            raise
-        if isinstance(result, asyncio.Future):
-            result.add_done_callback(functools.partial(stats.timed_future_done, call, started))
-            return result
-        if isinstance(result, (bytes, bytearray, memoryview)):
-            stats.handled[0] += 1
-            stats.observe(started)
-            return result
-        return _counted_coroutine(result, stats, call, started)
-    return handle
-
-
-async def _counted_coroutine(coro: Any, stats: MethodStats, call: Call, started: float | None) -> bytes:
-    try:
-        result = await coro
-    except BaseException as exc:
-        stats.handled[_code(exc, call)] += 1
-        raise
+def _counted_unary(handler: Callable[[bytes, Call], Any], stats: MethodStats,
+                   started_at: dict[Call, float] | None) -> Callable[[bytes, Call], Any]:
+    if started_at is None:
+        def handle(body: bytes, call: Call) -> Any:
+            stats.started += 1
+            return handler(body, call)
     else:
-        stats.handled[0] += 1
-        return result
-    finally:
-        if started is not None:
-            stats.observe(started)
+        def handle(body: bytes, call: Call) -> Any:
+            started_at[call] = time.perf_counter()
+            stats.started += 1
+            return handler(body, call)
+    return handle
 
 
 class _CountedStream:
@@ -180,20 +134,13 @@ class _CountedStream:
         return getattr(self._stream, name)
 
 
-def _counted_stream(handler: Callable[[Stream, Call], Any], stats: MethodStats) -> Callable[[Stream, Call], Any]:
+def _counted_stream(handler: Callable[[Stream, Call], Any], stats: MethodStats,
+                    started_at: dict[Call, float] | None) -> Callable[[Stream, Call], Any]:
     async def handle(stream: Stream, call: Call) -> None:
-        started = time.perf_counter()
+        if started_at is not None:
+            started_at[call] = time.perf_counter()
         stats.started += 1
-        try:
-            await handler(_CountedStream(stream, stats), call)
-        except BaseException as exc:
-            stats.handled[_code(exc, call)] += 1
-            raise
-        else:
-            stats.handled[0] += 1
-        finally:
-            if stats.buckets is not None:
-                stats.observe(started)
+        await handler(_CountedStream(stream, stats), call)
     return handle
 
 
