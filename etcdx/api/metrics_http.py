@@ -22,7 +22,7 @@ import json
 import logging
 from typing import Any, Awaitable, Callable, Mapping
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 
 from etcdx.api import ipc
 from etcdx.api.rpc_metrics import RpcCollector, RpcStats
@@ -34,6 +34,7 @@ from etcdx.server.metrics import MemberCollector, observe_disk
 
 log = logging.getLogger("etcdx.api.metrics")
 
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # the format generate_latest writes, as etcd labels it
 PUSH_INTERVAL = 1.0  # seconds: how old a worker's counts in the core's text may be
 MAX_REQUEST_BYTES = 64 * 1024  # the metrics listener serves no gRPC and needs no request bodies
 
@@ -42,7 +43,7 @@ def metrics_handler(render: Callable[[], Awaitable[bytes]]) -> HttpHandler:
     """An HttpHandler answering any request with the text ``render`` makes (503 if it cannot)."""
     async def serve(request: HttpRequest, response: HttpResponse) -> None:
         try:
-            body, status, kind = await render(), 200, CONTENT_TYPE_LATEST
+            body, status, kind = await render(), 200, CONTENT_TYPE
         except EtcdError as err:
             body, status, kind = f"{err.message}\n".encode(), 503, "text/plain; charset=utf-8"
         response.start(status, [("content-type", kind), ("content-length", str(len(body)))])
