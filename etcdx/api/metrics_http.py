@@ -22,7 +22,7 @@ import json
 import logging
 from typing import Any, Awaitable, Callable, Mapping
 
-from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, disable_created_metrics, generate_latest
 
 from etcdx.api import ipc
 from etcdx.api.rpc_metrics import RpcCollector, RpcStats
@@ -72,6 +72,7 @@ class CoreMetrics:
         self._retired: list[dict[str, list[Any]]] = []  # counts of worker processes that were restarted
         self._listener: FrontEnd | None = None
         observe_disk(server)
+        disable_created_metrics()  # process-wide: no *_created series, which etcd (Go's client) never has
 
     def routes(self) -> dict[str, HttpHandler]:
         return {"/metrics": metrics_handler(self.render)}

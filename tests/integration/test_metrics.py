@@ -93,6 +93,7 @@ def test_metrics_in_etcds_names_follow_the_load(metrics_member):
     assert value(before, "etcd_server_has_leader") == 1
     assert value(before, "etcd_server_is_leader") == 1
     assert value(before, "etcd_server_leader_changes_seen_total") >= 1
+    assert not [key for key in before if key[0].endswith("_created")], "etcd has no *_created series"
 
     put_over_connections(m, PUTS, b"load/")
     with pytest.raises(grpc.RpcError):
