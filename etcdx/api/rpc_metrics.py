@@ -82,7 +82,7 @@ class RpcStats:
 
     def _ended(self, call: Call, code: int) -> None:
         stats = self.methods.get(call.method)
-        if stats is None:
+        if stats is None or not 0 <= code < len(CODE_NAMES):
             return
         stats.handled[code] += 1
         if self.timed:
