@@ -175,7 +175,11 @@ def test_a_waiter_that_gives_up_withdraws_its_key(clients, kind):
     a.lock.Lock(lk.LockRequest(name=b"giveup", lease=la), timeout=CALL_TIMEOUT)
     with pytest.raises(grpc.RpcError) as info:
         b.lock.Lock(lk.LockRequest(name=b"giveup", lease=lb), timeout=1.0)
-    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    # etcd's recipe sometimes sees its own context expire first and answers Unknown.
+    assert (info.value.code(), info.value.details()) in {
+        (grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"),  # the client's own deadline
+        (grpc.StatusCode.DEADLINE_EXCEEDED, "context deadline exceeded"),
+        (grpc.StatusCode.UNKNOWN, "context deadline exceeded")}
     wait_until(lambda: a.keys(b"giveup/") == [b"giveup/%x" % la], "the waiter's key to go")
 
 
