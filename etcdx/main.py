@@ -64,6 +64,13 @@ async def serve(cfg: config.Config) -> None:
             await server.stop()
             raise SystemExit(1) from None
     metrics = CoreMetrics(server, cfg)
+    try:  # before the client port: whoever sees the member serve finds its metrics too
+        await metrics.listen(metrics.routes())
+    except OSError as err:
+        log.critical("cannot listen for metrics", extra={"fields": {"error": str(err)}})
+        await metrics.close()
+        await server.stop()
+        raise SystemExit(1) from None
     workers = None
     if cfg.api_workers > 0:
         from etcdx.api.worker import WorkerPool, WorkerStartError
@@ -73,6 +80,7 @@ async def serve(cfg: config.Config) -> None:
             await workers.start()
         except WorkerStartError as err:
             log.critical("cannot start the API workers", extra={"fields": {"error": str(err)}})
+            await metrics.close()
             await server.stop()
             raise SystemExit(1) from None
     front = None
@@ -83,18 +91,9 @@ async def serve(cfg: config.Config) -> None:
             await frontend_server.listen(front, cfg, reuse_port=False)
         except OSError as err:
             log.critical("cannot listen for client traffic", extra={"fields": {"error": str(err)}})
+            await metrics.close()
             await server.stop()
             raise SystemExit(1) from None
-    try:
-        await metrics.listen(metrics.routes())
-    except OSError as err:
-        log.critical("cannot listen for metrics", extra={"fields": {"error": str(err)}})
-        if workers is not None:
-            await workers.stop()
-        if front is not None:
-            await front.close(grace=0)
-        await server.stop()
-        raise SystemExit(1) from None
     log.info("serving client requests", extra={"fields": {"listen-client-urls": cfg.listen_client_urls,
                                                           "name": cfg.name, "data-dir": cfg.data_dir}})
     stop = asyncio.Event()
