@@ -32,6 +32,7 @@ async def serve(cfg: config.Config) -> None:
     # Imported here so that `etcdx --help` stays fast and never touches the data dir.
     from etcdx.api import frontend_server
     from etcdx.api.handlers import CoreHandlers
+    from etcdx.api.metrics_http import CoreMetrics, routes_only
     from etcdx.server.bootstrap import BootError, fetch_cluster, needs_cluster_info
     from etcdx.server.etcdserver import EtcdServer
     from etcdx.wal.errors import CorruptWALError
@@ -62,25 +63,35 @@ async def serve(cfg: config.Config) -> None:
             log.critical("refusing to serve", extra={"fields": {"error": str(err)}})
             await server.stop()
             raise SystemExit(1) from None
+    metrics = CoreMetrics(server, cfg)
+    try:  # before the client port: whoever sees the member serve finds its metrics too
+        await metrics.listen(metrics.routes())
+    except OSError as err:
+        log.critical("cannot listen for metrics", extra={"fields": {"error": str(err)}})
+        await metrics.close()
+        await server.stop()
+        raise SystemExit(1) from None
     workers = None
     if cfg.api_workers > 0:
         from etcdx.api.worker import WorkerPool, WorkerStartError
 
-        workers = WorkerPool(server, cfg.api_workers)
+        workers = WorkerPool(server, cfg.api_workers, metrics)
         try:
             await workers.start()
         except WorkerStartError as err:
             log.critical("cannot start the API workers", extra={"fields": {"error": str(err)}})
+            await metrics.close()
             await server.stop()
             raise SystemExit(1) from None
     front = None
     if workers is None:
         # With workers, only they serve clients: the core's CPU goes to raft and apply.
-        front = frontend_server.build(CoreHandlers(server), cfg)
+        front = frontend_server.build(CoreHandlers(server), cfg, routes_only(metrics.routes()), stats=metrics.rpc)
         try:
             await frontend_server.listen(front, cfg, reuse_port=False)
         except OSError as err:
             log.critical("cannot listen for client traffic", extra={"fields": {"error": str(err)}})
+            await metrics.close()
             await server.stop()
             raise SystemExit(1) from None
     log.info("serving client requests", extra={"fields": {"listen-client-urls": cfg.listen_client_urls,
@@ -95,6 +106,7 @@ async def serve(cfg: config.Config) -> None:
         await workers.stop()
     if front is not None:
         await front.close(grace=1.0)
+    await metrics.close()
     await server.stop()
     log.info("stopped member")
     if server.failed.is_set():

@@ -9,7 +9,8 @@ to the core uses it. Handlers raise etcd's ``EtcdError``, which the front end
 turns into the gRPC status directly.
 
 HTTP requests on the same port (the JSON gateway, /health, /metrics) go to an
-``HttpHandler``; without one they get 404.
+``HttpHandler``; without one they get 404. Given an ``RpcStats``, every route
+counts its calls (``etcdx.api.rpc_metrics``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import functools
 import logging
 from typing import Any, AsyncIterator, Callable
 
+from etcdx.api import grpc_health
 from etcdx.api.context import NO_CONTEXT, CallContext
+from etcdx.api.rpc_metrics import RpcStats
 from etcdx.api.rpcs import Kind, Rpc, parse as parse_request, served
 from etcdx.api.watch import GRPC_OVERHEAD_BYTES
 from etcdx.frontend import Call, FrontEnd, Router, Stream
@@ -48,8 +51,9 @@ def _common_name(cert: dict | None) -> str:
 
 
 def router(handlers: object) -> Router:
-    """A Router with every RPC ``handlers`` serves."""
+    """A Router with every RPC ``handlers`` serves, and gRPC's Health service."""
     r = Router()
+    grpc_health.register(r)
     for rpc in served(handlers):
         raw = getattr(handlers, "raw_" + rpc.method, None)
         fn = getattr(handlers, rpc.method)
@@ -109,11 +113,15 @@ def _bidi_stream(rpc: Rpc, fn: Callable[[AsyncIterator[Any], CallContext], Async
     return handle
 
 
-def build(handlers: object, cfg: Config, http: HttpHandler | None = None) -> FrontEnd:
+def build(handlers: object, cfg: Config, http: HttpHandler | None = None,
+          stats: RpcStats | None = None) -> FrontEnd:
     """The front end for ``handlers`` with the member's limits and keepalive settings."""
     interval = parse_duration(cfg.grpc_keepalive_interval)
+    routes = router(handlers)
+    if stats is not None:
+        stats.instrument(routes)
     return FrontEnd(
-        router(handlers), http,
+        routes, http,
         max_receive_message_bytes=cfg.max_request_bytes + GRPC_OVERHEAD_BYTES,
         max_concurrent_streams=min(cfg.max_concurrent_streams, 2**31 - 1),
         keepalive_interval=interval if interval > 0 else float("inf"),

@@ -20,6 +20,7 @@ import hashlib
 from typing import AsyncIterator, Awaitable
 
 from etcdx.api import validate
+from etcdx.api.concurrency_services import LockElectionHandlers
 from etcdx.api.context import CallContext
 from etcdx.api.rpcs import parse
 from etcdx.api.watch import serve_watch
@@ -33,9 +34,12 @@ from etcdx.snapshot.export import export_backend
 SNAPSHOT_CHUNK = 32 * 1024
 
 
-class CoreHandlers:
+class CoreHandlers(LockElectionHandlers):
+    """The RPCs of ``etcdx.api.rpcs``; Lock and Election come from ``LockElectionHandlers``."""
+
     def __init__(self, server: EtcdServer) -> None:
         self.s = server
+        self._withdrawals = set()
 
     # -- KV -----------------------------------------------------------------------------
 

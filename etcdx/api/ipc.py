@@ -24,11 +24,17 @@ on: a notice the core queues before a reply reaches the worker before it.
   core sends on a stream are flow-controlled by credits the worker returns
   as its client consumes them, so a slow watch client holds back the core's
   watch stream exactly as it would a local one.
+  A worker withdraws a call whose caller left with ``CLOSE`` on the call's
+  id (Lock and Campaign wait on other clients); the core cancels it and
+  does not answer.
 - ``NOTICE`` (core → worker): the raft term changed, or the backend file was
   swapped (defragment) and readers must reopen it.
 - ``TOKEN`` (a control call): who a simple auth token names. Simple tokens
   live in the core's memory; the reply is the user and the auth revision
   the core looked the token up at (``encode_auth_info``), or etcd's error.
+- ``METRICS`` (a control call): the worker's RPC counts (JSON,
+  ``etcdx.api.metrics_http``); the reply is empty, or the member's /metrics
+  text if the worker asked for it.
 """
 
 from __future__ import annotations
@@ -62,6 +68,7 @@ CALL, REPLY, ERROR, OPEN, SEND, HALF_CLOSE, CLOSE, CREDIT, END, NOTICE = range(1
 
 # CALL methods: the worker's control calls, then the RPCs (RPC_BASE + Rpc.index)
 HELLO, READY, BARRIER, KEEPALIVE, TOKEN = range(1, 6)
+METRICS = 7  # a worker's RPC counts in; the member's /metrics text out if asked
 RPC_BASE = 16
 assert RPC_BASE + len(RPCS) < 256, "a CALL's method is one byte"
 
@@ -173,13 +180,16 @@ class CoreHandler:
 
     ``handlers`` is the core's handler object (``etcdx.api.handlers``), which
     answers the RPCs workers forward; ``on_ready(index, pid)`` is called when a
-    worker reports it is serving.
+    worker reports it is serving; ``metrics`` (``metrics_http.CoreMetrics``)
+    takes the workers' RPC counts.
     """
 
-    def __init__(self, server: Any, handlers: Any, on_ready: Callable[[int, int], None]) -> None:
+    def __init__(self, server: Any, handlers: Any, on_ready: Callable[[int, int], None],
+                 metrics: Any = None) -> None:
         self.server = server
         self.handlers = handlers
         self.on_ready = on_ready
+        self.metrics = metrics
         # CALL method -> the handler's raw_<Method> (serialized in, Future of serialized out)
         self.raw = {RPC_BASE + rpc.index: getattr(handlers, "raw_" + rpc.method)
                     for rpc in RPCS if callable(getattr(handlers, "raw_" + rpc.method, None))}
@@ -296,6 +306,7 @@ class _CoreConnection(FrameConnection):
         self.server = handler.server
         self.streams: dict[int, _CoreStream] = {}
         self.tasks: set[asyncio.Task] = set()
+        self.calls: dict[int, asyncio.Task] = {}  # calls running as tasks, by id: a CLOSE cancels one
         self.pending: dict[int, asyncio.Future] = {}  # raw calls awaiting their answer
         self.term = -1
 
@@ -328,10 +339,16 @@ class _CoreConnection(FrameConnection):
             self._out.insert(0, HEADER.pack(INT64.size, NOTICE, NOTICE_TERM, 0) + INT64.pack(term))
         super().flush()
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
+    def _spawn(self, coro: Awaitable[None], ident: int) -> None:
         task = self._loop.create_task(coro)
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        self.calls[ident] = task
+        task.add_done_callback(functools.partial(self._call_done, ident))
+
+    def _call_done(self, ident: int, task: asyncio.Task) -> None:
+        self.tasks.discard(task)
+        if self.calls.get(ident) is task:
+            del self.calls[ident]
 
     def frame_received(self, kind: int, method: int, ident: int, body: bytes) -> None:
         if kind == CALL:
@@ -339,7 +356,7 @@ class _CoreConnection(FrameConnection):
             if raw is not None:
                 self._call_raw(raw, ident, body)
             else:
-                self._spawn(self._call(method, ident, body))
+                self._spawn(self._call(method, ident, body), ident)
         elif kind == SEND:
             st = self.streams.get(ident)
             if st is not None:
@@ -368,6 +385,9 @@ class _CoreConnection(FrameConnection):
             st = self.streams.pop(ident, None)
             if st is not None and st.task is not None:
                 st.task.cancel()
+            call = self.calls.pop(ident, None)
+            if call is not None:
+                call.cancel()
         else:
             log.warning("unexpected frame kind %d from an API worker", kind)
 
@@ -442,6 +462,10 @@ class _CoreConnection(FrameConnection):
             if info is None:
                 raise INTERNAL  # a worker asks only about a token it was given
             return encode_auth_info(info)
+        if method == METRICS:
+            if self.handler.metrics is None:
+                raise INTERNAL
+            return await self.handler.metrics.from_worker(body)
         rpc = _rpc(method)
         fn = getattr(handlers, rpc.method, None) if rpc is not None and rpc.kind is Kind.UNARY else None
         if fn is None:

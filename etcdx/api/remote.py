@@ -77,16 +77,33 @@ class CoreConnection(ipc.FrameConnection):
                 return ident
 
     def call_future(self, method: int, body: bytes) -> asyncio.Future:
+        return self._start_call(method, body)[1]
+
+    def _start_call(self, method: int, body: bytes) -> tuple[int, asyncio.Future]:
         if self.transport is None:
             raise ipc.INTERNAL
         ident = self.next_id()
         fut = self._calls[ident] = self._loop.create_future()
         self.send(ipc.CALL, method, ident, body)
-        return fut
+        return ident, fut
 
     async def call(self, method: int, body: bytes = b"") -> bytes:
         """The core's reply; if the caller is cancelled, the reply is dropped on arrival."""
         return await self.call_future(method, body)
+
+    async def call_withdrawable(self, method: int, body: bytes) -> bytes:
+        """The core's reply; if the caller is cancelled, the core's call is cancelled too (CLOSE).
+
+        For calls that wait on other clients (Lock, Campaign): the core must
+        stop waiting for a caller that left, and withdraw what it did for it.
+        """
+        ident, fut = self._start_call(method, body)
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            if self._calls.pop(ident, None) is not None and self.transport is not None:
+                self.send(ipc.CLOSE, 0, ident)
+            raise
 
     def open_stream(self, method: int, first: bytes = b"") -> RemoteStream:
         ident = self.next_id()
@@ -393,6 +410,21 @@ class WorkerHandlers:
 
     def Snapshot(self, r: rpc_pb2.SnapshotRequest, ctx: CallContext) -> AsyncIterator[rpc_pb2.SnapshotResponse]:
         return self._relay(BY_METHOD["Snapshot"], r, ctx)
+
+    # -- Lock and Election: run by the core (etcdx.api.concurrency_services) --------------
+
+    async def Lock(self, r: Any, ctx: CallContext) -> Any:
+        return await self._forward_withdrawable(BY_METHOD["Lock"], r, ctx)
+
+    async def Campaign(self, r: Any, ctx: CallContext) -> Any:
+        return await self._forward_withdrawable(BY_METHOD["Campaign"], r, ctx)
+
+    def Observe(self, r: Any, ctx: CallContext) -> AsyncIterator[Any]:
+        return self._relay(BY_METHOD["Observe"], r, ctx)
+
+    async def _forward_withdrawable(self, rpc: Rpc, r: Any, ctx: CallContext) -> Any:
+        body = context.encode(ctx, r.SerializeToString())
+        return rpc.response.FromString(await self.conn.call_withdrawable(ipc.RPC_BASE + rpc.index, body))
 
     async def _relay(self, rpc: Rpc, arg: Any, ctx: CallContext) -> AsyncIterator[Any]:
         """A streaming RPC run by the core's handler, relayed in order with its flow control."""

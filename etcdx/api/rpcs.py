@@ -1,10 +1,13 @@
-"""The v3 RPCs, as one table read from the services in ``etcdx/pb/rpc.proto``.
+"""The v3 RPCs, as one table read from the services in ``etcdx/pb/rpc.proto``,
+then etcd's Lock and Election services (``v3lock.proto``, ``v3election.proto``).
 
 Everything that serves RPCs is driven by this table rather than kept in step
 by hand: the gRPC server registers a handler per entry, the worker IPC names an
 RPC by its ``index``, and a handler object (the core's or a worker's) is
 looked up by the RPC's method name. An RPC is served when the handler object
-has a method of that name; the rest answer UNIMPLEMENTED.
+has a method of that name; the rest answer UNIMPLEMENTED. gRPC's Health
+service is not in the table (its ``Watch`` would clash with etcd's, and every
+process answers it itself): ``etcdx.api.health`` serves it.
 
 Handler methods follow one async interface, each with the caller's
 ``etcdx.api.context.CallContext``:
@@ -25,7 +28,7 @@ from typing import Any
 from google.protobuf import message_factory
 from google.protobuf.message import DecodeError
 
-from etcdx.pb import rpc_pb2
+from etcdx.pb import rpc_pb2, v3election_pb2, v3lock_pb2
 from etcdx.server.errors import EtcdError
 
 
@@ -59,8 +62,10 @@ def _kind(m: Any) -> Kind:
 
 
 def _table() -> tuple[Rpc, ...]:
+    """etcd's services in rpc.proto's order, then Lock and Election: indexes never move."""
     rpcs = []
-    for service in rpc_pb2.DESCRIPTOR.services_by_name.values():
+    services = [s for f in (rpc_pb2, v3lock_pb2, v3election_pb2) for s in f.DESCRIPTOR.services_by_name.values()]
+    for service in services:
         for m in service.methods:
             rpcs.append(Rpc(len(rpcs), service.full_name, m.name,
                             message_factory.GetMessageClass(m.input_type),

@@ -38,6 +38,7 @@ import lmdb
 import etcdx
 from etcdx.api import frontend_server, ipc
 from etcdx.api.handlers import CoreHandlers
+from etcdx.api.metrics_http import WorkerMetrics, routes_only
 from etcdx.api.remote import WorkerHandlers, connect
 from etcdx.server import logs
 
@@ -72,13 +73,17 @@ async def _serve(path: str, index: int) -> None:
     conn, hello = await connect(path, lost)
     remote = WorkerHandlers(conn, hello)
     logs.setup(remote.cfg.log_level, remote.cfg.log_outputs)
-    front = frontend_server.build(remote, remote.cfg)
+    metrics = WorkerMetrics(conn, index, remote.cfg)
+    front = frontend_server.build(remote, remote.cfg, routes_only(metrics.routes()), stats=metrics.rpc)
     await frontend_server.listen(front, remote.cfg, reuse_port=True)
     await conn.call(ipc.READY, json.dumps([index, os.getpid()]).encode())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    await stop.wait()
+    async with asyncio.TaskGroup() as tasks:
+        push = tasks.create_task(metrics.push())
+        await stop.wait()
+        push.cancel()
     await front.close(grace=1.0)
     stopping = True
     conn.transport.close()
@@ -134,11 +139,11 @@ def _refuse_taken_ports(urls: list[str]) -> None:
 class WorkerPool:
     """The member's API workers: started after the core is ready, restarted when one dies."""
 
-    def __init__(self, server: Any, count: int) -> None:
+    def __init__(self, server: Any, count: int, metrics: Any = None) -> None:
         self.count = count
         self.server = server
         self.listen_urls = list(server.cfg.listen_client_urls)
-        self.handler = ipc.CoreHandler(server, CoreHandlers(server), on_ready=self._on_ready)
+        self.handler = ipc.CoreHandler(server, CoreHandlers(server), on_ready=self._on_ready, metrics=metrics)
         self._procs: list[asyncio.subprocess.Process | None] = [None] * count
         self._ready = [asyncio.Event() for _ in range(count)]
         self._tasks: list[asyncio.Task] = []

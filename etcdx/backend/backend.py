@@ -21,7 +21,7 @@ import os
 import shutil
 import tempfile
 import threading
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 import lmdb
 
@@ -91,6 +91,7 @@ class Backend:
         self._map_size = map_size
         self._readonly = readonly
         self._guard = _SwapGuard()
+        self.on_commit: Callable[[float], None] | None = None  # each write txn's commit duration, in seconds
         if not readonly:
             self.recover_swap(path)
             os.makedirs(path, exist_ok=True)
@@ -115,7 +116,7 @@ class Backend:
 
     def write(self) -> WriteTxn:
         """Begin the write transaction; blocks while another one is open."""
-        return WriteTxn(self._env.begin(write=True), self._dbs)
+        return WriteTxn(self._env.begin(write=True), self._dbs, self.on_commit)
 
     def consistent_index(self) -> tuple[int, int]:
         """(index, term) of the last raft entry whose effects are stored; (0, 0) when new."""

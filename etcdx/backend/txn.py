@@ -9,7 +9,8 @@ consistent index that names them land together or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
 
 import lmdb
@@ -65,12 +66,22 @@ class ReadTxn:
 
 
 class WriteTxn(ReadTxn):
-    """The one write transaction; sees its own writes."""
+    """The one write transaction; sees its own writes. ``on_commit`` gets each commit's duration."""
+
+    def __init__(self, txn: lmdb.Transaction, dbs: Mapping[bytes, lmdb._Database],
+                 on_commit: Callable[[float], None] | None = None) -> None:
+        super().__init__(txn, dbs)
+        self._on_commit = on_commit
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         if exc_type is None:
-            self._txn.commit()
+            if self._on_commit is None:
+                self._txn.commit()
+            else:
+                started = time.perf_counter()
+                self._txn.commit()
+                self._on_commit(time.perf_counter() - started)
         else:
             self._txn.abort()
 

@@ -65,6 +65,7 @@ class Http2Session(asyncio.Protocol):
         self._lost = False
         self._shutting_down = False
         self._routes = options.router.routes
+        self._on_call_end = options.router.on_call_end
         self._limit = options.max_receive_message_bytes
         self._last_activity = loop.time()
         self._keepalive_handle: asyncio.TimerHandle | None = None
@@ -298,6 +299,8 @@ class Http2Session(asyncio.Protocol):
             self._abort(call, g.too_large_to_send(len(message), self._o.max_send_message_bytes))
             return
         self._finish(call)
+        if self._on_call_end is not None:
+            self._on_call_end(call, g.StatusCode.OK)
         sid = call.stream_id
         conn = self.conn
         conn.send_headers(sid, hd.GRPC_RESPONSE_HEADERS)
@@ -328,6 +331,8 @@ class Http2Session(asyncio.Protocol):
         else:
             if not call.done:
                 self._finish(call)
+                if self._on_call_end is not None:
+                    self._on_call_end(call, g.StatusCode.OK)
                 if stream.headers_sent:
                     self.conn.send_trailers(call.stream_id, hd.GRPC_OK_TRAILERS)
                 else:
@@ -354,6 +359,8 @@ class Http2Session(asyncio.Protocol):
         if call.done:
             return
         self._finish(call)
+        if self._on_call_end is not None:
+            self._on_call_end(call, status.code if status is not None else g.StatusCode.CANCELLED)
         stream = call._stream
         if status is not None and not self._lost:
             self._send_status(call.stream_id, status, stream is not None and stream.headers_sent)

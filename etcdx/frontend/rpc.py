@@ -98,11 +98,18 @@ StreamHandler = Callable[[Stream, Call], Awaitable[None]]
 
 
 class Router:
-    """Handlers by full method path ("/etcdserverpb.KV/Put")."""
+    """Handlers by full method path ("/etcdserverpb.KV/Put").
+
+    ``on_call_end(call, code)``, if set before the front end serves, is called
+    once per call as it ends, with the gRPC status code sent (CANCELLED for a
+    call whose stream went away): one plain call per RPC for metrics, where a
+    done-callback on each handler's Future would cost a loop turn.
+    """
 
     def __init__(self) -> None:
         self.routes: dict[str, tuple[bool, Callable[..., Any]]] = {}
         self.services: set[str] = set()
+        self.on_call_end: Callable[[Call, int], None] | None = None
 
     def unary(self, path: str, handler: UnaryHandler) -> None:
         self._add(path, False, handler)

@@ -91,6 +91,8 @@ class EtcdServer:
         self.on_backend_swap: list[Callable[[], None]] = []
         self._warn_apply = cfg.warning_apply_duration  # seconds: a slower apply batch is logged
         self._conf_changed = False  # since the last Ready
+        self.leader_changes_seen = 0  # a metric: times a new leader became known (etcd counts the same)
+        self._last_lead = 0
 
     # -- assembly ------------------------------------------------------------------
 
@@ -253,6 +255,9 @@ class EtcdServer:
     def on_soft_state(self, ss: SoftState) -> None:
         node = self.driver.node
         lessor = self.stores.lessor
+        if ss.lead and ss.lead != self._last_lead:
+            self.leader_changes_seen += 1
+        self._last_lead = ss.lead
         if ss.raft_state == StateType.LEADER:
             if not lessor.is_primary:
                 self._promote_lessor()

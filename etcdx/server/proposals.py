@@ -44,6 +44,12 @@ class Proposals:
         self._pending: list[tuple[int, bytes]] = []  # (request id, data) for the next batch
         self._flush_scheduled = False
         self.stopped = False
+        self.failed = 0  # proposals failed without being applied (no leader, timeout, stop): a metric
+
+    @property
+    def pending(self) -> int:
+        """Proposals waiting to be applied."""
+        return len(self._waiters)
 
     async def propose(self, req: InternalRaftRequest) -> Any:
         """Propose ``req`` and wait until this member applied it; its result or etcd's error."""
@@ -129,6 +135,7 @@ class Proposals:
         self._encoders.pop(rid, None)
         fut = self._waiters.pop(rid, None)
         if fut is not None and not fut.done():
+            self.failed += 1
             fut.set_exception(err)
 
     def fail_all(self, err: errors.EtcdError) -> None:

@@ -24,6 +24,7 @@ import asyncio
 import concurrent.futures
 import functools
 import logging
+import time
 from typing import Awaitable, Callable, Protocol
 
 from etcdx.raft import RaftError, RawNode, StepLocalMessageError
@@ -71,6 +72,7 @@ class RaftDriver:
         self._wake = asyncio.Event()
         self.halted = False
         self.dropped_peer_messages = 0
+        self.on_wal_sync: Callable[[float], None] | None = None  # each synced save's duration, on the WAL thread
 
     # -- input -------------------------------------------------------------------------
 
@@ -166,11 +168,20 @@ class RaftDriver:
 
     async def _persist(self, hard_state, entries: list[Entry], sync: bool) -> None:
         await asyncio.get_running_loop().run_in_executor(
-            self._io, functools.partial(self.wal.save, hard_state, entries, sync=sync))
+            self._io, functools.partial(self._save, hard_state, entries, sync))
         if hard_state is not None:
             self.storage.set_hard_state(hard_state)
         if entries:
             self.storage.append(entries)
+
+    def _save(self, hard_state, entries: list[Entry], sync: bool) -> None:
+        """On the WAL thread: one record, and how long a synced one took (``on_wal_sync``)."""
+        if not sync or self.on_wal_sync is None:
+            self.wal.save(hard_state, entries, sync=sync)
+            return
+        started = time.perf_counter()
+        self.wal.save(hard_state, entries, sync=True)
+        self.on_wal_sync(time.perf_counter() - started)
 
     async def in_wal_thread(self, fn: Callable[[], object]) -> object:
         """Run ``fn`` on the WAL's thread, ordered with the Ready loop's writes."""
