@@ -76,7 +76,10 @@ async def serve(cfg: config.Config) -> None:
     front = None
     if workers is None:
         # With workers, only they serve clients: the core's CPU goes to raft and apply.
-        front = frontend_server.build(CoreHandlers(server), cfg)
+        from etcdx.gateway import CoreState, build_http
+
+        handlers = CoreHandlers(server)
+        front = frontend_server.build(handlers, cfg, build_http(handlers, cfg, CoreState(server)))
         try:
             await frontend_server.listen(front, cfg, reuse_port=False)
         except OSError as err:

@@ -39,6 +39,7 @@ import etcdx
 from etcdx.api import frontend_server, ipc
 from etcdx.api.handlers import CoreHandlers
 from etcdx.api.remote import WorkerHandlers, connect
+from etcdx.gateway import WorkerState, build_http
 from etcdx.server import logs
 
 log = logging.getLogger("etcdx.api.worker")
@@ -72,7 +73,8 @@ async def _serve(path: str, index: int) -> None:
     conn, hello = await connect(path, lost)
     remote = WorkerHandlers(conn, hello)
     logs.setup(remote.cfg.log_level, remote.cfg.log_outputs)
-    front = frontend_server.build(remote, remote.cfg)
+    http = build_http(remote, remote.cfg, WorkerState(remote))
+    front = frontend_server.build(remote, remote.cfg, http)
     await frontend_server.listen(front, remote.cfg, reuse_port=True)
     await conn.call(ipc.READY, json.dumps([index, os.getpid()]).encode())
     stop = asyncio.Event()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from http import HTTPStatus
 from typing import Any
 
 import h11
@@ -21,6 +22,14 @@ from etcdx.frontend.rpc import StreamClosed
 log = logging.getLogger(__name__)
 
 _MAX_HEAD_BYTES = 64 << 10
+
+
+def _reason(status: int) -> bytes:
+    """The status line's reason phrase, as Go and most servers send it ("200 OK")."""
+    try:
+        return HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        return b""
 
 
 class Http1Session(asyncio.Protocol):
@@ -122,7 +131,7 @@ class Http1Session(asyncio.Protocol):
         headers = [("content-type", "text/plain; charset=utf-8"), ("content-length", str(len(body)))]
         if close:
             headers.append(("connection", "close"))
-        self._send(h11.Response(status_code=status, headers=headers))
+        self._send(h11.Response(status_code=status, headers=headers, reason=_reason(status)))
         self._send(h11.Data(data=body))
         self._send(h11.EndOfMessage())
         if close:
@@ -209,7 +218,7 @@ class _Response(HttpResponse):
         self.started = True
         if self._s._shutting_down:
             headers = [*headers, ("connection", "close")]
-        self._s._send(h11.Response(status_code=status, headers=headers))
+        self._s._send(h11.Response(status_code=status, headers=headers, reason=_reason(status)))
 
     async def write(self, chunk: bytes) -> None:
         if not self.started:
