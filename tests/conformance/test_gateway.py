@@ -1,0 +1,181 @@
+"""The HTTP side of the client port against etcd 3.4: the JSON gateway, /version, /health.
+
+One transcript (``gateway_transcript.py``: every gateway route, decoding
+errors, KV/lease/cluster/maintenance calls, auth set up and used through the
+gateway, a watch stream) runs against a fresh etcd 3.4 and a fresh etcdx, with
+and without API workers; every step's status line, meaningful headers, framing
+and masked body must be equal, except the differences registered in
+``KNOWN_GATEWAY_DIFFERENCES`` (each pins what etcdx answers instead). Without
+the real etcd the reference is etcd 3.4.23's transcript pinned in
+``gateway_etcd34.json`` (``ETCDX_GATEWAY_RECORD=1`` with etcd installed
+rewrites it). Also: real curl over TLS (HTTP/2 by ALPN and HTTP/1.1), /livez and
+/readyz (etcd 3.5's, etcdx only), and /health on a member that lost its leader.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import time
+
+import pytest
+from support import procs
+from support.cluster import Cluster
+
+import gateway_transcript as gt
+
+PINNED = pathlib.Path(__file__).with_name("gateway_etcd34.json")
+
+# step -> (why etcdx differs, the body etcdx answers instead); everything else about the step must match.
+_HEADER = '"header":{"cluster_id":"*","member_id":"*","raft_term":"*"}'
+KNOWN_GATEWAY_DIFFERENCES: dict[str, tuple[str, str]] = {
+    "alarm-get": ("Alarm responses carry a header, as etcd 3.5 fills it (3.4 sends none)", "{" + _HEADER + "}"),
+    "alarm-activate": ("Alarm responses carry a header (etcd 3.5)",
+                       "{" + _HEADER + ',"alarms":[{"memberID":"*","alarm":"NOSPACE"}]}'),
+    "alarm-deactivate": ("Alarm responses carry a header (etcd 3.5)",
+                         "{" + _HEADER + ',"alarms":[{"memberID":"*","alarm":"NOSPACE"}]}'),
+    "health-alarm": ("/health names the reason when unhealthy, as etcd 3.5 does",
+                     '{"health":"false","reason":"ALARM NOSPACE"}\n'),
+    "transfer-leadership-self": ("MoveLeader to itself answers a filled header (3.4: an empty response)",
+                                 '{"header":{"cluster_id":"*","member_id":"*","revision":"9","raft_term":"*"}}'),
+}
+# Accepted without a step to show them (the transcript cannot see them):
+# - an RPC error announces "Trailer: Grpc-Trailer-Content-Type" but etcdx's front end sends no trailer
+#   (Go sends "Grpc-Trailer-Content-Type: application/grpc" after the body);
+# - /v3/maintenance/hash is Hash as in 3.4; HashKV is /v3/maintenance/hashkv (3.6's path; 3.4 has none),
+#   AuthStatus /v3/auth/status (3.5's path);
+# - a client that closes a watch is noticed when the next event is written, not before
+#   (the front end does not read a connection while its request is being answered).
+
+ETCDX_MODES = {"etcdx": [], "etcdx-workers": ["--api-workers", "2"]}
+
+
+@pytest.fixture(scope="module")
+def group(tmp_path_factory):
+    g = procs.MemberGroup(tmp_path_factory.mktemp("gateway"))
+    yield g
+    g.close()
+
+
+def _transcript(member: procs.Member) -> dict:
+    out = gt.run_in_thread(lambda: gt.run(member.client_port), 60.0)
+    out["__watch"] = gt.run_in_thread(lambda: gt.watch_transcript(member.client_port), 20.0)
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference(group) -> dict:
+    """etcd 3.4's transcript: live when etcd is installed (and checked against the pinned one), else pinned."""
+    if not procs.etcd_available():
+        return json.loads(PINNED.read_text())
+    live = _transcript(group.new("etcd"))
+    if os.environ.get("ETCDX_GATEWAY_RECORD"):
+        PINNED.write_text(json.dumps(live, indent=1) + "\n")
+        return live
+    assert live == json.loads(PINNED.read_text()), "etcd 3.4 no longer answers as the pinned transcript says"
+    return live
+
+
+@pytest.fixture(scope="module", params=sorted(ETCDX_MODES))
+def candidate(request, group) -> tuple[procs.Member, dict]:
+    procs.require("etcdx")
+    member = group.new(procs.candidate_kind(), extra_args=ETCDX_MODES[request.param]
+                       if procs.candidate_kind() == "etcdx" else [])
+    return member, _transcript(member)
+
+
+def test_transcript_matches_etcd_34(reference, candidate):
+    _, got = candidate
+    assert list(got) == list(reference)
+    differ = []
+    for name, want in reference.items():
+        have = got[name]
+        known = KNOWN_GATEWAY_DIFFERENCES.get(name)
+        if known is not None and procs.candidate_kind() == "etcdx":
+            want = {**want, "body": known[1]}
+        if have != want:
+            differ.append(f"{name}:\n  etcd : {json.dumps(want)}\n  etcdx: {json.dumps(have)}")
+    assert not differ, f"{len(differ)} of {len(reference)} steps differ:\n" + "\n".join(differ)
+
+
+def test_known_differences_still_differ(reference):
+    """A registered difference that etcd 3.4 does not show any more must leave the registry."""
+    for name, (_, body) in KNOWN_GATEWAY_DIFFERENCES.items():
+        assert reference[name]["body"] != body, name
+
+
+# -- etcd 3.5's probes, on etcdx only --------------------------------------------------------------
+
+def _get(member: procs.Member, path: str, method: str = "GET") -> tuple[str, str]:
+    rec = gt.request(member.client_port, gt.Step(path, path, method=method), {})
+    return rec["status"], rec["body"]
+
+
+def _post(member: procs.Member, path: str, body: str = "{}") -> str:
+    return gt.request(member.client_port, gt.Step(path, path, body=body), {})["body"]
+
+
+def test_livez_readyz(candidate):
+    member, _ = candidate
+    if member.kind != "etcdx":
+        pytest.skip("etcd 3.4 has no /livez or /readyz")
+    assert _get(member, "/livez") == ("200 OK", "ok\n")
+    assert _get(member, "/livez?verbose") == ("200 OK", "[+]serializable_read ok\nok\n")
+    assert _get(member, "/readyz?verbose") == (
+        "200 OK", "[+]data_corruption ok\n[+]serializable_read ok\n[+]linearizable_read ok\nok\n")
+    assert _get(member, "/readyz?verbose&exclude=linearizable_read") == (
+        "200 OK", "[+]data_corruption ok\n[+]serializable_read ok\nok\n")
+    assert _get(member, "/readyz/linearizable_read?verbose") == ("200 OK", "[+]linearizable_read ok\nok\n")
+    assert _get(member, "/readyz", "POST") == ("405 Method Not Allowed", "Method Not Allowed\n")
+    assert _get(member, "/readyz/nothing")[0] == "404 Not Found"
+
+
+def _tls_member(group, tmp_path_factory, extra: list[str]) -> tuple[procs.Member, object]:
+    from etcdx.testing.tls import make_tls_files
+
+    files = make_tls_files(tmp_path_factory.mktemp("gateway-tls"))
+    return group.new("etcdx", tls=files, extra_args=extra), files
+
+
+@pytest.mark.parametrize("mode", sorted(ETCDX_MODES))
+def test_curl_over_tls(group, tmp_path_factory, mode):
+    """Real curl over https: HTTP/2 negotiated by ALPN, and HTTP/1.1."""
+    procs.require("etcdx")
+    member, files = _tls_member(group, tmp_path_factory, ETCDX_MODES[mode])
+    base = ["curl", "-sS", "--max-time", "10", "--cacert", str(files.ca), "--cert", str(files.client_cert),
+            "--key", str(files.client_key), "-w", "\\n%{http_version} %{http_code}"]
+    put = subprocess.run([*base, "--http2", f"{member.client_url}/v3/kv/put", "-d",
+                          f'{{"key":"{gt.b64("tls")}","value":"{gt.b64("v")}"}}'],
+                         capture_output=True, text=True, timeout=20, check=True).stdout
+    assert put.endswith("\n2 200") and '"revision":"2"' in put, put
+    got = subprocess.run([*base, "--http1.1", f"{member.client_url}/v3/kv/range", "-d",
+                          f'{{"key":"{gt.b64("tls")}"}}'], capture_output=True, text=True, timeout=20, check=True).stdout
+    assert got.endswith("\n1.1 200") and f'"value":"{gt.b64("v")}"' in got, got
+    health = subprocess.run([*base, "--http2", f"{member.client_url}/health"],
+                            capture_output=True, text=True, timeout=20, check=True).stdout
+    assert health == '{"health":"true"}\n2 200'
+
+
+# -- /health without a leader --------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", sorted(ETCDX_MODES))
+def test_health_without_leader(tmp_path, mode):
+    """A member whose only peer died loses its leader: /health says so; serializable probes still pass."""
+    procs.require("etcdx")
+    args = [*ETCDX_MODES[mode], "--heartbeat-interval", "50", "--election-timeout", "500"]
+    with Cluster("etcdx", tmp_path, size=2, extra_args=args) as cluster:
+        cluster.start()
+        a, b = cluster.members
+        assert _get(a, "/health") == ("200 OK", '{"health":"true"}')
+        b.kill()
+        # Until its election timeout passes, a still follows the dead leader (and /health
+        # fails its read instead); wait for a to campaign, which forgets the leader.
+        deadline = time.monotonic() + 10
+        while '"leader"' in _post(a, "/v3/maintenance/status") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _get(a, "/health") == ("503 Service Unavailable", '{"health":"false","reason":"RAFT NO LEADER"}\n')
+        assert _get(a, "/health?serializable=true") == ("200 OK", '{"health":"true"}')
+        assert _get(a, "/livez") == ("200 OK", "ok\n")
+        assert _get(a, "/readyz/data_corruption") == ("200 OK", "ok\n")
