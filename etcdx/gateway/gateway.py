@@ -14,8 +14,9 @@ header, as etcd's gateway forwards it. Answers follow etcd 3.4's grpc-gateway:
   trailers, a known difference);
 - a body that does not decode: 400, code 3, Go's decoder text, no trailer;
 - streams (Watch, LeaseKeepAlive, Snapshot, Observe): every JSON value of the
-  body is one request message (the request side then ends, as grpc-gateway
-  half-closes); each response is a chunk ``{"result":...}`` and a newline, sent
+  body is one request message, up to the first that does not decode (a bad
+  first one is 500, code 2); the request side then ends, as grpc-gateway
+  half-closes; each response is a chunk ``{"result":...}`` and a newline, sent
   as it comes; an error ends the stream with
   ``{"error":{"grpc_code":..,"http_code":..,"message":..,"http_status":..}}``
   (its HTTP status if nothing was sent yet).
@@ -141,14 +142,19 @@ class Gateway:
 
     async def _stream(self, request: HttpRequest, response: HttpResponse, route: routes.Route,
                       fn: Any, ctx: CallContext) -> None:
-        try:
-            if route.kind is Kind.BIDI_STREAM:
-                messages = [protojson.parse(v, route.request) for v in protojson.split_values(request.body)]
-            else:
+        if route.kind is Kind.BIDI_STREAM:
+            messages, err = protojson.messages(request.body, route.request)
+            if err is not None and not messages:
+                # grpc-gateway sends the first message before it streams: its failure fails the call.
+                await self.reply.whole(request, response, 500, [("Content-Type", JSON)],
+                                       error_body(EtcdError("UNKNOWN", str(err))))
+                return
+        else:
+            try:
                 messages = [protojson.parse(protojson.first_value(request.body), route.request)]
-        except protojson.JsonError as err:
-            await self._bad_request(request, response, err)
-            return
+            except protojson.JsonError as err:
+                await self._bad_request(request, response, err)
+                return
         arg = _iterate(messages) if route.kind is Kind.BIDI_STREAM else messages[0]
         started = False
         results: AsyncIterator[Any] = fn(arg, ctx)
@@ -171,7 +177,8 @@ class Gateway:
             await self._stream_error(request, response, started, _INTERNAL)
             return
         if not started:
-            self.reply.start(request, response, 200, _OK_HEADERS)
+            # Nothing came: no gRPC response header to relay either.
+            self.reply.start(request, response, 200, [("Content-Type", JSON)])
         await response.end()
 
     async def _stream_error(self, request: HttpRequest, response: HttpResponse, started: bool,

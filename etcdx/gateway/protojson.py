@@ -157,23 +157,28 @@ _DECODER = json.JSONDecoder()
 _WS = " \t\r\n"
 
 
-def split_values(body: bytes) -> list[Any]:
-    """Every JSON value in ``body``, one after another (a streaming request's messages).
+def messages(body: bytes, message_class: Any) -> tuple[list[Any], JsonError | None]:
+    """The request messages of a streaming call: every JSON value of ``body`` in turn.
 
-    Raises JsonError at the first malformed one, as Go's json.Decoder would.
+    Decoding stops at the first value that is not a valid message: the
+    messages before it and its error are returned (grpc-gateway sends those
+    and then half-closes; only a bad first message fails the call).
     """
     text = body.decode("utf-8", errors="replace")
-    values, pos = [], 0
+    out: list[Any] = []
+    pos = 0
     while True:
         while pos < len(text) and text[pos] in _WS:
             pos += 1
         if pos >= len(text):
-            return values
+            return out, None
         try:
             value, pos = _DECODER.raw_decode(text, pos)
+            out.append(parse(value, message_class))
         except json.JSONDecodeError as err:
-            raise _syntax_error(text, err) from None
-        values.append(value)
+            return out, _syntax_error(text, err)
+        except JsonError as err:
+            return out, err
 
 
 def first_value(body: bytes) -> Any:

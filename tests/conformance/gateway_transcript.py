@@ -196,6 +196,10 @@ TRANSCRIPT: list[Step] = [
     Step("lease-leases-kv", "/v3/kv/lease/leases", body="{}"),
     Step("lease-keepalive", "/v3/lease/keepalive", body='{"ID":1234}'),
     Step("lease-keepalive-two", "/v3/lease/keepalive", body='{"ID":1234} {"ID":"1234"}'),
+    Step("lease-keepalive-unknown", "/v3/lease/keepalive", body='{"ID":4242}'),
+    Step("lease-keepalive-empty", "/v3/lease/keepalive", body=""),
+    Step("lease-keepalive-bad-first", "/v3/lease/keepalive", body='{"ID":"x"}'),
+    Step("lease-keepalive-bad-later", "/v3/lease/keepalive", body='{"ID":4242} [1]'),
     Step("lease-revoke-unknown", "/v3/lease/revoke", body='{"ID":99}'),
     Step("lease-revoke-kv", "/v3/kv/lease/revoke", body='{"ID":1234}'),
     Step("lease-revoke-again", "/v3/lease/revoke", body='{"ID":1234}'),
@@ -275,7 +279,8 @@ def watch_transcript(port: int) -> list[Any]:
     """A watch through the gateway: created, two events as they happen, then the client leaves."""
     out: list[Any] = []
     key = b64("w")
-    stream = StreamReader(port, "/v3/watch", f'{{"create_request":{{"key":"{key}","prev_kv":true}}}}')
+    # What follows the first request and does not decode only ends the request side.
+    stream = StreamReader(port, "/v3/watch", f'{{"create_request":{{"key":"{key}","prev_kv":true}}}} {{bad')
     try:
         out.append(stream.head())
         out.append(stream.line())
