@@ -2,7 +2,7 @@
 
 etcd 3.4 serves its JSON gateway through grpc-gateway v1 with golang/protobuf's
 jsonpb (``OrigName``): field names as declared in the proto, int64/uint64 as
-strings, 32-bit integers as numbers, bytes as standard base64, enums by name,
+strings, 32-bit integers as numbers, bytes as standard padded base64, enums by name,
 zero values and empty lists left out, fields in declaration order, no spaces.
 Requests are read as Go reads them: the first JSON value of the body (what
 follows it is ignored), which must be an object (or null); unknown fields are
@@ -42,8 +42,10 @@ class JsonError(ValueError):
 # -- writing ------------------------------------------------------------------------------
 
 _GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029",
-               "\b": "\\u0008", "\f": "\\u000c"}
-_GO_ESCAPE_RE = re.compile("[<>&\u2028\u2029\b\f]")
+               "\\\\": "\\\\", "\\b": "\\u0008", "\\f": "\\u000c"}
+# Python's escapes Go writes otherwise: HTML characters, line/paragraph separators, \b and \f
+# (an escaped backslash is matched whole, so the b of "\\b" is left alone).
+_GO_ESCAPE_RE = re.compile(r"[<>&\u2028\u2029]|\\[\\bf]")
 
 
 def go_string(s: str) -> str:
@@ -325,25 +327,45 @@ def _parse_int(field: FieldDescriptor, value: Any) -> int:
 
 
 def _parse_base64(value: str) -> bytes:
-    """Standard base64 (URL-safe accepted too, as jsonpb does); Go's text for bad input."""
-    alphabet = value.replace("-", "+").replace("_", "/") if ("-" in value or "_" in value) else value
-    padded = alphabet if "=" in alphabet or len(alphabet) % 4 == 0 else alphabet + "=" * (-len(alphabet) % 4)
-    try:
-        return base64.b64decode(padded, validate=True)
-    except (binascii.Error, ValueError):
-        raise JsonError(f"illegal base64 data at input byte {_bad_base64_at(alphabet)}") from None
+    """Standard base64 with padding, newlines ignored, as Go's encoding/json reads []byte."""
+    bad = _base64_error_at(value)
+    if bad is not None:
+        raise JsonError(f"illegal base64 data at input byte {bad}")
+    return base64.b64decode(value.replace("\r", "").replace("\n", ""))
 
 
 _B64 = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+_NEWLINES = "\r\n"
 
 
-def _bad_base64_at(value: str) -> int:
-    for i, ch in enumerate(value):
-        if ch == "=":
-            return i if i % 4 < 2 else min(i, len(value))
-        if ch not in _B64 and ch not in "\r\n":
-            return i
-    return len(value) - len(value) % 4
+def _base64_error_at(s: str) -> int | None:
+    """Where Go's base64.StdEncoding fails on ``s`` (the offset it reports), or None if it decodes."""
+    n, si = len(s), 0
+    while True:
+        j = 0
+        while j < 4:
+            if si == n:
+                return None if j == 0 else si - j
+            c = s[si]
+            si += 1
+            if c in _NEWLINES:
+                continue
+            if c in _B64:
+                j += 1
+                continue
+            if c != "=" or j < 2:
+                return si - 1
+            if j == 2:  # a second "=" must follow
+                while si < n and s[si] in _NEWLINES:
+                    si += 1
+                if si == n:
+                    return n
+                if s[si] != "=":
+                    return si - 1
+                si += 1
+            while si < n and s[si] in _NEWLINES:
+                si += 1
+            return si if si < n else None
 
 
 def _parse_enum(enum: EnumDescriptor, value: Any) -> int:
