@@ -57,6 +57,9 @@ class Http1Session(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._h11.receive_data(data)
+        if self._task is not None and len(self._h11.trailing_data[0]) > _MAX_HEAD_BYTES:
+            # Pipelined requests wait for the one being answered; bound what waits with them.
+            self._transport.pause_reading()
         self._process()
 
     def eof_received(self) -> bool | None:
@@ -150,7 +153,8 @@ class Http1Session(asyncio.Protocol):
             http_version=req.http_version.decode("ascii"),
         )
         self._body = bytearray()
-        self._transport.pause_reading()
+        # Reading goes on while the handler runs, so a client that closes or half-closes
+        # ends its request (a watch stream, say) as it would in Go's server.
         response = _Response(self, request.method == "HEAD")
         self._task = self._loop.create_task(self._run(request, response))
         self.tasks.add(self._task)

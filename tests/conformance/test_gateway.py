@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import socket
 import subprocess
 import time
 
@@ -46,8 +47,7 @@ KNOWN_GATEWAY_DIFFERENCES: dict[str, tuple[str, str]] = {
 #   (Go sends "Grpc-Trailer-Content-Type: application/grpc" after the body);
 # - /v3/maintenance/hash is Hash as in 3.4; HashKV is /v3/maintenance/hashkv (3.6's path; 3.4 has none),
 #   AuthStatus /v3/auth/status (3.5's path);
-# - a client that closes a watch is noticed when the next event is written, not before
-#   (the front end does not read a connection while its request is being answered).
+# - on a client's half-close etcd writes a "context canceled" error chunk and closes; etcdx closes.
 
 ETCDX_MODES = {"etcdx": [], "etcdx-workers": ["--api-workers", "2"]}
 
@@ -104,6 +104,28 @@ def test_known_differences_still_differ(reference):
     """A registered difference that etcd 3.4 does not show any more must leave the registry."""
     for name, (_, body) in KNOWN_GATEWAY_DIFFERENCES.items():
         assert reference[name]["body"] != body, name
+
+
+def test_watch_ends_when_the_client_half_closes(candidate):
+    """As in Go's server, a client's half-close ends its request: the watch stops and the connection closes.
+
+    (etcd writes a "context canceled" error chunk first; etcdx closes at once: accepted.)
+    """
+    member, _ = candidate
+    body = f'{{"create_request":{{"key":"{gt.b64("hc")}"}}}}'.encode()
+    with socket.create_connection(("127.0.0.1", member.client_port), timeout=5) as s:
+        s.sendall(b"POST /v3/watch HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        head = b""
+        while b'"created":true' not in head:
+            chunk = s.recv(65536)
+            assert chunk, head
+            head += chunk
+        s.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + 5
+        while s.recv(65536):
+            assert time.monotonic() < deadline
+    # the member still serves
+    assert _get(member, "/health")[0] == "200 OK"
 
 
 # -- etcd 3.5's probes, on etcdx only --------------------------------------------------------------
