@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator
 from http import HTTPStatus
 from typing import Any
 
-from etcdx.api.context import CallContext
+from etcdx.api.context import NO_CONTEXT, CallContext
 from etcdx.api.rpcs import Kind
 from etcdx.frontend.grpc import StatusCode
 from etcdx.frontend.httpapi import HttpRequest, HttpResponse
@@ -76,13 +76,22 @@ def stream_error_chunk(err: EtcdError) -> bytes:
 
 
 def call_context(request: HttpRequest) -> CallContext:
-    token = request.header("authorization") or ""
+    """The caller as etcd sees a gateway call.
+
+    grpc-gateway forwards ``Authorization`` as "authorization" metadata and
+    ``Grpc-Metadata-<Name>`` headers as "<name>"; etcd takes the token from
+    "token" first, then "authorization", and honours "hasleader".
+    """
+    token = request.header("grpc-metadata-token") or request.header("authorization") or ""
+    require_leader = request.header("grpc-metadata-hasleader") == "true"
     cn = ""
     for rdn in (request.peer_certificate or {}).get("subject", ()):
         for key, value in rdn:
             if key == "commonName":
                 cn = value
-    return CallContext(token, cn) if token or cn else CallContext()
+    if not token and not cn and not require_leader:
+        return NO_CONTEXT
+    return CallContext(token, cn, require_leader)
 
 
 class Gateway:
