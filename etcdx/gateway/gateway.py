@@ -80,7 +80,9 @@ def call_context(request: HttpRequest) -> CallContext:
 
     grpc-gateway forwards ``Authorization`` as "authorization" metadata and
     ``Grpc-Metadata-<Name>`` headers as "<name>"; etcd takes the token from
-    "token" first, then "authorization", and honours "hasleader".
+    "token" first, then "authorization", and honours "hasleader". The common
+    name is the HTTPS client's verified certificate's, as a gRPC client's
+    would be (etcd's gateway calls itself with the member's own certificate).
     """
     token = request.header("grpc-metadata-token") or request.header("authorization") or ""
     require_leader = request.header("grpc-metadata-hasleader") == "true"
@@ -108,11 +110,10 @@ class Gateway:
 
     async def __call__(self, request: HttpRequest, response: HttpResponse, path: str) -> None:
         route = self.routes.get(path)
+        if request.method != "POST" and path in self.known:
+            await self.reply.error(request, response, 405, "Method Not Allowed")
+            return
         if route is None or request.method != "POST":
-            if route is not None or path in self.known:
-                if request.method != "POST":
-                    await self.reply.error(request, response, 405, "Method Not Allowed")
-                    return
             await self.reply.error(request, response, 404, "Not Found")
             return
         fn = getattr(self.handlers, route.method)
@@ -146,8 +147,11 @@ class Gateway:
 
     async def _rpc_error(self, request: HttpRequest, response: HttpResponse, err: EtcdError) -> None:
         self.reply.start(request, response, HTTP_STATUS.get(_code(err), 500), _ERROR_HEADERS)
-        await response.write(error_body(err))
-        await response.end()
+        try:
+            await response.write(error_body(err))
+            await response.end()
+        except StreamClosed:
+            pass  # the client went away first
 
     async def _stream(self, request: HttpRequest, response: HttpResponse, route: routes.Route,
                       fn: Any, ctx: CallContext) -> None:

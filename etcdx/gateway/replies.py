@@ -12,6 +12,7 @@ from __future__ import annotations
 from email.utils import formatdate
 
 from etcdx.frontend.httpapi import HttpRequest, HttpResponse
+from etcdx.frontend.rpc import StreamClosed
 
 TEXT = "text/plain; charset=utf-8"
 
@@ -48,8 +49,11 @@ class Replier:
                     headers: list[tuple[str, str]], body: bytes, sniffed: str | None = None) -> None:
         """A response whose body is known: sent with its length."""
         self.start(request, response, status, headers, len(body), sniffed)
-        await response.write(body)
-        await response.end()
+        try:
+            await response.write(body)
+            await response.end()
+        except StreamClosed:
+            pass  # the client went away first
 
     async def error(self, request: HttpRequest, response: HttpResponse, status: int, text: str,
                     extra: list[tuple[str, str]] = ()) -> None:
