@@ -215,6 +215,7 @@ TRANSCRIPT: list[Step] = [
     Step("member-promote-unknown", "/v3/cluster/member/promote", body='{"ID":1}'),
     Step("status", "/v3/maintenance/status", body="{}", masked=STATUS_MASKED),
     Step("hash", "/v3/maintenance/hash", body="{}", masked=("hash",)),
+    Step("defragment", "/v3/maintenance/defragment", body="{}"),
     Step("alarm-get", "/v3/maintenance/alarm", body="{}"),
     Step("alarm-activate", "/v3/maintenance/alarm",
          body=lambda memo: f'{{"action":"ACTIVATE","memberID":"{memo["member"]}","alarm":"NOSPACE"}}',
