@@ -29,6 +29,8 @@ from support.cluster import Cluster
 
 import gateway_transcript as gt
 
+from etcdx.gateway.state import STATE_CACHE_SECONDS
+
 PINNED = pathlib.Path(__file__).with_name("gateway_etcd34.json")
 
 # step -> (why etcdx differs, the body etcdx answers instead); everything else about the step must match.
@@ -131,7 +133,7 @@ def test_watch_ends_when_the_client_half_closes(candidate):
         while s.recv(65536):
             assert time.monotonic() < deadline
     # the member still serves
-    assert _get(member, "/health")[0] == "200 OK"
+    assert _post(member, "/v3/kv/range", f'{{"key":"{gt.b64("hc")}"}}').startswith('{"header"')
 
 
 def test_snapshot_stream_is_the_snapshot(candidate):
@@ -260,6 +262,9 @@ def _curl_raw(port: int, args: list[str]) -> str:
 def test_curl_bytes_match_etcd_34(candidate, reference):
     """Status line, headers in Go's order and body, byte for byte (as curl -i prints them)."""
     member, _ = candidate
+    # The transcript raised and cleared an alarm; an API worker's /health may show the core's
+    # state of up to STATE_CACHE_SECONDS ago (a documented lag), so let that pass.
+    time.sleep(STATE_CACHE_SECONDS)
     for name, args in CURL_CASES.items():
         want = reference["__curl"][name]
         if member.kind == "etcdx":
