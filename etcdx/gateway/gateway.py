@@ -80,20 +80,15 @@ def call_context(request: HttpRequest) -> CallContext:
 
     grpc-gateway forwards ``Authorization`` as "authorization" metadata and
     ``Grpc-Metadata-<Name>`` headers as "<name>"; etcd takes the token from
-    "token" first, then "authorization", and honours "hasleader". The common
-    name is the HTTPS client's verified certificate's, as a gRPC client's
-    would be (etcd's gateway calls itself with the member's own certificate).
+    "token" first, then "authorization", and honours "hasleader". A client
+    certificate names nobody here: etcd's gateway calls the member with the
+    member's own (``etcdx.gateway.access`` refuses a named one when that matters).
     """
     token = request.header("grpc-metadata-token") or request.header("authorization") or ""
     require_leader = request.header("grpc-metadata-hasleader") == "true"
-    cn = ""
-    for rdn in (request.peer_certificate or {}).get("subject", ()):
-        for key, value in rdn:
-            if key == "commonName":
-                cn = value
-    if not token and not cn and not require_leader:
+    if not token and not require_leader:
         return NO_CONTEXT
-    return CallContext(token, cn, require_leader)
+    return CallContext(token, "", require_leader)
 
 
 class Gateway:

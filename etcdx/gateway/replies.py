@@ -35,9 +35,10 @@ class Replier:
                 ("Access-Control-Allow-Origin", origin)]
 
     def start(self, request: HttpRequest, response: HttpResponse, status: int,
-              headers: list[tuple[str, str]], length: int | None = None, sniffed: str | None = None) -> None:
+              headers: list[tuple[str, str]], length: int | None = None, sniffed: str | None = None,
+              cors: bool = True) -> None:
         """``headers`` as the handler set them; ``length`` None means chunked (streamed)."""
-        out = sorted(self.cors_headers(request) + headers, key=lambda kv: kv[0])
+        out = sorted((self.cors_headers(request) if cors else []) + headers, key=lambda kv: kv[0])
         out.append(("Date", formatdate(usegmt=True)))
         if length is not None:
             out.append(("Content-Length", str(length)))
@@ -46,9 +47,10 @@ class Replier:
         response.start(status, out)
 
     async def whole(self, request: HttpRequest, response: HttpResponse, status: int,
-                    headers: list[tuple[str, str]], body: bytes, sniffed: str | None = None) -> None:
+                    headers: list[tuple[str, str]], body: bytes, sniffed: str | None = None,
+                    cors: bool = True) -> None:
         """A response whose body is known: sent with its length."""
-        self.start(request, response, status, headers, len(body), sniffed)
+        self.start(request, response, status, headers, len(body), sniffed, cors)
         try:
             await response.write(body)
             await response.end()
@@ -56,10 +58,10 @@ class Replier:
             pass  # the client went away first
 
     async def error(self, request: HttpRequest, response: HttpResponse, status: int, text: str,
-                    extra: list[tuple[str, str]] = ()) -> None:
+                    extra: list[tuple[str, str]] = (), cors: bool = True) -> None:
         """Go's ``http.Error``."""
         headers = [*extra, ("Content-Type", TEXT), ("X-Content-Type-Options", "nosniff")]
-        await self.whole(request, response, status, headers, (text + "\n").encode())
+        await self.whole(request, response, status, headers, (text + "\n").encode(), cors=cors)
 
     async def method_not_allowed(self, request: HttpRequest, response: HttpResponse, allow: str) -> None:
         await self.error(request, response, 405, "Method Not Allowed", [("Allow", allow)])

@@ -28,6 +28,8 @@ class HealthState:
 class MemberState(Protocol):
     async def health_state(self) -> HealthState: ...
 
+    def auth_enabled(self) -> bool: ...
+
     async def read_check(self, serializable: bool) -> None:
         """Raise etcd's error if a (serializable or linearizable) read would fail now."""
 
@@ -41,6 +43,9 @@ class CoreState:
     async def health_state(self) -> HealthState:
         d = member_state(self.server)
         return HealthState(d["leader"], tuple(d["alarms"]))
+
+    def auth_enabled(self) -> bool:
+        return self.server.stores.auth.state().enabled
 
     async def read_check(self, serializable: bool) -> None:
         if not serializable:
@@ -75,6 +80,9 @@ class WorkerState:
         self._inflight = None
         if not fut.cancelled() and fut.exception() is None:
             self._cached = (asyncio.get_running_loop().time(), fut.result())
+
+    def auth_enabled(self) -> bool:
+        return self.remote.auth.state().enabled
 
     async def read_check(self, serializable: bool) -> None:
         if not serializable:

@@ -270,3 +270,55 @@ def test_curl_bytes_match_etcd_34(candidate, reference):
         if member.kind == "etcdx":
             want = want.replace(GO_TRAILER, "")
         assert _curl_raw(member.client_port, args) == want, name
+
+
+# -- access checks -------------------------------------------------------------------------------
+
+MISDIRECTED = (
+    'HTTP/1.1 421 Misdirected Request\r\nContent-Type: text/plain; charset=utf-8\r\n'
+    'X-Content-Type-Options: nosniff\r\nDate: X\r\nContent-Length: N\r\n\r\n'
+    '\netcd received your request, but the Host header was unrecognized.\n\n'
+    'To fix this, choose one of the following options:\n'
+    '- Enable TLS, then any HTTPS request will be allowed.\n'
+    '- Add the hostname you want to use to the whitelist in settings.\n'
+    '  - e.g. etcd --host-whitelist "evil.example"\n\n'
+    'This requirement has been added to help prevent "DNS Rebinding" attacks (CVE-2018-5702).\n\n')
+
+
+@pytest.mark.parametrize("kind", [pytest.param("etcd", marks=pytest.mark.etcd), "etcdx"])
+def test_host_whitelist_on_plain_http(group, kind):
+    """etcd 3.4's DNS-rebinding defence: a Host outside --host-whitelist gets 421 (OPTIONS too), gRPC is not concerned."""
+    procs.require(kind)
+    member = group.new(kind, extra_args=["--host-whitelist", "good.example,127.0.0.1"])
+    assert _curl_raw(member.client_port, ["/health", "-H", "Host: evil.example:2379"]) == MISDIRECTED
+    assert _curl_raw(member.client_port, ["/v3/kv/range", "-X", "OPTIONS", "-H", "Host: evil.example"]) == MISDIRECTED
+    ok = _curl_raw(member.client_port, ["/health", "-H", "Host: good.example"])
+    assert ok.startswith("HTTP/1.1 200 OK\r\nAccess-Control-Allow-Headers") and ok.endswith('{"health":"true"}')
+    assert member.kv.Range(procs.rpc_pb2.RangeRequest(key=b"a"), timeout=5).count == 0
+
+
+@pytest.mark.parametrize("kind", [pytest.param("etcd", marks=pytest.mark.etcd), "etcdx"])
+def test_gateway_refuses_named_client_certificates_while_auth_is_on(group, tmp_path_factory, kind):
+    """With --client-cert-auth and auth on, etcd's gateway will not act as a certificate's user: 400."""
+    from etcdx.testing.tls import make_tls_files
+
+    procs.require(kind)
+    files = make_tls_files(tmp_path_factory.mktemp("gateway-cn"))
+    member = group.new(kind, tls=files)
+    curl = ["curl", "-sS", "--max-time", "10", "--cacert", str(files.ca), "--cert", str(files.client_cert),
+            "--key", str(files.client_key), "-w", "\\n%{http_code}"]
+
+    def post(path: str, body: str) -> str:
+        return subprocess.run([*curl, f"{member.client_url}{path}", "-d", body],
+                              capture_output=True, text=True, timeout=20, check=True).stdout
+
+    assert post("/v3/auth/user/add", '{"name":"root","password":"pw"}').endswith("\n200")
+    assert post("/v3/auth/user/grant", '{"user":"root","role":"root"}').endswith("\n200")
+    assert post("/v3/auth/enable", "{}").endswith("\n200")
+    refused = ("CommonName of client sending a request against gateway will be ignored and not used as expected"
+               "\n\n400")
+    assert post("/v3/kv/range", f'{{"key":"{gt.b64("a")}"}}') == refused
+    assert post("/v3beta/kv/range", "{}") == refused
+    health = subprocess.run([*curl, f"{member.client_url}/health"], capture_output=True, text=True, timeout=20,
+                            check=True).stdout
+    assert health == '{"health":"true"}\n200'
