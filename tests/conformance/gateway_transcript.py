@@ -48,6 +48,7 @@ class Step:
     # Ask again (within SETTLE_SECONDS) until the status starts so: an API worker may answer
     # /health from the core's state of up to a second ago (etcdx.gateway.state).
     until: str | None = None
+    first_line: bool = False  # an endless stream (watch): read its first message, then leave
 
 
 SETTLE_SECONDS = 3.0
@@ -72,7 +73,7 @@ def _request(port: int, step: Step, memo: dict, timeout: float) -> dict[str, Any
             headers.setdefault("Content-Type", "application/x-www-form-urlencoded")  # what curl -d sends
         conn.request(step.method, step.path, body=body.encode() if body is not None else None, headers=headers)
         resp = conn.getresponse()
-        text = resp.read().decode()
+        text = (resp.readline() if step.first_line else resp.read()).decode()
         record = record_of(resp, text, step.masked)
         if step.keep is not None and text.startswith("{"):
             step.keep(memo, json.loads(text))
@@ -247,6 +248,11 @@ TRANSCRIPT: list[Step] = [
     Step("authenticate-bad", "/v3/auth/authenticate", body='{"name":"root","password":"bad"}'),
     Step("authenticate", "/v3/auth/authenticate", body='{"name":"root","password":"pw"}', masked=("token",),
          keep=_token),
+    Step("watch-no-token", "/v3/watch", body=f'{{"create_request":{{"key":"{A}"}}}}', first_line=True),
+    Step("watch-bad-token", "/v3/watch", body=f'{{"create_request":{{"key":"{A}"}}}}', first_line=True,
+         headers={"Authorization": "garbage"}),
+    Step("keepalive-no-token", "/v3/lease/keepalive", body='{"ID":1}'),
+    Step("snapshot-no-token", "/v3/maintenance/snapshot", body="{}"),
     Step("put-no-token", "/v3/kv/put", body=f'{{"key":"{A}","value":"{A}"}}'),
     Step("put-bad-token", "/v3/kv/put", body=f'{{"key":"{A}","value":"{A}"}}',
          headers={"Authorization": "garbage"}),
