@@ -155,7 +155,19 @@ def _enclosing(text: str, pos: int) -> str:
     return stack[-1] if stack else ""
 
 
-_DECODER = json.JSONDecoder()
+class _Number(float):
+    """A JSON number with a fraction or exponent, keeping its literal for Go's error texts."""
+
+    text: str
+
+    def __new__(cls, text: str) -> _Number:
+        number = super().__new__(cls, text)
+        number.text = text
+        return number
+
+
+_DECODER = json.JSONDecoder(parse_float=_Number)
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _WS = " \t\r\n"
 
 
@@ -237,7 +249,7 @@ def _fill(msg: Any, obj: dict) -> None:
             continue  # unknown fields are ignored; null leaves the field unset
         if field.is_repeated:
             if not isinstance(value, list):
-                raise _cannot(value, "[]" + _go_elem_type(field))
+                raise _cannot(value, "[]json.RawMessage")
             target = getattr(msg, field.name)
             for item in value:
                 if field.type == _F.TYPE_MESSAGE:
@@ -254,14 +266,6 @@ def _fill(msg: Any, obj: dict) -> None:
             _fill(sub, value)
         else:
             setattr(msg, field.name, _parse_scalar(field, value))
-
-
-def _go_elem_type(field: FieldDescriptor) -> str:
-    if field.type == _F.TYPE_MESSAGE:
-        return "*" + field.message_type.full_name
-    if field.type == _F.TYPE_ENUM:
-        return _go_enum_name(field.enum_type)
-    return _GO_TYPE.get(field.type, "interface {}")
 
 
 def _go_enum_name(enum: EnumDescriptor) -> str:
@@ -285,8 +289,10 @@ def _parse_scalar(field: FieldDescriptor, value: Any) -> Any:
     if t == _F.TYPE_STRING:
         if not isinstance(value, str):
             raise _cannot(value, "string")
-        return value
+        return _SURROGATE.sub("\ufffd", value)  # a lone surrogate escape, as Go decodes it
     if t == _F.TYPE_BYTES:
+        if isinstance(value, list):
+            return _parse_bytes_array(value)
         if not isinstance(value, str):
             raise _cannot(value, "[]uint8")
         return _parse_base64(value)
@@ -299,31 +305,54 @@ def _parse_scalar(field: FieldDescriptor, value: Any) -> Any:
     raise JsonError(f"unsupported field {field.full_name}")
 
 
+def _unmarshal(text: str) -> Any:
+    """``text`` as Go's json.Unmarshal reads a whole document (what jsonpb does inside quotes)."""
+    try:
+        return _DECODER.decode(text)
+    except json.JSONDecodeError as err:
+        if err.msg.startswith("Extra data"):
+            raise JsonError(f"invalid character {_go_char(text[err.pos])} after top-level value") from None
+        if err.pos >= len(text.rstrip(_WS)):
+            raise JsonError("unexpected end of JSON input") from None
+        raise _syntax_error(text, err) from None
+
+
 def _parse_int(field: FieldDescriptor, value: Any) -> int:
     go_type = _GO_TYPE[field.type]
     if isinstance(value, str):
-        # jsonpb takes a quoted integer by reading what is inside the quotes as JSON.
-        text = value
-        if not _INT_RE.fullmatch(text):
-            try:
-                inner = json.loads(text) if text else None
-            except json.JSONDecodeError as err:
-                raise _syntax_error(text, err) if text else JsonError("unexpected end of JSON input") from None
-            if isinstance(inner, float):
-                raise JsonError(f"json: cannot unmarshal number {text} into Go value of type {go_type}")
-            raise _cannot(inner, go_type)
-        number = int(text)
-    elif isinstance(value, bool) or not isinstance(value, (int, float)):
+        # jsonpb reads a quoted integer by unmarshalling what is inside the quotes.
+        value = int(value) if _INT_RE.fullmatch(value) else _unmarshal(value)
+        if value is None:
+            return 0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _cannot(value, go_type)
-    elif isinstance(value, float) and not value.is_integer():
-        raise JsonError(f"json: cannot unmarshal number {value!r} into Go value of type {go_type}")
-    else:
-        number = int(value)
+    if isinstance(value, float):  # Go takes no fraction or exponent for an integer
+        raise JsonError(f"json: cannot unmarshal number {_literal(value)} into Go value of type {go_type}")
     bits = 64 if field.type in _INT64 else 32
     lo, hi = (0, 2 ** bits - 1) if field.type in _UNSIGNED else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
-    if not lo <= number <= hi:
-        raise JsonError(f"json: cannot unmarshal number {number} into Go value of type {go_type}")
-    return number
+    if not lo <= value <= hi:
+        raise JsonError(f"json: cannot unmarshal number {value} into Go value of type {go_type}")
+    return value
+
+
+def _literal(number: float) -> str:
+    return getattr(number, "text", repr(number))
+
+
+def _parse_bytes_array(values: list) -> bytes:
+    """A JSON array for a bytes field: Go's encoding/json reads it as a []uint8, number by number."""
+    out = bytearray()
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v is None:
+            if v is None:
+                out.append(0)
+                continue
+            raise _cannot(v, "uint8")
+        if isinstance(v, float) or not 0 <= v <= 255:
+            raise JsonError(f"json: cannot unmarshal number {_literal(v) if isinstance(v, float) else v} "
+                            "into Go value of type uint8")
+        out.append(v)
+    return bytes(out)
 
 
 def _parse_base64(value: str) -> bytes:
@@ -374,6 +403,8 @@ def _parse_enum(enum: EnumDescriptor, value: Any) -> int:
         if named is None:
             raise JsonError(f"unknown value {go_string(value)} for enum {_go_enum_name(enum)}")
         return named.number
+    if isinstance(value, float):
+        raise JsonError(f"json: cannot unmarshal number {_literal(value)} into Go value of type {_go_enum_name(enum)}")
     if isinstance(value, bool) or not isinstance(value, int):
         raise _cannot(value, _go_enum_name(enum))
     if not -(2 ** 31) <= value < 2 ** 31:

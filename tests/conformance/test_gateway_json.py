@@ -140,3 +140,32 @@ def test_lock_and_election_routes_follow_their_pb_modules_and_methods(monkeypatc
     assert table["/v3/election/observe"].kind is Kind.SERVER_STREAM
     assert "/v3/lock/unlock" not in table  # the handler has no Unlock
     assert "/v3/election/campaign" not in table
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=8)
+field_names = st.sampled_from(["key", "range_end", "limit", "sort_order", "serializable", "compare", "success",
+                               "request_range", "request_put", "result", "target", "version", "value", "lease",
+                               "prev_kv", "ID", "TTL", "perm", "permType", "name", "create_request", "filters",
+                               "watch_id", "nope"])
+requests = st.recursive(st.dictionaries(field_names, json_values, max_size=4),
+                        lambda inner: st.dictionaries(field_names, inner | st.lists(inner, max_size=2), max_size=4),
+                        max_leaves=6)
+message_classes = st.sampled_from([rpc_pb2.RangeRequest, rpc_pb2.TxnRequest, rpc_pb2.WatchRequest,
+                                   rpc_pb2.AuthRoleGrantPermissionRequest, rpc_pb2.LeaseGrantRequest,
+                                   rpc_pb2.AlarmRequest])
+
+
+@settings(max_examples=300, deadline=None)
+@given(message_classes, requests | json_values)
+def test_any_json_is_a_message_or_go_s_refusal(message_class, value):
+    """Whatever JSON a client sends, the answer is a request or a JsonError, never a crash."""
+    try:
+        msg = protojson.parse(value, message_class)
+    except protojson.JsonError as err:
+        assert str(err)
+    else:
+        assert isinstance(msg, message_class)
+        assert protojson.parse(json.loads(protojson.dumps(msg)), message_class) == msg
