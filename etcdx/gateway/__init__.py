@@ -1,11 +1,19 @@
 """Everything HTTP on the client port: the JSON gateway, /version, /health, /livez, /readyz.
 
 ``build_http(handlers, cfg, state, extra_routes)`` gives the front end's
-``HttpHandler``. Every request first passes etcd's access checks
-(``etcdx.gateway.access``: the Host whitelist on plain HTTP, CORS). ``handlers`` is the object the gRPC router serves;
-``state`` answers the health probes (``etcdx.gateway.state``); ``extra_routes``
-maps exact paths to more handlers (``/metrics``). Anything else is Go's
-``404 page not found``, as etcd's client port answers.
+``HttpHandler``: ``handlers`` is the object the gRPC router serves; ``state``
+answers the health probes (``etcdx.gateway.state``); ``extra_routes`` maps
+exact paths to more handlers (``/metrics``: one argument in main.py and
+worker.py). Every request first passes etcd's access checks
+(``etcdx.gateway.access``), then gets etcd's CORS headers; OPTIONS is answered
+there. Anything else is Go's ``404 page not found``, as etcd's client port
+answers.
+
+Layout: ``routes`` (the path table), ``protojson`` (proto3 JSON as etcd 3.4's
+gateway writes and reads it), ``gateway`` (the RPC calls and streams),
+``health`` (/version, /health, /livez, /readyz), ``state`` (what the probes
+ask of the core or, from a worker, of the core over IPC), ``replies`` (Go's
+header order, ``http.Error``), ``access``.
 """
 
 from __future__ import annotations
@@ -19,12 +27,9 @@ from etcdx.gateway.health import HealthEndpoints
 from etcdx.gateway.replies import Replier
 from etcdx.gateway.state import CoreState, MemberState, WorkerState
 from etcdx.server.config import Config
+from etcdx.server.etcdserver import request_timeout
 
 __all__ = ["build_http", "CoreState", "WorkerState", "MemberState"]
-
-
-def _request_timeout(cfg: Config) -> float:
-    return 5.0 + 2 * cfg.election_timeout / 1000.0
 
 
 def build_http(handlers: object, cfg: Config, state: MemberState,
@@ -33,7 +38,7 @@ def build_http(handlers: object, cfg: Config, state: MemberState,
     replier = Replier(cfg.cors)
     access = AccessCheck(cfg, state, replier)
     gateway = Gateway(handlers, replier)
-    exact: dict[str, HttpHandler] = dict(HealthEndpoints(state, replier, _request_timeout(cfg)).routes())
+    exact: dict[str, HttpHandler] = dict(HealthEndpoints(state, replier, request_timeout(cfg)).routes())
     exact.update(extra_routes or {})
 
     async def handle(request: HttpRequest, response: HttpResponse) -> None:
