@@ -215,6 +215,7 @@ class _Response(HttpResponse):
         self._head_only = head_only
         self.started = False
         self.ended = False
+        self._chunked = False
 
     def start(self, status: int, headers: list[tuple[str, str]]) -> None:
         if self.started:
@@ -222,6 +223,7 @@ class _Response(HttpResponse):
         self.started = True
         if self._s._shutting_down:
             headers = [*headers, ("connection", "close")]
+        self._chunked = not any(k.lower() == "content-length" for k, _ in headers)
         self._s._send(h11.Response(status_code=status, headers=headers, reason=_reason(status)))
 
     async def write(self, chunk: bytes) -> None:
@@ -236,9 +238,11 @@ class _Response(HttpResponse):
             s._drain = s._loop.create_future()
             await s._drain
 
-    async def end(self) -> None:
+    async def end(self, trailers: list[tuple[str, str]] | None = None) -> None:
         if self.ended:
             return
         self.ended = True
         if not self._s._lost:
-            self._s._send(h11.EndOfMessage())
+            # Trailers need chunked framing: an HTTP/1.1 client, a body, no content-length.
+            chunked = self._chunked and not self._head_only and self._s._h11.their_http_version == b"1.1"
+            self._s._send(h11.EndOfMessage(headers=trailers if trailers and chunked else []))

@@ -9,9 +9,8 @@ header, as etcd's gateway forwards it. Answers follow etcd 3.4's grpc-gateway:
   application/grpc`` (the gRPC response header it relays), the message in
   proto3 JSON (``etcdx.gateway.protojson``);
 - an RPC error: the HTTP status for its gRPC code,
-  ``{"error":m,"message":m,"code":c}``, chunked, announcing the
-  ``Grpc-Trailer-Content-Type`` trailer (sent by Go; this front end sends no
-  trailers, a known difference);
+  ``{"error":m,"message":m,"code":c}``, chunked, then the trailer
+  ``Grpc-Trailer-Content-Type: application/grpc`` (the gRPC trailer it relays);
 - a body that does not decode: 400, code 3, Go's decoder text, no trailer;
 - streams (Watch, LeaseKeepAlive, Snapshot, Observe): every JSON value of the
   body is one request message, up to the first that does not decode (a bad
@@ -43,6 +42,7 @@ log = logging.getLogger("etcdx.gateway")
 JSON = "application/json"
 _OK_HEADERS = [("Content-Type", JSON), ("Grpc-Metadata-Content-Type", "application/grpc")]
 _ERROR_HEADERS = [("Content-Type", JSON), ("Trailer", "Grpc-Trailer-Content-Type")]
+_ERROR_TRAILERS = [("Grpc-Trailer-Content-Type", "application/grpc")]
 _INTERNAL = EtcdError("INTERNAL", "grpc: internal server error")
 
 # grpc-gateway v1's HTTP status for each gRPC code
@@ -144,7 +144,7 @@ class Gateway:
         self.reply.start(request, response, HTTP_STATUS.get(_code(err), 500), _ERROR_HEADERS)
         try:
             await response.write(error_body(err))
-            await response.end()
+            await response.end(_ERROR_TRAILERS)
         except StreamClosed:
             pass  # the client went away first
 
