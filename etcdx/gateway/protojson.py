@@ -166,7 +166,14 @@ class _Number(float):
         return number
 
 
-_DECODER = json.JSONDecoder(parse_float=_Number)
+def _no_constants(name: str) -> Any:
+    """Python reads NaN and Infinity; Go's JSON has no such values."""
+    if name == "-Infinity":
+        raise JsonError("invalid character 'I' in numeric literal")
+    raise JsonError(f"invalid character '{name[0]}' looking for beginning of value")
+
+
+_DECODER = json.JSONDecoder(parse_float=_Number, parse_constant=_no_constants)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _WS = " \t\r\n"
 
