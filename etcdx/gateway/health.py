@@ -48,7 +48,7 @@ class HealthEndpoints:
     def routes(self) -> dict[str, Callable[[HttpRequest, HttpResponse], Awaitable[None]]]:
         """Exact paths (without the query) to their handlers."""
         out = {"/version": self.version, "/health": self.health,
-               "/livez": self._root(self._livez, "/livez"), "/readyz": self._root(self._readyz, "/readyz")}
+               "/livez": self._root(self._livez), "/readyz": self._root(self._readyz)}
         for root, checks in (("/livez", self._livez), ("/readyz", self._readyz)):
             for name in checks:
                 out[f"{root}/{name}"] = self._one(checks, name)
@@ -102,7 +102,7 @@ class HealthEndpoints:
         if "CORRUPT" in (await self.state.health_state()).alarms:
             raise EtcdError("UNKNOWN", "alarm activated: CORRUPT")
 
-    def _root(self, checks: dict[str, Callable[[], Awaitable[None]]], path: str) -> Callable:
+    def _root(self, checks: dict[str, Callable[[], Awaitable[None]]]) -> Callable:
         async def handle(request: HttpRequest, response: HttpResponse) -> None:
             excluded = set(_query(request.path).get("exclude", ()))
             await self._run(request, response, checks, [n for n in checks if n not in excluded])
