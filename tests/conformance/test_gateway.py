@@ -176,6 +176,21 @@ def test_livez_readyz(candidate):
     assert _get(member, "/readyz/linearizable_read?verbose") == ("200 OK", "[+]linearizable_read ok\nok\n")
     assert _get(member, "/readyz", "POST") == ("405 Method Not Allowed", "Method Not Allowed\n")
     assert _get(member, "/readyz/nothing")[0] == "404 Not Found"
+    # a CORRUPT alarm fails readiness, not liveness (within the worker's state cache lifetime)
+    member_id = member.maintenance.Status(procs.rpc_pb2.StatusRequest(), timeout=5).header.member_id
+    alarm = f'{{"action":"%s","memberID":"{member_id}","alarm":"CORRUPT"}}'
+    assert "CORRUPT" in _post(member, "/v3/maintenance/alarm", alarm % "ACTIVATE")
+    try:
+        corrupt = ("503 Service Unavailable",
+                   "[-]data_corruption failed: alarm activated: CORRUPT\n[+]serializable_read ok\n"
+                   "[+]linearizable_read ok\n\n")
+        deadline = time.monotonic() + 3
+        while (got := _get(member, "/readyz")) != corrupt and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert got == corrupt
+        assert _get(member, "/livez") == ("200 OK", "ok\n")
+    finally:
+        _post(member, "/v3/maintenance/alarm", alarm % "DEACTIVATE")
 
 
 def _tls_member(group, tmp_path_factory, extra: list[str]) -> tuple[procs.Member, object]:
