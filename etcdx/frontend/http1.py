@@ -47,6 +47,8 @@ class Http1Session(asyncio.Protocol):
         self._request: h11.Request | None = None
         self._body = bytearray()
         self._task: asyncio.Task | None = None
+        self._response: _Response | None = None
+        self._peer_eof = False
         self.tasks: set[asyncio.Task] = set()
         self._lost = False
         self._shutting_down = False
@@ -64,6 +66,17 @@ class Http1Session(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         self._h11.receive_data(b"")
+        task = self._task
+        if task is not None and not task.done():
+            # The client half-closed while its request is answered. As in Go's server that
+            # ends a streamed answer (a watch; see _Response.write); a sized answer is still
+            # written to the half-open connection, which closes after it.
+            self._peer_eof = True
+            response = self._response
+            if response is not None and response.started and response.streamed:
+                task.cancel()
+                task.add_done_callback(lambda _: self._transport.close())
+            return True
         self._process()
         return None
 
@@ -155,7 +168,7 @@ class Http1Session(asyncio.Protocol):
         self._body = bytearray()
         # Reading goes on while the handler runs, so a client that closes or half-closes
         # ends its request (a watch stream, say) as it would in Go's server.
-        response = _Response(self, request.method == "HEAD")
+        response = self._response = _Response(self, request.method == "HEAD")
         self._task = self._loop.create_task(self._run(request, response))
         self.tasks.add(self._task)
         self._task.add_done_callback(self.tasks.discard)
@@ -178,6 +191,7 @@ class Http1Session(asyncio.Protocol):
                 self._transport.close()
         finally:
             self._task = None
+            self._response = None
         self._next_cycle()
 
     def _next_cycle(self) -> None:
@@ -215,7 +229,7 @@ class _Response(HttpResponse):
         self._head_only = head_only
         self.started = False
         self.ended = False
-        self._chunked = False
+        self.streamed = False  # no content-length: the body's end is not known up front
 
     def start(self, status: int, headers: list[tuple[str, str]]) -> None:
         if self.started:
@@ -223,7 +237,7 @@ class _Response(HttpResponse):
         self.started = True
         if self._s._shutting_down:
             headers = [*headers, ("connection", "close")]
-        self._chunked = not any(k.lower() == "content-length" for k, _ in headers)
+        self.streamed = not any(k.lower() == "content-length" for k, _ in headers)
         self._s._send(h11.Response(status_code=status, headers=headers, reason=_reason(status)))
 
     async def write(self, chunk: bytes) -> None:
@@ -232,6 +246,8 @@ class _Response(HttpResponse):
         s = self._s
         if s._lost or self.ended:
             raise StreamClosed("connection closed")
+        if s._peer_eof and self.streamed:
+            raise StreamClosed("the client half-closed the connection")
         if chunk and not self._head_only:
             s._send(h11.Data(data=chunk))
         while s._write_paused and not s._lost:
@@ -244,5 +260,5 @@ class _Response(HttpResponse):
         self.ended = True
         if not self._s._lost:
             # Trailers need chunked framing: an HTTP/1.1 client, a body, no content-length.
-            chunked = self._chunked and not self._head_only and self._s._h11.their_http_version == b"1.1"
+            chunked = self.streamed and not self._head_only and self._s._h11.their_http_version == b"1.1"
             self._s._send(h11.EndOfMessage(headers=trailers if trailers and chunked else []))

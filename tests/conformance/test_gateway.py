@@ -134,6 +134,19 @@ def test_watch_ends_when_the_client_half_closes(candidate):
     assert _post(member, "/v3/kv/range", f'{{"key":"{gt.b64("hc")}"}}').startswith('{"header"')
 
 
+def test_half_closing_client_still_gets_a_short_answer(candidate):
+    """Go writes a handler's answer to a half-closed connection, then closes it: so does etcdx."""
+    member, _ = candidate
+    with socket.create_connection(("127.0.0.1", member.client_port), timeout=5) as s:
+        s.sendall(b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b'"etcdcluster":"3.5.0"}' if
+                                                                           member.kind == "etcdx" else b"}")
+
+
 def test_snapshot_stream_is_the_snapshot(candidate):
     """/v3/maintenance/snapshot streams the same bytes as the gRPC Snapshot, as base64 blobs.
 
