@@ -8,8 +8,10 @@ and masked body must be equal, except the differences registered in
 ``KNOWN_GATEWAY_DIFFERENCES`` (each pins what etcdx answers instead). Without
 the real etcd the reference is etcd 3.4.23's transcript pinned in
 ``gateway_etcd34.json`` (``ETCDX_GATEWAY_RECORD=1`` with etcd installed
-rewrites it). Also: real curl over TLS (HTTP/2 by ALPN and HTTP/1.1), /livez and
-/readyz (etcd 3.5's, etcdx only), and /health on a member that lost its leader.
+rewrites it). Also: ``curl -i`` bytes, real curl over TLS (HTTP/2 by ALPN and
+HTTP/1.1), half-closing clients, the snapshot stream, etcd's access checks (Host
+whitelist, named client certificates), /livez and /readyz (etcd 3.5's, etcdx
+only), and /health on a member that lost its leader.
 """
 
 from __future__ import annotations
@@ -49,8 +51,13 @@ KNOWN_GATEWAY_DIFFERENCES: dict[str, tuple[str, str]] = {
 }
 # Accepted without a step to show them (the transcript cannot see them):
 # - /v3/maintenance/hash is Hash as in 3.4; HashKV is /v3/maintenance/hashkv (3.6's path; 3.4 has none),
-#   AuthStatus /v3/auth/status (3.5's path);
-# - on a client's half-close etcd writes a "context canceled" error chunk and closes; etcdx closes.
+#   AuthStatus /v3/auth/status (3.5's path); /livez and /readyz are 3.5's (3.4 answers 404);
+# - a client's half-close cancels etcd's request: a streamed answer ends with a "context canceled"
+#   error chunk, an RPC in flight is answered 408 "context canceled"; etcdx ends a streamed answer
+#   without that chunk and still answers the RPC;
+# - the snapshot stream's messages carry a header and remaining_bytes (3.5), and a compaction-cancelled
+#   watch its cancel_reason (3.6), as over gRPC;
+# - in an API worker, /health and /readyz see the core's leader and alarms of up to a second ago.
 
 ETCDX_MODES = {"etcdx": [], "etcdx-workers": ["--api-workers", "2"]}
 
