@@ -32,7 +32,8 @@ async def serve(cfg: config.Config) -> None:
     # Imported here so that `etcdx --help` stays fast and never touches the data dir.
     from etcdx.api import frontend_server
     from etcdx.api.handlers import CoreHandlers
-    from etcdx.api.metrics_http import CoreMetrics, routes_only
+    from etcdx.api.metrics_http import CoreMetrics
+    from etcdx.gateway import CoreState, build_http, health_route
     from etcdx.server.bootstrap import BootError, fetch_cluster, needs_cluster_info
     from etcdx.server.etcdserver import EtcdServer
     from etcdx.wal.errors import CorruptWALError
@@ -65,7 +66,7 @@ async def serve(cfg: config.Config) -> None:
             raise SystemExit(1) from None
     metrics = CoreMetrics(server, cfg)
     try:  # before the client port: whoever sees the member serve finds its metrics too
-        await metrics.listen(metrics.routes())
+        await metrics.listen({**metrics.routes(), **health_route(cfg, CoreState(server))})  # as etcd's metrics URLs
     except OSError as err:
         log.critical("cannot listen for metrics", extra={"fields": {"error": str(err)}})
         await metrics.close()
@@ -86,7 +87,9 @@ async def serve(cfg: config.Config) -> None:
     front = None
     if workers is None:
         # With workers, only they serve clients: the core's CPU goes to raft and apply.
-        front = frontend_server.build(CoreHandlers(server), cfg, routes_only(metrics.routes()), stats=metrics.rpc)
+        handlers = CoreHandlers(server)
+        http = build_http(handlers, cfg, CoreState(server), metrics.routes())
+        front = frontend_server.build(handlers, cfg, http, stats=metrics.rpc)
         try:
             await frontend_server.listen(front, cfg, reuse_port=False)
         except OSError as err:

@@ -29,6 +29,8 @@ on: a notice the core queues before a reply reaches the worker before it.
   does not answer.
 - ``NOTICE`` (core → worker): the raft term changed, or the backend file was
   swapped (defragment) and readers must reopen it.
+- ``STATE`` (a control call): the leader and the active alarms, for the
+  worker's /health, /livez and /readyz.
 - ``TOKEN`` (a control call): who a simple auth token names. Simple tokens
   live in the core's memory; the reply is the user and the auth revision
   the core looked the token up at (``encode_auth_info``), or etcd's error.
@@ -53,6 +55,7 @@ from etcdx.api import context
 from etcdx.api.context import CallContext
 from etcdx.api.rpcs import RPCS, Kind, Rpc, served
 from etcdx.auth import AuthInfo
+from etcdx.pb import rpc_pb2
 from etcdx.server.errors import REQUEST_CANCELED, EtcdError
 
 log = logging.getLogger("etcdx.ipc")
@@ -68,6 +71,7 @@ CALL, REPLY, ERROR, OPEN, SEND, HALF_CLOSE, CLOSE, CREDIT, END, NOTICE = range(1
 
 # CALL methods: the worker's control calls, then the RPCs (RPC_BASE + Rpc.index)
 HELLO, READY, BARRIER, KEEPALIVE, TOKEN = range(1, 6)
+STATE = 6  # what /health asks: the leader and the active alarms (JSON, etcdx.gateway.state)
 METRICS = 7  # a worker's RPC counts in; the member's /metrics text out if asked
 RPC_BASE = 16
 assert RPC_BASE + len(RPCS) < 256, "a CALL's method is one byte"
@@ -85,6 +89,12 @@ def encode_auth_info(info: AuthInfo) -> bytes:
 
 def decode_auth_info(body: bytes) -> AuthInfo:
     return AuthInfo(body[UINT64.size:].decode(), UINT64.unpack_from(body)[0])
+
+
+def member_state(server: Any) -> dict[str, Any]:
+    """The core's answer to STATE: the leader's id (0: none known) and the active alarms' names."""
+    return {"leader": server.driver.node.lead,
+            "alarms": [rpc_pb2.AlarmType.Name(alarm) for _, alarm in server.stores.alarms.get()]}
 
 
 def socket_path(data_dir: str) -> str:
@@ -462,6 +472,8 @@ class _CoreConnection(FrameConnection):
             if info is None:
                 raise INTERNAL  # a worker asks only about a token it was given
             return encode_auth_info(info)
+        if method == STATE:
+            return json.dumps(member_state(self.server)).encode()
         if method == METRICS:
             if self.handler.metrics is None:
                 raise INTERNAL

@@ -38,8 +38,9 @@ import lmdb
 import etcdx
 from etcdx.api import frontend_server, ipc
 from etcdx.api.handlers import CoreHandlers
-from etcdx.api.metrics_http import WorkerMetrics, routes_only
+from etcdx.api.metrics_http import WorkerMetrics
 from etcdx.api.remote import WorkerHandlers, connect
+from etcdx.gateway import WorkerState, build_http
 from etcdx.server import logs
 
 log = logging.getLogger("etcdx.api.worker")
@@ -74,7 +75,8 @@ async def _serve(path: str, index: int) -> None:
     remote = WorkerHandlers(conn, hello)
     logs.setup(remote.cfg.log_level, remote.cfg.log_outputs)
     metrics = WorkerMetrics(conn, index, remote.cfg)
-    front = frontend_server.build(remote, remote.cfg, routes_only(metrics.routes()), stats=metrics.rpc)
+    http = build_http(remote, remote.cfg, WorkerState(remote), metrics.routes())
+    front = frontend_server.build(remote, remote.cfg, http, stats=metrics.rpc)
     await frontend_server.listen(front, remote.cfg, reuse_port=True)
     await conn.call(ipc.READY, json.dumps([index, os.getpid()]).encode())
     stop = asyncio.Event()

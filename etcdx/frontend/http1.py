@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from http import HTTPStatus
 from typing import Any
 
 import h11
@@ -21,6 +22,14 @@ from etcdx.frontend.rpc import StreamClosed
 log = logging.getLogger(__name__)
 
 _MAX_HEAD_BYTES = 64 << 10
+
+
+def _reason(status: int) -> bytes:
+    """The status line's reason phrase, as Go and most servers send it ("200 OK")."""
+    try:
+        return HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        return b""
 
 
 class Http1Session(asyncio.Protocol):
@@ -38,6 +47,8 @@ class Http1Session(asyncio.Protocol):
         self._request: h11.Request | None = None
         self._body = bytearray()
         self._task: asyncio.Task | None = None
+        self._response: _Response | None = None
+        self._peer_eof = False
         self.tasks: set[asyncio.Task] = set()
         self._lost = False
         self._shutting_down = False
@@ -48,10 +59,24 @@ class Http1Session(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._h11.receive_data(data)
+        if self._task is not None and len(self._h11.trailing_data[0]) > _MAX_HEAD_BYTES:
+            # Pipelined requests wait for the one being answered; bound what waits with them.
+            self._transport.pause_reading()
         self._process()
 
     def eof_received(self) -> bool | None:
         self._h11.receive_data(b"")
+        task = self._task
+        if task is not None and not task.done():
+            # The client half-closed while its request is answered. As in Go's server that
+            # ends a streamed answer (a watch; see _Response.write); a sized answer is still
+            # written to the half-open connection, which closes after it.
+            self._peer_eof = True
+            response = self._response
+            if response is not None and response.started and response.streamed:
+                task.cancel()
+                task.add_done_callback(lambda _: self._transport.close())
+            return True
         self._process()
         return None
 
@@ -122,7 +147,7 @@ class Http1Session(asyncio.Protocol):
         headers = [("content-type", "text/plain; charset=utf-8"), ("content-length", str(len(body)))]
         if close:
             headers.append(("connection", "close"))
-        self._send(h11.Response(status_code=status, headers=headers))
+        self._send(h11.Response(status_code=status, headers=headers, reason=_reason(status)))
         self._send(h11.Data(data=body))
         self._send(h11.EndOfMessage())
         if close:
@@ -141,8 +166,9 @@ class Http1Session(asyncio.Protocol):
             http_version=req.http_version.decode("ascii"),
         )
         self._body = bytearray()
-        self._transport.pause_reading()
-        response = _Response(self, request.method == "HEAD")
+        # Reading goes on while the handler runs, so a client that closes or half-closes
+        # ends its request (a watch stream, say) as it would in Go's server.
+        response = self._response = _Response(self, request.method == "HEAD")
         self._task = self._loop.create_task(self._run(request, response))
         self.tasks.add(self._task)
         self._task.add_done_callback(self.tasks.discard)
@@ -165,6 +191,7 @@ class Http1Session(asyncio.Protocol):
                 self._transport.close()
         finally:
             self._task = None
+            self._response = None
         self._next_cycle()
 
     def _next_cycle(self) -> None:
@@ -202,6 +229,7 @@ class _Response(HttpResponse):
         self._head_only = head_only
         self.started = False
         self.ended = False
+        self.streamed = False  # no content-length: the body's end is not known up front
 
     def start(self, status: int, headers: list[tuple[str, str]]) -> None:
         if self.started:
@@ -209,7 +237,8 @@ class _Response(HttpResponse):
         self.started = True
         if self._s._shutting_down:
             headers = [*headers, ("connection", "close")]
-        self._s._send(h11.Response(status_code=status, headers=headers))
+        self.streamed = not any(k.lower() == "content-length" for k, _ in headers)
+        self._s._send(h11.Response(status_code=status, headers=headers, reason=_reason(status)))
 
     async def write(self, chunk: bytes) -> None:
         if not self.started:
@@ -217,15 +246,19 @@ class _Response(HttpResponse):
         s = self._s
         if s._lost or self.ended:
             raise StreamClosed("connection closed")
+        if s._peer_eof and self.streamed:
+            raise StreamClosed("the client half-closed the connection")
         if chunk and not self._head_only:
             s._send(h11.Data(data=chunk))
         while s._write_paused and not s._lost:
             s._drain = s._loop.create_future()
             await s._drain
 
-    async def end(self) -> None:
+    async def end(self, trailers: list[tuple[str, str]] | None = None) -> None:
         if self.ended:
             return
         self.ended = True
         if not self._s._lost:
-            self._s._send(h11.EndOfMessage())
+            # Trailers need chunked framing: an HTTP/1.1 client, a body, no content-length.
+            chunked = self.streamed and not self._head_only and self._s._h11.their_http_version == b"1.1"
+            self._s._send(h11.EndOfMessage(headers=trailers if trailers and chunked else []))

@@ -604,10 +604,14 @@ class _Exchange(HttpResponse):
             self._waiter = self._s._loop.create_future()
             await self._waiter
 
-    async def end(self) -> None:
+    async def end(self, trailers: list[tuple[str, str]] | None = None) -> None:
         if self._ended:
             return
-        self._s.conn.send_data(self._sid, b"", end_stream=True)
+        if trailers:
+            self._s.conn.send_trailers(self._sid, hd.encode(
+                [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in trailers]))
+        else:
+            self._s.conn.send_data(self._sid, b"", end_stream=True)
         self._done()
         self._s.want_write()
 

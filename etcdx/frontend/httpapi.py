@@ -36,8 +36,10 @@ class HttpResponse:
     """A response writer.
 
     `start` once with the status and headers; then `write` body chunks (each
-    returns when the bytes are within flow control: back-pressure) and `end`.
-    Without a content-length header HTTP/1.1 responses are chunked. A handler
+    returns when the bytes are within flow control: back-pressure) and `end`,
+    optionally with trailer fields (sent only where the framing carries them:
+    HTTP/2, and chunked HTTP/1.1). Without a content-length header HTTP/1.1
+    responses are chunked. A handler
     that returns without `end` gets it called for it; one that returns without
     `start` is answered 500.
     """
@@ -48,7 +50,7 @@ class HttpResponse:
     async def write(self, chunk: bytes) -> None:
         raise NotImplementedError
 
-    async def end(self) -> None:
+    async def end(self, trailers: list[tuple[str, str]] | None = None) -> None:
         raise NotImplementedError
 
 
