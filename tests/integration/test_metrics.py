@@ -8,7 +8,9 @@ and its text must count every one of them.
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.error
 import urllib.request
 
 import grpc
@@ -115,6 +117,13 @@ def test_metrics_in_etcds_names_follow_the_load(metrics_member):
     # The client port serves the same text.
     on_client_port = scrape(m.client_url)
     assert handled(on_client_port, "Put") == handled(after, "Put")
+
+    # The metrics URL also answers /health, as etcd's does, and nothing of the gateway.
+    with urllib.request.urlopen(metrics_url(m) + "/health", timeout=10) as resp:
+        assert json.loads(resp.read()) == {"health": "true"}
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(metrics_url(m) + "/version", timeout=10)
+    assert err.value.code == 404
 
 
 def test_metrics_count_requests_served_by_api_workers(metrics_member):
