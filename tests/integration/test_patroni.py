@@ -1,0 +1,120 @@
+"""Patroni end to end: two PostgreSQL 15 nodes kept highly available through the store's JSON gateway.
+
+Patroni's ``etcd3`` backend talks to etcd's grpc-gateway on the client port
+(/v3/kv/range, /v3/kv/txn, /v3/lease/grant, /v3/lease/keepalive, /v3/watch,
+/v3/cluster/member/list, /version), so this is the acceptance test of that
+gateway with a real, demanding client. The same scenario runs on a real etcd
+3.4 cluster as the reference (slow: it doubles the time) and on etcdx.
+
+Scenario on a 3-member cluster: bootstrap a primary, clone a replica, write on
+the primary and read it on the replica, find the leader key with a lease of
+the configured TTL in the store, kill -9 the primary's Patroni and postgres
+and see the replica promoted within a bound, restart the old primary and see
+it rejoin as a replica of the new one, then switch over back through
+Patroni's REST API.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from etcdx.pb import rpc_pb2
+from etcdx.testing.cluster import Cluster
+from etcdx.testing.procs import require
+from support import patroni
+from support.patroni import PatroniSite, wait_for
+
+pytestmark = pytest.mark.timeout(300)
+
+TTL = 10
+LOOP_WAIT = 1
+# A dead primary's leader key lives out its lease (TTL), then the replica's next
+# loop (loop_wait) takes the key and promotes; pg_ctl promote adds a few seconds.
+FAILOVER_BOUND = TTL + 15
+
+
+def _leader_key(cluster: Cluster, scope: str) -> tuple[str, int, int]:
+    """(holder, lease id, granted TTL) of Patroni's leader key, read through gRPC."""
+    m = cluster.members[0]
+    key = f"/service/{scope}/leader".encode()
+    resp = m.kv.Range(rpc_pb2.RangeRequest(key=key), timeout=5)
+    assert len(resp.kvs) == 1, f"no leader key {key!r} in the store"
+    kv = resp.kvs[0]
+    assert kv.lease != 0, "leader key has no lease"
+    ttl = m.lease.LeaseTimeToLive(rpc_pb2.LeaseTimeToLiveRequest(ID=kv.lease), timeout=5)
+    return kv.value.decode(), kv.lease, ttl.grantedTTL
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [pytest.param("etcd", marks=pytest.mark.slow), "etcdx"],
+)
+def test_patroni_failover_rejoin_switchover(kind: str, tmp_path) -> None:
+    require(kind)
+    reason = patroni.unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    scope = f"etcdx-{kind}"
+    timings: dict[str, float] = {}
+    with Cluster(kind, tmp_path / "store", size=3) as cluster:
+        cluster.start()
+        hosts = [m.endpoint for m in cluster.members]
+        with PatroniSite(scope, hosts, ttl=TTL, loop_wait=LOOP_WAIT, keep_logs_in=tmp_path / "patroni") as site:
+            pg1, pg2 = site.node("pg1"), site.node("pg2")
+
+            # Bootstrap: pg1 first so it wins the initialize race deterministically.
+            t0 = time.monotonic()
+            pg1.start()
+            pg1.wait_role("primary", timeout=60)
+            pg2.start()
+            pg2.wait_role("replica", timeout=60)
+            timings["bootstrap"] = time.monotonic() - t0
+
+            # Replication: a write on the primary shows up on the replica.
+            pg1.sql("CREATE TABLE items (id int PRIMARY KEY, note text)")
+            pg1.sql("INSERT INTO items VALUES (1, 'written on pg1')")
+            wait_for("the row on pg2", lambda: pg2.sql("SELECT note FROM items WHERE id = 1") == "written on pg1", 30)
+
+            # The leader key: held by pg1, with a lease granted for the configured TTL.
+            holder, _, granted = _leader_key(cluster, scope)
+            assert holder == "pg1"
+            assert granted == TTL
+            members = cluster.members[0].kv.Range(
+                rpc_pb2.RangeRequest(key=f"/service/{scope}/members/".encode(), range_end=f"/service/{scope}/members0".encode()),
+                timeout=5,
+            )
+            assert sorted(kv.key.decode().rsplit("/", 1)[1] for kv in members.kvs) == ["pg1", "pg2"]
+            assert all(json.loads(kv.value)["role"] in ("master", "primary", "replica") for kv in members.kvs)
+
+            # Failover: kill -9 of the primary's Patroni and postgres; pg2 takes over.
+            pg1.kill()
+            timings["failover"] = pg2.wait_role("primary", timeout=FAILOVER_BOUND)
+            wait_for("the leader key to name pg2", lambda: _leader_key(cluster, scope)[0] == "pg2", 10)
+            assert pg2.sql("SELECT note FROM items WHERE id = 1") == "written on pg1"
+            pg2.sql("INSERT INTO items VALUES (2, 'written on pg2')")
+
+            # Rejoin: the old primary comes back as a replica of the new one.
+            t0 = time.monotonic()
+            pg1.start()
+            pg1.wait_role("replica", timeout=60)
+            wait_for("row 2 on pg1", lambda: pg1.sql("SELECT note FROM items WHERE id = 2") == "written on pg2", 30)
+            timings["rejoin"] = time.monotonic() - t0
+
+            # Switchover through Patroni's REST API, back to pg1.
+            t0 = time.monotonic()
+            status, body = wait_for(
+                "a switchover that Patroni accepts",
+                lambda: (r := pg2.rest("/switchover", "POST", {"leader": "pg2", "candidate": "pg1"}, timeout=30))[0] == 200 and r,
+                30,
+                1.0,
+            )
+            pg1.wait_role("primary", timeout=30)
+            pg2.wait_role("replica", timeout=60)
+            wait_for("the leader key to name pg1", lambda: _leader_key(cluster, scope)[0] == "pg1", 10)
+            pg1.sql("INSERT INTO items VALUES (3, 'after switchover')")
+            wait_for("row 3 on pg2", lambda: pg2.sql("SELECT count(*) FROM items") == "3", 30)
+            timings["switchover"] = time.monotonic() - t0
+    print(f"patroni on {kind}: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))

@@ -1,0 +1,318 @@
+"""Patroni nodes (Patroni + PostgreSQL) on loopback, for end-to-end tests against an etcd-like store.
+
+    with PatroniSite(scope="t", etcd_hosts=["127.0.0.1:2379"]) as site:
+        pg1 = site.node("pg1").start()
+        pg1.wait_role("primary")
+        pg1.sql("CREATE TABLE t (v int)")
+        pg1.kill()                  # kill -9 of Patroni and its postmaster (and the backends)
+
+Why this shape: PostgreSQL refuses to run as root, so each node runs Patroni as
+the unprivileged ``postgres`` system user (Debian's postgresql-common makes it)
+through ``setpriv``, which also gives it ``--pdeathsig KILL`` so Patroni dies
+with the test. Patroni detaches its postmaster into a session of its own, so
+the postmaster is found through its ``postmaster.pid`` and killed by pid.
+pytest's tmp_path lives under a 0700 root directory the ``postgres`` user
+cannot enter, hence the site's own directory under /dev/shm (or /tmp), owned
+by that user and removed on close (its logs are copied to ``keep_logs_in``).
+
+Debian's ``patroni`` package (3.0.x) is used: it runs on the system python3
+with Debian's psycopg2/urllib3/python-etcd, so nothing Patroni needs touches the
+project's Python. The store is reached through Patroni's ``etcd3`` backend,
+which speaks etcd's JSON gateway (``/v3/kv/range``, ``/v3/watch`` ...).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from typing import Any, Self, TypeVar
+
+from etcdx.testing.procs import SETPRIV, free_port, fast_tmp_root
+
+PATRONI_BIN = shutil.which("patroni") or "/usr/bin/patroni"
+PG_BIN_DIR = pathlib.Path(os.environ.get("ETCDX_TESTING_PG_BIN", "/usr/lib/postgresql/15/bin"))
+PG_USER = "postgres"
+PSQL_BIN = shutil.which("psql") or "/usr/bin/psql"
+
+T = TypeVar("T")
+
+
+def unavailable_reason() -> str | None:
+    """Why Patroni nodes cannot run here, or None when they can."""
+    if not os.access(PATRONI_BIN, os.X_OK):
+        return f"patroni not installed ({PATRONI_BIN}; Debian package 'patroni')"
+    if not (PG_BIN_DIR / "postgres").exists():
+        return f"PostgreSQL 15 not installed ({PG_BIN_DIR}; Debian package 'postgresql-15')"
+    if not os.access(PSQL_BIN, os.X_OK):
+        return "psql not installed (Debian package 'postgresql-client-15')"
+    if SETPRIV is None:
+        return "setpriv not installed (util-linux)"
+    try:
+        pwd.getpwnam(PG_USER)
+    except KeyError:
+        return f"no '{PG_USER}' system user (Debian's postgresql-common creates it)"
+    if os.geteuid() != 0:
+        return "needs root to run Patroni as the postgres user"
+    return None
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 0.25) -> T:
+    """Poll `probe` until it returns something truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            result = probe()
+            if result:
+                return result
+            last = result
+        except (OSError, subprocess.SubprocessError, ValueError) as e:
+            last = e
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+        time.sleep(interval)
+
+
+class PatroniNode:
+    """One Patroni process and the PostgreSQL it manages; see the module docstring."""
+
+    def __init__(self, site: PatroniSite, name: str) -> None:
+        self.site = site
+        self.name = name
+        self.dir = site.dir / name
+        self.data_dir = self.dir / "data"
+        self.config_path = self.dir / "patroni.yml"
+        self.log_path = self.dir / "patroni.log"
+        self.pg_port = free_port()
+        self.rest_port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.dir.mkdir()
+        self.data_dir.mkdir(mode=0o700)
+        self.config_path.write_text(json.dumps(self.config(), indent=2))  # JSON is YAML
+        self.site.chown(self.dir)
+
+    def config(self) -> dict[str, Any]:
+        """Patroni's configuration: the etcd3 backend on the site's hosts, loose timings."""
+        s = self.site
+        return {
+            "scope": s.scope,
+            "name": self.name,
+            "log": {"level": "INFO", "dir": str(self.dir), "file_num": 1},
+            "restapi": {
+                "listen": f"127.0.0.1:{self.rest_port}",
+                "connect_address": f"127.0.0.1:{self.rest_port}",
+            },
+            "etcd3": {"hosts": list(s.etcd_hosts), "protocol": "http"},
+            "bootstrap": {
+                "dcs": {
+                    "ttl": s.ttl,
+                    "loop_wait": s.loop_wait,
+                    "retry_timeout": s.retry_timeout,
+                    "maximum_lag_on_failover": 16 * 1024 * 1024,
+                    "postgresql": {
+                        "use_pg_rewind": True,
+                        "remove_data_directory_on_rewind_failure": True,
+                        "remove_data_directory_on_diverged_timelines": True,
+                        "parameters": {
+                            "wal_level": "replica",
+                            "hot_standby": "on",
+                            "max_wal_senders": 5,
+                            "max_replication_slots": 5,
+                            "wal_log_hints": "on",
+                        },
+                    },
+                },
+                "initdb": [{"encoding": "UTF8"}, {"auth": "trust"}],
+            },
+            "postgresql": {
+                "listen": f"127.0.0.1:{self.pg_port}",
+                "connect_address": f"127.0.0.1:{self.pg_port}",
+                "data_dir": str(self.data_dir),
+                "bin_dir": str(PG_BIN_DIR),
+                "pgpass": str(self.dir / "pgpass"),
+                "authentication": {
+                    "superuser": {"username": "postgres", "password": "postgres-pw"},
+                    "replication": {"username": "replicator", "password": "replicator-pw"},
+                    "rewind": {"username": "postgres", "password": "postgres-pw"},
+                },
+                "pg_hba": [
+                    "local all all trust",
+                    "host all all 127.0.0.1/32 trust",
+                    "host replication all 127.0.0.1/32 trust",
+                ],
+                "parameters": {
+                    "unix_socket_directories": str(self.dir),
+                    "shared_buffers": "16MB",
+                    "max_connections": 20,
+                    "fsync": "off",  # throwaway clusters: durability is not under test, speed is
+                    "synchronous_commit": "off",
+                },
+            },
+            "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False},
+        }
+
+    # -- lifecycle --------------------------------------------------------------
+    def start(self) -> Self:
+        """Spawn Patroni as the postgres user (it bootstraps or joins by itself)."""
+        if self.is_running():
+            raise RuntimeError(f"{self.name} is already running")
+        user = pwd.getpwnam(PG_USER)
+        cmd = [
+            SETPRIV, "--reuid", str(user.pw_uid), "--regid", str(user.pw_gid), "--init-groups",
+            "--pdeathsig", "KILL", "--", PATRONI_BIN, str(self.config_path),
+        ]  # fmt: skip
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(self.dir),
+            "LANG": "C.UTF-8",
+            "PGPASSFILE": str(self.dir / "pgpass"),
+        }
+        with open(self.dir / "stdout.log", "ab") as out:
+            self.proc = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=str(self.dir)
+            )
+        return self
+
+    def is_running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def postmaster_pid(self) -> int | None:
+        try:
+            return int((self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return None
+
+    def kill(self) -> None:
+        """kill -9 of Patroni and its postmaster (the backends follow the postmaster out)."""
+        pm = self.postmaster_pid()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+        if self.proc is not None:
+            self.proc.wait(10)
+        if pm is not None and _alive_postmaster(pm):
+            os.kill(pm, signal.SIGKILL)
+            wait_for(f"{self.name}'s postmaster {pm} to exit", lambda: not _alive_postmaster(pm), 10, 0.05)
+
+    # -- observation ---------------------------------------------------------------
+    def rest(self, path: str, method: str = "GET", body: dict | None = None, timeout: float = 5.0) -> tuple[int, Any]:
+        """(status, parsed JSON or text) of a call to this node's Patroni REST API."""
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(f"http://127.0.0.1:{self.rest_port}{path}", data=data, method=method)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                status, raw = resp.status, resp.read()
+        except urllib.error.HTTPError as e:
+            status, raw = e.code, e.read()
+        try:
+            return status, json.loads(raw)
+        except ValueError:
+            return status, raw.decode(errors="replace")
+
+    def role(self) -> str | None:
+        """'primary', 'replica' (running and streaming or recovering), or None when not reachable."""
+        try:
+            _, state = self.rest("/patroni", timeout=2.0)
+        except OSError:
+            return None
+        if not isinstance(state, dict) or state.get("state") != "running":
+            return None
+        return {"master": "primary", "primary": "primary", "replica": "replica"}.get(state.get("role", ""))
+
+    def wait_role(self, role: str, timeout: float) -> float:
+        """Wait until this node reports `role`; return how long it took."""
+        t0 = time.monotonic()
+        wait_for(f"{self.name} to be {role}\n{self.log_tail()}", lambda: self.role() == role, timeout)
+        return time.monotonic() - t0
+
+    def sql(self, query: str, timeout: float = 10.0) -> str:
+        """Run `query` through psql as the postgres superuser; return its unaligned output."""
+        out = subprocess.run(
+            [PSQL_BIN, "-X", "-h", "127.0.0.1", "-p", str(self.pg_port), "-U", "postgres", "-d", "postgres",
+             "-v", "ON_ERROR_STOP=1", "-Atc", query],
+            capture_output=True, text=True, timeout=timeout, env={"PATH": "/usr/bin:/bin", "PGCONNECT_TIMEOUT": "3"},
+        )  # fmt: skip
+        if out.returncode != 0:
+            raise subprocess.SubprocessError(f"psql on {self.name} failed: {out.stderr.strip()}")
+        return out.stdout.strip()
+
+    def log_tail(self, lines: int = 30) -> str:
+        chunks = []
+        for p in (self.dir / "stdout.log", self.dir / "patroni.log"):
+            try:
+                chunks.append(f"--- {p} ---\n" + "\n".join(p.read_text(errors="replace").splitlines()[-lines:]))
+            except OSError:
+                pass
+        return "\n".join(chunks)
+
+
+def _alive_postmaster(pid: int) -> bool:
+    """True while `pid` is a live (not zombie) process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+class PatroniSite:
+    """A directory owned by the postgres user holding several Patroni nodes of one scope."""
+
+    def __init__(
+        self,
+        scope: str,
+        etcd_hosts: Sequence[str],
+        ttl: int = 10,
+        loop_wait: int = 1,
+        retry_timeout: int = 4,
+        keep_logs_in: os.PathLike | str | None = None,
+    ) -> None:
+        self.scope = scope
+        self.etcd_hosts = list(etcd_hosts)
+        self.ttl, self.loop_wait, self.retry_timeout = ttl, loop_wait, retry_timeout
+        self.keep_logs_in = pathlib.Path(keep_logs_in) if keep_logs_in is not None else None
+        self.dir = pathlib.Path(tempfile.mkdtemp(prefix="etcdx-patroni-", dir=fast_tmp_root()))
+        self.chown(self.dir)
+        self.nodes: list[PatroniNode] = []
+
+    def chown(self, path: pathlib.Path) -> None:
+        user = pwd.getpwnam(PG_USER)
+        for p in [path, *path.rglob("*")]:
+            os.chown(p, user.pw_uid, user.pw_gid)
+
+    def node(self, name: str) -> PatroniNode:
+        n = PatroniNode(self, name)
+        self.nodes.append(n)
+        return n
+
+    def close(self) -> None:
+        """Kill every node, keep its logs if asked, remove the site directory."""
+        for n in self.nodes:
+            try:
+                n.kill()
+            except (OSError, AssertionError, subprocess.SubprocessError):
+                pass  # best effort at teardown: a stuck postmaster must not hide the test's own failure
+        if self.keep_logs_in is not None:
+            for n in self.nodes:
+                dest = self.keep_logs_in / n.name
+                dest.mkdir(parents=True, exist_ok=True)
+                for log in n.dir.glob("*.log"):
+                    shutil.copy(log, dest / log.name)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
