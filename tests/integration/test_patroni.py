@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -34,6 +36,32 @@ LOOP_WAIT = 1
 # A dead primary's leader key lives out its lease (TTL), then the replica's next
 # loop (loop_wait) takes the key and promotes; pg_ctl promote adds a few seconds.
 FAILOVER_BOUND = TTL + 15
+
+
+def _get_json(url: str) -> tuple[int, object]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            status, raw = resp.status, resp.read()
+    except urllib.error.HTTPError as e:
+        status, raw = e.code, e.read()
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw.decode(errors="replace")
+
+
+def _check_gateway(cluster: Cluster) -> None:
+    """What Patroni reads before anything else, so a missing gateway fails here in a second, not in a minute.
+
+    Patroni's etcd3 client picks its API prefix from /version's etcdcluster
+    (3.4 and up: /v3) and then lists members at /v3/cluster/member/list.
+    """
+    for m in cluster.members:
+        status, version = _get_json(f"{m.client_url}/version")
+        assert status == 200 and isinstance(version, dict), f"GET {m.client_url}/version -> {status} {version!r}"
+        assert tuple(int(x) for x in version["etcdcluster"].split(".")[:2]) >= (3, 4), version
+        status, health = _get_json(f"{m.client_url}/health")
+        assert (status, health) == (200, {"health": "true"}), f"GET {m.client_url}/health -> {status} {health!r}"
 
 
 def _leader_key(cluster: Cluster, scope: str) -> tuple[str, int, int]:
@@ -61,6 +89,7 @@ def test_patroni_failover_rejoin_switchover(kind: str, tmp_path) -> None:
     timings: dict[str, float] = {}
     with Cluster(kind, tmp_path / "store", size=3) as cluster:
         cluster.start()
+        _check_gateway(cluster)
         hosts = [m.endpoint for m in cluster.members]
         with PatroniSite(scope, hosts, ttl=TTL, loop_wait=LOOP_WAIT, keep_logs_in=tmp_path / "patroni") as site:
             pg1, pg2 = site.node("pg1"), site.node("pg2")

@@ -66,8 +66,18 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 0.25) -> T:
-    """Poll `probe` until it returns something truthy; fail with `what` after `timeout` seconds."""
+def wait_for(
+    what: str,
+    probe: Callable[[], T | None],
+    timeout: float,
+    interval: float = 0.25,
+    detail: Callable[[], str] = lambda: "",
+) -> T:
+    """Poll `probe` until it returns something truthy; fail with `what` (and `detail()`) after `timeout` s.
+
+    `probe` may raise OSError, SubprocessError or ValueError meaning "not yet"
+    (a node still starting); an AssertionError from it fails at once.
+    """
     deadline = time.monotonic() + timeout
     last: Any = None
     while True:
@@ -79,7 +89,7 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval:
         except (OSError, subprocess.SubprocessError, ValueError) as e:
             last = e
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})\n{detail()}")
         time.sleep(interval)
 
 
@@ -233,7 +243,13 @@ class PatroniNode:
     def wait_role(self, role: str, timeout: float) -> float:
         """Wait until this node reports `role`; return how long it took."""
         t0 = time.monotonic()
-        wait_for(f"{self.name} to be {role}\n{self.log_tail()}", lambda: self.role() == role, timeout)
+
+        def probe() -> bool:
+            if not self.is_running():
+                raise AssertionError(f"{self.name}'s Patroni exited ({self.proc and self.proc.returncode})\n{self.log_tail()}")
+            return self.role() == role
+
+        wait_for(f"{self.name} to be {role}", probe, timeout, detail=self.log_tail)
         return time.monotonic() - t0
 
     def sql(self, query: str, timeout: float = 10.0) -> str:
