@@ -76,18 +76,33 @@ def _leader_key(cluster: Cluster, scope: str) -> tuple[str, int, int]:
     return kv.value.decode(), kv.lease, ttl.grantedTTL
 
 
+def _member_names(cluster: Cluster, scope: str) -> list[str]:
+    """Names under Patroni's members/ prefix, each checked to hold a member's JSON with a lease."""
+    prefix = f"/service/{scope}/members/".encode()
+    resp = cluster.members[0].kv.Range(rpc_pb2.RangeRequest(key=prefix, range_end=prefix[:-1] + b"0"), timeout=5)
+    for kv in resp.kvs:
+        assert kv.lease != 0, f"member key {kv.key!r} has no lease"
+        # The role changes under our feet (uninitialized, promoted ...); the URLs do not.
+        assert {"conn_url", "api_url"} <= json.loads(kv.value).keys(), kv.value
+    return sorted(kv.key.decode().rsplit("/", 1)[1] for kv in resp.kvs)
+
+
 @pytest.mark.parametrize(
-    "kind",
-    [pytest.param("etcd", marks=pytest.mark.slow), "etcdx"],
+    ("kind", "extra_args"),
+    [
+        pytest.param("etcd", [], marks=pytest.mark.slow, id="etcd"),
+        pytest.param("etcdx", [], id="etcdx"),
+        pytest.param("etcdx", ["--api-workers", "2"], marks=pytest.mark.slow, id="etcdx-api-workers-2"),
+    ],
 )
-def test_patroni_failover_rejoin_switchover(kind: str, tmp_path) -> None:
+def test_patroni_failover_rejoin_switchover(kind: str, extra_args: list[str], tmp_path) -> None:
     require(kind)
     reason = patroni.unavailable_reason()
     if reason:
         pytest.skip(reason)
     scope = f"etcdx-{kind}"
     timings: dict[str, float] = {}
-    with Cluster(kind, tmp_path / "store", size=3) as cluster:
+    with Cluster(kind, tmp_path / "store", size=3, extra_args=extra_args) as cluster:
         cluster.start()
         _check_gateway(cluster)
         hosts = [m.endpoint for m in cluster.members]
@@ -111,17 +126,14 @@ def test_patroni_failover_rejoin_switchover(kind: str, tmp_path) -> None:
             holder, _, granted = _leader_key(cluster, scope)
             assert holder == "pg1"
             assert granted == TTL
-            members = cluster.members[0].kv.Range(
-                rpc_pb2.RangeRequest(key=f"/service/{scope}/members/".encode(), range_end=f"/service/{scope}/members0".encode()),
-                timeout=5,
-            )
-            assert sorted(kv.key.decode().rsplit("/", 1)[1] for kv in members.kvs) == ["pg1", "pg2"]
-            assert all(json.loads(kv.value)["role"] in ("master", "primary", "replica") for kv in members.kvs)
+            assert _member_names(cluster, scope) == ["pg1", "pg2"]
 
             # Failover: kill -9 of the primary's Patroni and postgres; pg2 takes over.
             pg1.kill()
             timings["failover"] = pg2.wait_role("primary", timeout=FAILOVER_BOUND)
             wait_for("the leader key to name pg2", lambda: _leader_key(cluster, scope)[0] == "pg2", 10)
+            # pg1's member key went with its lease (nobody deleted it).
+            assert _member_names(cluster, scope) == ["pg2"]
             assert pg2.sql("SELECT note FROM items WHERE id = 1") == "written on pg1"
             pg2.sql("INSERT INTO items VALUES (2, 'written on pg2')")
 
@@ -131,6 +143,17 @@ def test_patroni_failover_rejoin_switchover(kind: str, tmp_path) -> None:
             pg1.wait_role("replica", timeout=60)
             wait_for("row 2 on pg1", lambda: pg1.sql("SELECT note FROM items WHERE id = 2") == "written on pg2", 30)
             timings["rejoin"] = time.monotonic() - t0
+            # patronictl, another client of the store, sees the same cluster.
+            listed = wait_for(
+                "patronictl list to show pg2 leading and pg1 streaming",
+                lambda: (rows := {r["Member"]: r for r in pg1.patronictl("list")})
+                and rows.get("pg2", {}).get("Role") == "Leader"
+                and rows.get("pg1", {}).get("State") in ("streaming", "running")
+                and rows,
+                30,
+                1.0,
+            )
+            assert sorted(listed) == ["pg1", "pg2"]
 
             # Switchover through Patroni's REST API, back to pg1.
             t0 = time.monotonic()
@@ -146,4 +169,7 @@ def test_patroni_failover_rejoin_switchover(kind: str, tmp_path) -> None:
             pg1.sql("INSERT INTO items VALUES (3, 'after switchover')")
             wait_for("row 3 on pg2", lambda: pg2.sql("SELECT count(*) FROM items") == "3", 30)
             timings["switchover"] = time.monotonic() - t0
+            # The history key (a JSON value Patroni rewrites on each promotion) has both changes of leader.
+            history = pg1.patronictl("history")
+            assert [h["New Leader"] for h in history][-2:] == ["pg2", "pg1"], history
     print(f"patroni on {kind}: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))

@@ -40,6 +40,7 @@ from typing import Any, Self, TypeVar
 from etcdx.testing.procs import SETPRIV, free_port, fast_tmp_root
 
 PATRONI_BIN = shutil.which("patroni") or "/usr/bin/patroni"
+PATRONICTL_BIN = shutil.which("patronictl") or "/usr/bin/patronictl"
 PG_BIN_DIR = pathlib.Path(os.environ.get("ETCDX_TESTING_PG_BIN", "/usr/lib/postgresql/15/bin"))
 PG_USER = "postgres"
 PSQL_BIN = shutil.which("psql") or "/usr/bin/psql"
@@ -262,6 +263,16 @@ class PatroniNode:
         if out.returncode != 0:
             raise subprocess.SubprocessError(f"psql on {self.name} failed: {out.stderr.strip()}")
         return out.stdout.strip()
+
+    def patronictl(self, *args: str, timeout: float = 30.0) -> Any:
+        """Run ``patronictl -c <this node's config> ARGS -f json`` (a separate client of the store); parsed output."""
+        out = subprocess.run(
+            [PATRONICTL_BIN, "-c", str(self.config_path), *args, "-f", "json"],
+            capture_output=True, text=True, timeout=timeout, env={"PATH": "/usr/bin:/bin", "HOME": str(self.dir)},
+        )  # fmt: skip
+        if out.returncode != 0:
+            raise subprocess.SubprocessError(f"patronictl {' '.join(args)} failed: {out.stderr.strip()}")
+        return json.loads(out.stdout)
 
     def log_tail(self, lines: int = 30) -> str:
         chunks = []
