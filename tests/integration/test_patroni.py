@@ -27,7 +27,7 @@ from etcdx.pb import rpc_pb2
 from etcdx.testing.cluster import Cluster
 from etcdx.testing.procs import require
 from support import patroni
-from support.patroni import PatroniSite, wait_for
+from support.patroni import PatroniNode, PatroniSite, wait_for
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -74,6 +74,26 @@ def _leader_key(cluster: Cluster, scope: str) -> tuple[str, int, int]:
     assert kv.lease != 0, "leader key has no lease"
     ttl = m.lease.LeaseTimeToLive(rpc_pb2.LeaseTimeToLiveRequest(ID=kv.lease), timeout=5)
     return kv.value.decode(), kv.lease, ttl.grantedTTL
+
+
+def _leader_holder(cluster: Cluster, scope: str) -> str | None:
+    """Who holds the leader key now (None while nobody does)."""
+    resp = cluster.members[0].kv.Range(rpc_pb2.RangeRequest(key=f"/service/{scope}/leader".encode()), timeout=5)
+    return resp.kvs[0].value.decode() if resp.kvs else None
+
+
+def _switchover(via: PatroniNode, leader: str, candidate: str) -> None:
+    """POST /switchover to `via`'s REST API; retried while Patroni is not ready for one (412/503)."""
+
+    def attempt() -> bool:
+        status, body = via.rest("/switchover", "POST", {"leader": leader, "candidate": candidate}, timeout=30)
+        if status == 200:
+            return True
+        if status in (412, 503):
+            return False
+        raise AssertionError(f"POST /switchover -> {status} {body!r}")
+
+    wait_for(f"Patroni to accept a switchover {leader} -> {candidate}", attempt, 30, 1.0, detail=via.log_tail)
 
 
 def _member_names(cluster: Cluster, scope: str) -> list[str]:
@@ -131,7 +151,7 @@ def test_patroni_failover_rejoin_switchover(kind: str, extra_args: list[str], tm
             # Failover: kill -9 of the primary's Patroni and postgres; pg2 takes over.
             pg1.kill()
             timings["failover"] = pg2.wait_role("primary", timeout=FAILOVER_BOUND)
-            wait_for("the leader key to name pg2", lambda: _leader_key(cluster, scope)[0] == "pg2", 10)
+            wait_for("the leader key to name pg2", lambda: _leader_holder(cluster, scope) == "pg2", 10)
             # pg1's member key went with its lease (nobody deleted it).
             assert _member_names(cluster, scope) == ["pg2"]
             assert pg2.sql("SELECT note FROM items WHERE id = 1") == "written on pg1"
@@ -144,28 +164,20 @@ def test_patroni_failover_rejoin_switchover(kind: str, extra_args: list[str], tm
             wait_for("row 2 on pg1", lambda: pg1.sql("SELECT note FROM items WHERE id = 2") == "written on pg2", 30)
             timings["rejoin"] = time.monotonic() - t0
             # patronictl, another client of the store, sees the same cluster.
-            listed = wait_for(
-                "patronictl list to show pg2 leading and pg1 streaming",
-                lambda: (rows := {r["Member"]: r for r in pg1.patronictl("list")})
-                and rows.get("pg2", {}).get("Role") == "Leader"
-                and rows.get("pg1", {}).get("State") in ("streaming", "running")
-                and rows,
-                30,
-                1.0,
-            )
-            assert sorted(listed) == ["pg1", "pg2"]
+            def listed() -> dict[str, dict] | None:
+                rows = {r["Member"]: r for r in pg1.patronictl("list")}
+                pg2_leads = rows.get("pg2", {}).get("Role") == "Leader"
+                return rows if pg2_leads and rows.get("pg1", {}).get("State") in ("streaming", "running") else None
+
+            rows = wait_for("patronictl list: pg2 leading, pg1 replicating", listed, 30, 1.0, detail=site.log_tails)
+            assert sorted(rows) == ["pg1", "pg2"]
 
             # Switchover through Patroni's REST API, back to pg1.
             t0 = time.monotonic()
-            status, body = wait_for(
-                "a switchover that Patroni accepts",
-                lambda: (r := pg2.rest("/switchover", "POST", {"leader": "pg2", "candidate": "pg1"}, timeout=30))[0] == 200 and r,
-                30,
-                1.0,
-            )
+            _switchover(pg2, leader="pg2", candidate="pg1")
             pg1.wait_role("primary", timeout=30)
             pg2.wait_role("replica", timeout=60)
-            wait_for("the leader key to name pg1", lambda: _leader_key(cluster, scope)[0] == "pg1", 10)
+            wait_for("the leader key to name pg1", lambda: _leader_holder(cluster, scope) == "pg1", 10)
             pg1.sql("INSERT INTO items VALUES (3, 'after switchover')")
             wait_for("row 3 on pg2", lambda: pg2.sql("SELECT count(*) FROM items") == "3", 30)
             timings["switchover"] = time.monotonic() - t0

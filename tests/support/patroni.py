@@ -247,7 +247,8 @@ class PatroniNode:
 
         def probe() -> bool:
             if not self.is_running():
-                raise AssertionError(f"{self.name}'s Patroni exited ({self.proc and self.proc.returncode})\n{self.log_tail()}")
+                code = self.proc.returncode if self.proc else None
+                raise AssertionError(f"{self.name}'s Patroni exited ({code})\n{self.log_tail()}")
             return self.role() == role
 
         wait_for(f"{self.name} to be {role}", probe, timeout, detail=self.log_tail)
@@ -322,6 +323,9 @@ class PatroniSite:
         n = PatroniNode(self, name)
         self.nodes.append(n)
         return n
+
+    def log_tails(self) -> str:
+        return "\n".join(n.log_tail() for n in self.nodes)
 
     def close(self) -> None:
         """Kill every node, keep its logs if asked, remove the site directory."""
