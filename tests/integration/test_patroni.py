@@ -8,7 +8,8 @@ gateway with a real, demanding client. The same scenario runs on a real etcd
 
 Scenario on a 3-member cluster: bootstrap a primary, clone a replica, write on
 the primary and read it on the replica, find the leader key with a lease of
-the configured TTL in the store, kill -9 the primary's Patroni and postgres
+the configured TTL in the store, kill -9 the store's raft leader and see the
+primary keep its role, kill -9 the primary's Patroni and postgres
 and see the replica promoted within a bound, restart the old primary and see
 it rejoin as a replica of the new one, then switch over back through
 Patroni's REST API.
@@ -66,7 +67,7 @@ def _check_gateway(cluster: Cluster) -> None:
 
 def _leader_key(cluster: Cluster, scope: str) -> tuple[str, int, int]:
     """(holder, lease id, granted TTL) of Patroni's leader key, read through gRPC."""
-    m = cluster.members[0]
+    m = cluster.live_member()
     key = f"/service/{scope}/leader".encode()
     resp = m.kv.Range(rpc_pb2.RangeRequest(key=key), timeout=5)
     assert len(resp.kvs) == 1, f"no leader key {key!r} in the store"
@@ -78,7 +79,7 @@ def _leader_key(cluster: Cluster, scope: str) -> tuple[str, int, int]:
 
 def _leader_holder(cluster: Cluster, scope: str) -> str | None:
     """Who holds the leader key now (None while nobody does)."""
-    resp = cluster.members[0].kv.Range(rpc_pb2.RangeRequest(key=f"/service/{scope}/leader".encode()), timeout=5)
+    resp = cluster.live_member().kv.Range(rpc_pb2.RangeRequest(key=f"/service/{scope}/leader".encode()), timeout=5)
     return resp.kvs[0].value.decode() if resp.kvs else None
 
 
@@ -99,7 +100,7 @@ def _switchover(via: PatroniNode, leader: str, candidate: str) -> None:
 def _member_names(cluster: Cluster, scope: str) -> list[str]:
     """Names under Patroni's members/ prefix, each checked to hold a member's JSON with a lease."""
     prefix = f"/service/{scope}/members/".encode()
-    resp = cluster.members[0].kv.Range(rpc_pb2.RangeRequest(key=prefix, range_end=prefix[:-1] + b"0"), timeout=5)
+    resp = cluster.live_member().kv.Range(rpc_pb2.RangeRequest(key=prefix, range_end=prefix[:-1] + b"0"), timeout=5)
     for kv in resp.kvs:
         assert kv.lease != 0, f"member key {kv.key!r} has no lease"
         # The role changes under our feet (uninitialized, promoted ...); the URLs do not.
@@ -147,6 +148,19 @@ def test_patroni_failover_rejoin_switchover(kind: str, extra_args: list[str], tm
             assert holder == "pg1"
             assert granted == TTL
             assert _member_names(cluster, scope) == ["pg1", "pg2"]
+
+            # Store member loss: kill -9 of the store member pg1's Patroni talks to (else the raft
+            # leader). Patroni retries on the other members within retry_timeout, so pg1 keeps the
+            # leader key and stays primary.
+            used = pg1.peer_ports()
+            victim = next((m for m in cluster.members if m.client_port in used), None) or cluster.leader()
+            victim.kill()
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < TTL + 2:  # a whole lease and then some
+                assert pg1.role() == "primary", f"pg1 lost its role after store member {victim.name} died"
+                time.sleep(0.5)
+            assert _leader_holder(cluster, scope) == "pg1"
+            victim.start()
 
             # Failover: kill -9 of the primary's Patroni and postgres; pg2 takes over.
             pg1.kill()

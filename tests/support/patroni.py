@@ -215,6 +215,27 @@ class PatroniNode:
             wait_for(f"{self.name}'s postmaster {pm} to exit", lambda: not _alive_postmaster(pm), 10, 0.05)
 
     # -- observation ---------------------------------------------------------------
+    def peer_ports(self) -> set[int]:
+        """Remote ports of Patroni's established TCP connections to 127.0.0.1 (which store members it uses)."""
+        if not self.is_running():
+            return set()
+        inodes = set()
+        fd_dir = pathlib.Path(f"/proc/{self.proc.pid}/fd")
+        for fd in fd_dir.iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue  # closed meanwhile
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+        ports = set()
+        for line in pathlib.Path(f"/proc/{self.proc.pid}/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            remote, state, inode = fields[2], fields[3], fields[9]
+            if state == "01" and inode in inodes and remote.startswith("0100007F:"):  # ESTABLISHED to 127.0.0.1
+                ports.add(int(remote.split(":")[1], 16))
+        return ports
+
     def rest(self, path: str, method: str = "GET", body: dict | None = None, timeout: float = 5.0) -> tuple[int, Any]:
         """(status, parsed JSON or text) of a call to this node's Patroni REST API."""
         data = json.dumps(body).encode() if body is not None else None
