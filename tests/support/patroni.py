@@ -31,6 +31,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -103,7 +104,6 @@ class PatroniNode:
         self.dir = site.dir / name
         self.data_dir = self.dir / "data"
         self.config_path = self.dir / "patroni.yml"
-        self.log_path = self.dir / "patroni.log"
         self.pg_port = free_port()
         self.rest_port = free_port()
         self.proc: subprocess.Popen | None = None
@@ -178,9 +178,11 @@ class PatroniNode:
         if self.is_running():
             raise RuntimeError(f"{self.name} is already running")
         user = pwd.getpwnam(PG_USER)
+        # --pdeathsig follows the spawning thread: only the main thread lives as long as the test run.
+        die_with_us = ["--pdeathsig", "KILL"] if threading.current_thread() is threading.main_thread() else []
         cmd = [
             SETPRIV, "--reuid", str(user.pw_uid), "--regid", str(user.pw_gid), "--init-groups",
-            "--pdeathsig", "KILL", "--", PATRONI_BIN, str(self.config_path),
+            *die_with_us, "--", PATRONI_BIN, str(self.config_path),
         ]  # fmt: skip
         env = {
             "PATH": "/usr/bin:/bin",
@@ -210,9 +212,21 @@ class PatroniNode:
             self.proc.kill()
         if self.proc is not None:
             self.proc.wait(10)
-        if pm is not None and _alive_postmaster(pm):
+        if pm is not None and self._is_our_postmaster(pm):
             os.kill(pm, signal.SIGKILL)
-            wait_for(f"{self.name}'s postmaster {pm} to exit", lambda: not _alive_postmaster(pm), 10, 0.05)
+            wait_for(f"{self.name}'s postmaster {pm} to exit", lambda: not self._is_our_postmaster(pm), 10, 0.05)
+
+    def _is_our_postmaster(self, pid: int) -> bool:
+        """True while `pid` is a live postgres on this node's data dir (a stale postmaster.pid may name
+        a pid the OS gave to someone else since)."""
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return False
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                return str(self.data_dir).encode() in f.read().split(b"\0")
+        except (OSError, IndexError):
+            return False
 
     # -- observation ---------------------------------------------------------------
     def peer_ports(self) -> set[int]:
@@ -304,15 +318,6 @@ class PatroniNode:
             except OSError:
                 pass
         return "\n".join(chunks)
-
-
-def _alive_postmaster(pid: int) -> bool:
-    """True while `pid` is a live (not zombie) process."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 class PatroniSite:
