@@ -24,10 +24,10 @@ import urllib.request
 
 import pytest
 
-from etcdx.pb import rpc_pb2
+from etcdx.pb import auth_pb2, rpc_pb2, rpc_pb2_grpc
 from etcdx.testing.cluster import Cluster
-from etcdx.testing.procs import require
-from support import patroni
+from etcdx.testing.procs import MemberGroup, require
+from support import auth_setup, patroni
 from support.patroni import PatroniNode, PatroniSite, wait_for
 
 pytestmark = pytest.mark.timeout(300)
@@ -199,3 +199,48 @@ def test_patroni_failover_rejoin_switchover(kind: str, extra_args: list[str], tm
             history = pg1.patronictl("history")
             assert [h["New Leader"] for h in history][-2:] == ["pg2", "pg1"], history
     print(f"patroni on {kind}: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
+
+
+PATRONI_PW = "patroni-pw"
+
+
+def _enable_auth_for_patroni(channel) -> None:
+    """root, and a user ``patroni`` whose one role may read and write /service/ only; then auth on."""
+    auth = rpc_pb2_grpc.AuthStub(channel)
+    auth.UserAdd(rpc_pb2.AuthUserAddRequest(name="root", password=auth_setup.ROOT_PW), timeout=10)
+    auth.UserGrantRole(rpc_pb2.AuthUserGrantRoleRequest(user="root", role="root"), timeout=10)
+    auth.UserAdd(rpc_pb2.AuthUserAddRequest(name="patroni", password=PATRONI_PW), timeout=10)
+    auth.RoleAdd(rpc_pb2.AuthRoleAddRequest(name="patroni"), timeout=10)
+    perm = auth_setup.prefix(b"/service/")
+    assert perm.permType == auth_pb2.Permission.READWRITE
+    auth.RoleGrantPermission(rpc_pb2.AuthRoleGrantPermissionRequest(name="patroni", perm=perm), timeout=10)
+    auth.UserGrantRole(rpc_pb2.AuthUserGrantRoleRequest(user="patroni", role="patroni"), timeout=10)
+    auth.AuthEnable(rpc_pb2.AuthEnableRequest(), timeout=10)
+
+
+@pytest.mark.parametrize("kind", [pytest.param("etcd", marks=pytest.mark.slow), "etcdx"])
+def test_patroni_bootstraps_with_store_auth(kind: str, tmp_path) -> None:
+    """Patroni logs in through /v3/auth/authenticate and sends the token on every call (its
+    ``Authorization`` header): with a user that may touch /service/ only, it bootstraps and
+    holds a leased leader key."""
+    require(kind)
+    reason = patroni.unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    scope = f"auth-{kind}"
+    with MemberGroup(tmp_path / "store") as group:
+        store = group.new(kind)
+        _enable_auth_for_patroni(store.channel)
+        options = {"username": "patroni", "password": PATRONI_PW}
+        with PatroniSite(scope, [store.endpoint], ttl=TTL, loop_wait=LOOP_WAIT, keep_logs_in=tmp_path / "patroni",
+                         etcd3_options=options) as site:  # fmt: skip
+            pg1 = site.node("pg1").start()
+            pg1.wait_role("primary", timeout=60)
+            md = auth_setup.md(auth_setup.token(store.channel, "root", auth_setup.ROOT_PW))
+            resp = store.kv.Range(rpc_pb2.RangeRequest(key=f"/service/{scope}/leader".encode()), metadata=md, timeout=5)
+            assert [(kv.value, kv.lease != 0) for kv in resp.kvs] == [(b"pg1", True)]
+            # Without a token the same read is refused: Patroni got in because it logged in.
+            refused = auth_setup.outcome(
+                lambda: store.kv.Range(rpc_pb2.RangeRequest(key=f"/service/{scope}/leader".encode()), timeout=5)
+            )
+            assert refused == "INVALID_ARGUMENT: etcdserver: user name is empty"

@@ -123,7 +123,7 @@ class PatroniNode:
                 "listen": f"127.0.0.1:{self.rest_port}",
                 "connect_address": f"127.0.0.1:{self.rest_port}",
             },
-            "etcd3": {"hosts": list(s.etcd_hosts), "protocol": "http"},
+            "etcd3": {"hosts": list(s.etcd_hosts), "protocol": "http", **s.etcd3_options},
             "bootstrap": {
                 "dcs": {
                     "ttl": s.ttl,
@@ -331,11 +331,14 @@ class PatroniSite:
         loop_wait: int = 1,
         retry_timeout: int = 4,
         keep_logs_in: os.PathLike | str | None = None,
+        etcd3_options: dict[str, Any] | None = None,
     ) -> None:
+        """`etcd3_options` go into each node's ``etcd3:`` section beside the hosts (username, password ...)."""
         self.scope = scope
         self.etcd_hosts = list(etcd_hosts)
         self.ttl, self.loop_wait, self.retry_timeout = ttl, loop_wait, retry_timeout
         self.keep_logs_in = pathlib.Path(keep_logs_in) if keep_logs_in is not None else None
+        self.etcd3_options = dict(etcd3_options or {})
         self.dir = pathlib.Path(tempfile.mkdtemp(prefix="etcdx-patroni-", dir=fast_tmp_root()))
         self.chown(self.dir)
         self.nodes: list[PatroniNode] = []
