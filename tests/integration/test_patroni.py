@@ -8,11 +8,14 @@ gateway with a real, demanding client. The same scenario runs on a real etcd
 
 Scenario on a 3-member cluster: bootstrap a primary, clone a replica, write on
 the primary and read it on the replica, find the leader key with a lease of
-the configured TTL in the store, kill -9 the store's raft leader and see the
-primary keep its role, kill -9 the primary's Patroni and postgres
-and see the replica promoted within a bound, restart the old primary and see
-it rejoin as a replica of the new one, then switch over back through
-Patroni's REST API.
+the configured TTL in the store, kill -9 the store member the primary's
+Patroni talks to and see the primary keep its role, kill -9 the primary's
+Patroni and postgres and see the replica promoted within a bound, restart the
+old primary and see it rejoin as a replica of the new one (crash recovery and
+pg_rewind), then switch over back through Patroni's REST API. A second, short
+test runs Patroni against a store with auth on.
+
+Runtime on 2 busy cores: ~45 s on etcdx, ~50 s on etcd; the auth test ~5 s.
 """
 
 from __future__ import annotations
