@@ -13,9 +13,10 @@ Patroni talks to and see the primary keep its role, kill -9 the primary's
 Patroni and postgres and see the replica promoted within a bound, restart the
 old primary and see it rejoin as a replica of the new one (crash recovery and
 pg_rewind), then switch over back through Patroni's REST API. A second, short
-test runs Patroni against a store with auth on.
+test runs Patroni against a store with auth on, and one that serves TLS and
+asks for a client certificate.
 
-Runtime on 2 busy cores: ~45 s on etcdx, ~50 s on etcd; the auth test ~5 s.
+Runtime on 2 busy cores: ~45 s on etcdx, ~50 s on etcd; the short ones ~3 s each.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import pytest
 from etcdx.pb import auth_pb2, rpc_pb2, rpc_pb2_grpc
 from etcdx.testing.cluster import Cluster
 from etcdx.testing.procs import MemberGroup, require
+from etcdx.testing.tls import make_tls_files
 from support import auth_setup, patroni
 from support.patroni import PatroniNode, PatroniSite, wait_for
 
@@ -137,6 +139,7 @@ def test_patroni_failover_rejoin_switchover(kind: str, extra_args: list[str], tm
             t0 = time.monotonic()
             pg1.start()
             pg1.wait_role("primary", timeout=60)
+            wait_for("pg1 to take the leader key", lambda: _leader_holder(cluster, scope) == "pg1", 10)
             pg2.start()
             pg2.wait_role("replica", timeout=60)
             timings["bootstrap"] = time.monotonic() - t0
@@ -222,28 +225,45 @@ def _enable_auth_for_patroni(channel) -> None:
 
 
 @pytest.mark.parametrize("kind", [pytest.param("etcd", marks=pytest.mark.slow), "etcdx"])
-def test_patroni_bootstraps_with_store_auth(kind: str, tmp_path) -> None:
-    """Patroni logs in through /v3/auth/authenticate and sends the token on every call (its
-    ``Authorization`` header): with a user that may touch /service/ only, it bootstraps and
-    holds a leased leader key."""
+@pytest.mark.parametrize("lock", ["auth", "tls"])
+def test_patroni_bootstraps_on_a_locked_store(kind: str, lock: str, tmp_path) -> None:
+    """A store Patroni must prove itself to. ``auth``: Patroni logs in through
+    /v3/auth/authenticate and sends the token on every call (its ``Authorization``
+    header) as a user that may touch /service/ only. ``tls``: the client port
+    serves https and asks for a client certificate, which Patroni presents. Either
+    way it bootstraps and holds a leased leader key."""
     require(kind)
     reason = patroni.unavailable_reason()
     if reason:
         pytest.skip(reason)
-    scope = f"auth-{kind}"
+    scope = f"{lock}-{kind}"
+    tls = make_tls_files(tmp_path / "tls") if lock == "tls" else None
     with MemberGroup(tmp_path / "store") as group:
-        store = group.new(kind)
-        _enable_auth_for_patroni(store.channel)
-        options = {"username": "patroni", "password": PATRONI_PW}
-        with PatroniSite(scope, [store.endpoint], ttl=TTL, loop_wait=LOOP_WAIT, keep_logs_in=tmp_path / "patroni",
-                         etcd3_options=options) as site:  # fmt: skip
+        store = group.new(kind, tls=tls)
+        md: list[tuple[str, str]] = []
+        if lock == "auth":
+            _enable_auth_for_patroni(store.channel)
+            md = auth_setup.md(auth_setup.token(store.channel, "root", auth_setup.ROOT_PW))
+        with PatroniSite(scope, [store.endpoint], ttl=TTL, loop_wait=LOOP_WAIT,
+                         keep_logs_in=tmp_path / "patroni") as site:  # fmt: skip
+            if lock == "auth":
+                site.etcd3_options.update(username="patroni", password=PATRONI_PW)
+            else:
+                assert tls is not None
+                site.etcd3_options.update(
+                    protocol="https",
+                    cacert=str(site.take_file(tls.ca)),
+                    cert=str(site.take_file(tls.client_cert)),
+                    key=str(site.take_file(tls.client_key)),
+                )
             pg1 = site.node("pg1").start()
             pg1.wait_role("primary", timeout=60)
-            md = auth_setup.md(auth_setup.token(store.channel, "root", auth_setup.ROOT_PW))
-            resp = store.kv.Range(rpc_pb2.RangeRequest(key=f"/service/{scope}/leader".encode()), metadata=md, timeout=5)
-            assert [(kv.value, kv.lease != 0) for kv in resp.kvs] == [(b"pg1", True)]
-            # Without a token the same read is refused: Patroni got in because it logged in.
-            refused = auth_setup.outcome(
-                lambda: store.kv.Range(rpc_pb2.RangeRequest(key=f"/service/{scope}/leader".encode()), timeout=5)
-            )
-            assert refused == "INVALID_ARGUMENT: etcdserver: user name is empty"
+            # Patroni's REST API says primary as soon as postgres runs, a moment before post_bootstrap
+            # ends and the leader key is written.
+            leader_key = rpc_pb2.RangeRequest(key=f"/service/{scope}/leader".encode())
+            kvs = wait_for("the leader key", lambda: store.kv.Range(leader_key, metadata=md, timeout=5).kvs, 10)
+            assert [(kv.value, kv.lease != 0) for kv in kvs] == [(b"pg1", True)]
+            if lock == "auth":
+                # Without a token the same read is refused: Patroni got in because it logged in.
+                refused = auth_setup.outcome(lambda: store.kv.Range(leader_key, timeout=5))
+                assert refused == "INVALID_ARGUMENT: etcdserver: user name is empty"

@@ -343,6 +343,14 @@ class PatroniSite:
         self.chown(self.dir)
         self.nodes: list[PatroniNode] = []
 
+    def take_file(self, src: os.PathLike | str) -> pathlib.Path:
+        """A copy of `src` in the site directory, readable by the postgres user (certificates, keys)."""
+        dest = self.dir / pathlib.Path(src).name
+        shutil.copyfile(src, dest)
+        dest.chmod(0o600)
+        self.chown(dest)
+        return dest
+
     def chown(self, path: pathlib.Path) -> None:
         user = pwd.getpwnam(PG_USER)
         for p in [path, *path.rglob("*")]:
