@@ -113,7 +113,7 @@ def _member_names(cluster: Cluster, scope: str) -> list[str]:
     return sorted(kv.key.decode().rsplit("/", 1)[1] for kv in resp.kvs)
 
 
-@pytest.mark.parametrize(
+SERVERS = pytest.mark.parametrize(
     ("kind", "extra_args"),
     [
         pytest.param("etcd", [], marks=pytest.mark.slow, id="etcd"),
@@ -121,6 +121,9 @@ def _member_names(cluster: Cluster, scope: str) -> list[str]:
         pytest.param("etcdx", ["--api-workers", "2"], marks=pytest.mark.slow, id="etcdx-api-workers-2"),
     ],
 )
+
+
+@SERVERS
 def test_patroni_failover_rejoin_switchover(kind: str, extra_args: list[str], tmp_path) -> None:
     require(kind)
     reason = patroni.unavailable_reason()
@@ -224,9 +227,9 @@ def _enable_auth_for_patroni(channel) -> None:
     auth.AuthEnable(rpc_pb2.AuthEnableRequest(), timeout=10)
 
 
-@pytest.mark.parametrize("kind", [pytest.param("etcd", marks=pytest.mark.slow), "etcdx"])
+@SERVERS
 @pytest.mark.parametrize("lock", ["auth", "tls"])
-def test_patroni_bootstraps_on_a_locked_store(kind: str, lock: str, tmp_path) -> None:
+def test_patroni_bootstraps_on_a_locked_store(kind: str, extra_args: list[str], lock: str, tmp_path) -> None:
     """A store Patroni must prove itself to. ``auth``: Patroni logs in through
     /v3/auth/authenticate and sends the token on every call (its ``Authorization``
     header) as a user that may touch /service/ only. ``tls``: the client port
@@ -239,7 +242,7 @@ def test_patroni_bootstraps_on_a_locked_store(kind: str, lock: str, tmp_path) ->
     scope = f"{lock}-{kind}"
     tls = make_tls_files(tmp_path / "tls") if lock == "tls" else None
     with MemberGroup(tmp_path / "store") as group:
-        store = group.new(kind, tls=tls)
+        store = group.new(kind, tls=tls, extra_args=extra_args)
         md: list[tuple[str, str]] = []
         if lock == "auth":
             _enable_auth_for_patroni(store.channel)
