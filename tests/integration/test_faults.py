@@ -25,6 +25,10 @@ from support import procs
 DURATION = 20.0
 SEED = 1
 CASES = [("etcd", 1), ("etcdx", 1)] + [(kind, 3) for kind in CLUSTER_KINDS]
+# The runs on real etcd show the harness accuses no correct server; they are the long
+# reference runs (`-m slow`), while the planted-bug tests below prove it can accuse.
+PARAMS = [pytest.param(kind, n, id=f"{kind}-x{n}", marks=[pytest.mark.slow] if kind == "etcd" else [])
+          for kind, n in CASES]
 
 # Acknowledged operations a run must reach (a quiet 2-core box does 5-15x this).
 MIN_ACKNOWLEDGED = 500
@@ -41,7 +45,7 @@ def _assert_made_progress(report: runner.Report) -> None:
         assert report.counts.get(op_type, {}).get("ok", 0) > 0, f"no successful {op_type}\n{report.details()}"
 
 
-@pytest.mark.parametrize(("kind", "members"), CASES, ids=[f"{k}-x{n}" for k, n in CASES])
+@pytest.mark.parametrize(("kind", "members"), PARAMS)
 def test_fault_schedule_finds_no_violation(kind: str, members: int) -> None:
     procs.require(kind)
     report = runner.run(kind, members, SEED, DURATION, log=print)
