@@ -29,6 +29,15 @@ NO_CONTEXT = CallContext()
 _EMPTY = NO_CONTEXT.encode()
 
 
+def common_name(cert: dict | None) -> str:
+    """The subject's common name of a verified peer certificate (``ssl.getpeercert()`` form), or ""."""
+    for rdn in (cert or {}).get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return value
+    return ""
+
+
 def encode(ctx: CallContext, message: bytes) -> bytes:
     """``ctx`` in front of a serialized message."""
     return (_EMPTY if ctx is NO_CONTEXT else ctx.encode()) + message

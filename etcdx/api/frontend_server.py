@@ -20,7 +20,7 @@ import logging
 from typing import Any, AsyncIterator, Callable
 
 from etcdx.api import grpc_health
-from etcdx.api.context import NO_CONTEXT, CallContext
+from etcdx.api.context import NO_CONTEXT, CallContext, common_name
 from etcdx.api.rpc_metrics import RpcStats
 from etcdx.api.rpcs import Kind, Rpc, parse as parse_request, served
 from etcdx.api.watch import GRPC_OVERHEAD_BYTES
@@ -39,15 +39,7 @@ def call_context(call: Call) -> CallContext:
     require_leader = metadata.get("hasleader") == "true"
     if not token and cert is None and not require_leader:
         return NO_CONTEXT
-    return CallContext(token if isinstance(token, str) else token.decode(), _common_name(cert), require_leader)
-
-
-def _common_name(cert: dict | None) -> str:
-    for rdn in (cert or {}).get("subject", ()):
-        for key, value in rdn:
-            if key == "commonName":
-                return value
-    return ""
+    return CallContext(token if isinstance(token, str) else token.decode(), common_name(cert), require_leader)
 
 
 def router(handlers: object) -> Router:

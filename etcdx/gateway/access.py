@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from etcdx.api.context import common_name
 from etcdx.frontend.httpapi import HttpRequest, HttpResponse
 from etcdx.gateway.replies import Replier
 from etcdx.gateway.routes import PREFIXES
@@ -63,16 +64,9 @@ class AccessCheck:
                 if host not in self.whitelist:
                     await self.reply.error(request, response, 421, _misdirected(host), cors=False)
                     return False
-        elif (self.client_cert_auth and path.startswith(PREFIXES) and _common_name(request.peer_certificate)
+        elif (self.client_cert_auth and path.startswith(PREFIXES) and common_name(request.peer_certificate)
               and self.state.auth_enabled()):
             await self.reply.error(request, response, 400, CN_REFUSED, cors=False)
             return False
         return True
 
-
-def _common_name(cert: dict | None) -> str:
-    for rdn in (cert or {}).get("subject", ()):
-        for key, value in rdn:
-            if key == "commonName":
-                return value
-    return ""
