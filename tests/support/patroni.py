@@ -167,6 +167,9 @@ class PatroniNode:
                     "max_connections": 20,
                     "fsync": "off",  # throwaway clusters: durability is not under test, speed is
                     "synchronous_commit": "off",
+                    # Dynamic shared memory in the data dir, not /dev/shm: a postmaster killed with -9
+                    # leaves its segments behind, and they go with the data dir this way.
+                    "dynamic_shared_memory_type": "mmap",
                 },
             },
             "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False},
