@@ -298,9 +298,7 @@ class Http2Session(asyncio.Protocol):
         if len(message) > self._o.max_send_message_bytes:
             self._abort(call, g.too_large_to_send(len(message), self._o.max_send_message_bytes))
             return
-        self._finish(call)
-        if self._on_call_end is not None:
-            self._on_call_end(call, g.StatusCode.OK)
+        self._finish(call, g.StatusCode.OK)
         sid = call.stream_id
         conn = self.conn
         conn.send_headers(sid, hd.GRPC_RESPONSE_HEADERS)
@@ -330,9 +328,7 @@ class Http2Session(asyncio.Protocol):
             self._abort(call, status or g.INTERNAL)
         else:
             if not call.done:
-                self._finish(call)
-                if self._on_call_end is not None:
-                    self._on_call_end(call, g.StatusCode.OK)
+                self._finish(call, g.StatusCode.OK)
                 if stream.headers_sent:
                     self.conn.send_trailers(call.stream_id, hd.GRPC_OK_TRAILERS)
                 else:
@@ -341,12 +337,15 @@ class Http2Session(asyncio.Protocol):
 
     # -- ending calls ----------------------------------------------------------------
 
-    def _finish(self, call: Call) -> None:
+    def _finish(self, call: Call, code: int) -> None:
+        """``call`` ends with status ``code`` (the router's ``on_call_end`` hears of it)."""
         call.done = True
         self._calls.pop(call.stream_id, None)
         if call._timer is not None:
             call._timer.cancel()
             call._timer = None
+        if self._on_call_end is not None:
+            self._on_call_end(call, code)
 
     def _send_status(self, sid: int, err: g.RpcError, headers_sent: bool) -> None:
         if headers_sent:
@@ -358,9 +357,7 @@ class Http2Session(asyncio.Protocol):
         """End the call early: send ``status`` (None: the stream is gone), run cancel callbacks."""
         if call.done:
             return
-        self._finish(call)
-        if self._on_call_end is not None:
-            self._on_call_end(call, status.code if status is not None else g.StatusCode.CANCELLED)
+        self._finish(call, status.code if status is not None else g.StatusCode.CANCELLED)
         stream = call._stream
         if status is not None and not self._lost:
             self._send_status(call.stream_id, status, stream is not None and stream.headers_sent)
