@@ -30,6 +30,7 @@ import logging
 from typing import Any, AsyncIterator
 
 from etcdx.api.context import CallContext
+from etcdx.keys import prefix_range_end
 from etcdx.pb import kv_pb2, rpc_pb2, v3election_pb2, v3lock_pb2
 from etcdx.server.errors import EtcdError
 
@@ -43,19 +44,9 @@ MISSING_LEADER_KEY = EtcdError("UNKNOWN", '"leader" field must be provided')
 _CREATE, _EQUAL = rpc_pb2.Compare.CREATE, rpc_pb2.Compare.EQUAL
 
 
-def prefix_end(prefix: bytes) -> bytes:
-    """The range end that covers every key starting with ``prefix`` (clientv3's GetPrefixRangeEnd)."""
-    end = bytearray(prefix)
-    for i in range(len(end) - 1, -1, -1):
-        if end[i] < 0xFF:
-            end[i] += 1
-            return bytes(end[:i + 1])
-    return b"\0"
-
-
 def _first_create(prefix: bytes) -> rpc_pb2.RangeRequest:
     """The contender with the lowest create revision: the holder, or leader."""
-    return rpc_pb2.RangeRequest(key=prefix, range_end=prefix_end(prefix), limit=1,
+    return rpc_pb2.RangeRequest(key=prefix, range_end=prefix_range_end(prefix), limit=1,
                                 sort_order=rpc_pb2.RangeRequest.ASCEND, sort_target=rpc_pb2.RangeRequest.CREATE)
 
 
@@ -206,7 +197,7 @@ class LockElectionHandlers:
         """Wait until no key under ``prefix`` has a create revision <= ``max_create_revision``;
         the header of the read that found none."""
         newest_older = rpc_pb2.RangeRequest(
-            key=prefix, range_end=prefix_end(prefix), limit=1, max_create_revision=max_create_revision,
+            key=prefix, range_end=prefix_range_end(prefix), limit=1, max_create_revision=max_create_revision,
             sort_order=rpc_pb2.RangeRequest.DESCEND, sort_target=rpc_pb2.RangeRequest.CREATE)
         while True:
             resp = await _inner(self.Range(newest_older, ctx))
@@ -220,7 +211,7 @@ class LockElectionHandlers:
     async def _first_put(self, prefix: bytes, revision: int,
                          ctx: CallContext) -> tuple[rpc_pb2.ResponseHeader, kv_pb2.KeyValue]:
         """The first key put under ``prefix`` from ``revision`` on, with a header at its revision."""
-        async with contextlib.aclosing(self._watch(prefix, prefix_end(prefix), revision, ctx)) as events:
+        async with contextlib.aclosing(self._watch(prefix, prefix_range_end(prefix), revision, ctx)) as events:
             async for wr in events:
                 for ev in wr.events:
                     if ev.type == kv_pb2.Event.PUT:

@@ -11,6 +11,7 @@ import enum
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from etcdx import keys
 from etcdx.pb import auth_pb2, kv_pb2, rpc_pb2
 
 KeyLike = str | bytes
@@ -28,18 +29,8 @@ def to_bytes(value: KeyLike) -> bytes:
 
 
 def prefix_range_end(prefix: KeyLike) -> bytes:
-    """The range_end that makes [prefix, range_end) every key starting with ``prefix``.
-
-    As in etcd: the last byte below 0xff is incremented and what follows it is
-    dropped; a prefix of only 0xff bytes (or empty) means "to the end" (``\\0``).
-    """
-    p = bytearray(to_bytes(prefix))
-    while p:
-        if p[-1] < 0xFF:
-            p[-1] += 1
-            return bytes(p)
-        p.pop()
-    return b"\0"
+    """The range_end that makes [prefix, range_end) every key starting with ``prefix`` (``etcdx.keys``)."""
+    return keys.prefix_range_end(to_bytes(prefix))
 
 
 class EventType(enum.IntEnum):
