@@ -6,14 +6,12 @@ the ones 3.5 and 3.6 added for RPCs etcdx serves that 3.4's gateway lacks
 (``/v3/auth/status``, ``/v3/maintenance/hashkv``: in 3.4 HashKV and Hash share
 ``/v3/maintenance/hash`` and Hash answers it).
 
-The Lock and Election services come from another part of etcdx; their routes
-name the methods and message classes by module and attribute, so a route is
-served once the handler object has the method and the pb module imports.
+The Lock and Election services (``v3lock.proto``, ``v3election.proto``) are in
+the same RPC table (``etcdx.api.rpcs``), so their paths are routed alike.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +28,7 @@ class Route:
     response: Any
 
 
-# path below /v3/ -> RPC method name (etcd 3.4's rpc.proto, with the aliases)
+# path below /v3/ -> RPC method name (etcd 3.4's protos, with the aliases)
 _RPC_PATHS: dict[str, str] = {
     "kv/range": "Range", "kv/put": "Put", "kv/deleterange": "DeleteRange", "kv/txn": "Txn",
     "kv/compaction": "Compact",
@@ -53,47 +51,22 @@ _RPC_PATHS: dict[str, str] = {
     "auth/role/add": "RoleAdd", "auth/role/get": "RoleGet", "auth/role/list": "RoleList",
     "auth/role/delete": "RoleDelete", "auth/role/grant": "RoleGrantPermission",
     "auth/role/revoke": "RoleRevokePermission",
+    "lock/lock": "Lock", "lock/unlock": "Unlock",
+    "election/campaign": "Campaign", "election/proclaim": "Proclaim", "election/leader": "Leader",
+    "election/observe": "Observe", "election/resign": "Resign",
 }
-
-# path below /v3/ -> (method, kind, pb module, request class, response class)
-_EXTRA_PATHS: dict[str, tuple[str, Kind, str, str, str]] = {
-    "lock/lock": ("Lock", Kind.UNARY, "etcdx.pb.v3lock_pb2", "LockRequest", "LockResponse"),
-    "lock/unlock": ("Unlock", Kind.UNARY, "etcdx.pb.v3lock_pb2", "UnlockRequest", "UnlockResponse"),
-    "election/campaign": ("Campaign", Kind.UNARY, "etcdx.pb.v3election_pb2", "CampaignRequest", "CampaignResponse"),
-    "election/proclaim": ("Proclaim", Kind.UNARY, "etcdx.pb.v3election_pb2", "ProclaimRequest", "ProclaimResponse"),
-    "election/leader": ("Leader", Kind.UNARY, "etcdx.pb.v3election_pb2", "LeaderRequest", "LeaderResponse"),
-    "election/observe": ("Observe", Kind.SERVER_STREAM, "etcdx.pb.v3election_pb2", "LeaderRequest",
-                         "LeaderResponse"),
-    "election/resign": ("Resign", Kind.UNARY, "etcdx.pb.v3election_pb2", "ResignRequest", "ResignResponse"),
-}
-
-
-def _extra_route(method: str, kind: Kind, module: str, request: str, response: str) -> Route | None:
-    try:
-        pb = importlib.import_module(module)
-    except ImportError:
-        return None
-    req, resp = getattr(pb, request, None), getattr(pb, response, None)
-    if req is None or resp is None:
-        return None
-    return Route(method, kind, req, resp)
 
 
 def table(handlers: object) -> dict[str, Route]:
     """Every gateway path (``/v3/...`` and ``/v3beta/...``) ``handlers`` serves, to its route."""
     routes: dict[str, Route] = {}
     for sub, method in _RPC_PATHS.items():
-        rpc = BY_METHOD.get(method)
-        if rpc is not None and callable(getattr(handlers, method, None)):
-            routes[sub] = Route(method, rpc.kind, rpc.request, rpc.response)
-    for sub, (method, *rest) in _EXTRA_PATHS.items():
         if callable(getattr(handlers, method, None)):
-            route = _extra_route(method, *rest)
-            if route is not None:
-                routes[sub] = route
+            rpc = BY_METHOD[method]
+            routes[sub] = Route(method, rpc.kind, rpc.request, rpc.response)
     return {prefix + sub: route for prefix in PREFIXES for sub, route in routes.items()}
 
 
 def known_paths() -> frozenset[str]:
     """Every gateway path etcd has, served here or not (a POST elsewhere is 404, a GET here 405)."""
-    return frozenset(prefix + sub for prefix in PREFIXES for sub in (*_RPC_PATHS, *_EXTRA_PATHS))
+    return frozenset(prefix + sub for prefix in PREFIXES for sub in _RPC_PATHS)

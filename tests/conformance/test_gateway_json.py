@@ -8,8 +8,6 @@ survives a round trip, and the route table follows the handler object.
 from __future__ import annotations
 
 import json
-import sys
-import types
 
 import pytest
 from hypothesis import given, settings
@@ -17,7 +15,7 @@ from hypothesis import strategies as st
 
 from etcdx.api.rpcs import RPCS, Kind
 from etcdx.gateway import protojson, routes
-from etcdx.pb import rpc_pb2
+from etcdx.pb import rpc_pb2, v3election_pb2, v3lock_pb2
 
 ints64 = st.integers(-(2**63), 2**63 - 1)
 keys = st.binary(max_size=12)
@@ -121,23 +119,18 @@ def test_every_rpc_has_a_route():
     assert table["/v3/watch"].kind is Kind.BIDI_STREAM
 
 
-def test_lock_and_election_routes_follow_their_pb_modules_and_methods(monkeypatch):
+def test_lock_and_election_routes_follow_the_handlers_methods():
     class Handlers:
         async def Lock(self, r, ctx): ...
 
         async def Observe(self, r, ctx): ...
 
-    assert "/v3/lock/lock" not in routes.table(Handlers()) or "etcdx.pb.v3lock_pb2" in sys.modules
-    lock = types.ModuleType("etcdx.pb.v3lock_pb2")
-    lock.LockRequest, lock.LockResponse = rpc_pb2.RangeRequest, rpc_pb2.RangeResponse
-    lock.UnlockRequest, lock.UnlockResponse = rpc_pb2.RangeRequest, rpc_pb2.RangeResponse
-    election = types.ModuleType("etcdx.pb.v3election_pb2")
-    election.LeaderRequest, election.LeaderResponse = rpc_pb2.RangeRequest, rpc_pb2.RangeResponse
-    monkeypatch.setitem(sys.modules, "etcdx.pb.v3lock_pb2", lock)
-    monkeypatch.setitem(sys.modules, "etcdx.pb.v3election_pb2", election)
     table = routes.table(Handlers())
     assert table["/v3/lock/lock"].method == "Lock" and table["/v3/lock/lock"].kind is Kind.UNARY
+    assert (table["/v3/lock/lock"].request, table["/v3/lock/lock"].response) == (
+        v3lock_pb2.LockRequest, v3lock_pb2.LockResponse)
     assert table["/v3/election/observe"].kind is Kind.SERVER_STREAM
+    assert table["/v3/election/observe"].request is v3election_pb2.LeaderRequest
     assert "/v3/lock/unlock" not in table  # the handler has no Unlock
     assert "/v3/election/campaign" not in table
 
