@@ -150,20 +150,22 @@ class Runner:
     def log(self, msg: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
-    def put(self, srv: Server, clients: int, conns: int, total: int) -> dict:
+    def put(self, srv: Server, clients: int, conns: int, total: int, flags: list[str] = ()) -> dict:
+        """Puts of fresh keys; ``flags`` go to the Go tool before the command (--user, TLS files)."""
         if self.use_go:
             return with_cpu(srv, total, lambda: go_tool(
-                srv.endpoint, clients, conns, ["put", "--key-size", str(KEY_SIZE), "--val-size", str(VAL_SIZE),
-                                               "--total", str(total), "--sequential-keys", "--key-space-size",
-                                               str(total)], self.timeout))
+                srv.endpoint, clients, conns, [*flags, "put", "--key-size", str(KEY_SIZE), "--val-size",
+                                               str(VAL_SIZE), "--total", str(total), "--sequential-keys",
+                                               "--key-space-size", str(total)], self.timeout))
         return with_cpu(srv, total, lambda: loadgen(srv.endpoint, "put", self._py_opts(clients, conns, total) +
                                                     ["--sequential-keys", "--key-space", str(total)], self.timeout))
 
-    def range(self, srv: Server, consistency: str, clients: int, conns: int, total: int) -> dict:
+    def range(self, srv: Server, consistency: str, clients: int, conns: int, total: int,
+              flags: list[str] = ()) -> dict:
         if self.use_go:
             return with_cpu(srv, total, lambda: go_tool(
-                srv.endpoint, clients, conns, ["range", RANGE_KEY, "--consistency", consistency, "--total", str(total)],
-                self.timeout))
+                srv.endpoint, clients, conns, [*flags, "range", RANGE_KEY, "--consistency", consistency,
+                                               "--total", str(total)], self.timeout))
         return with_cpu(srv, total, lambda: loadgen(srv.endpoint, "range", self._py_opts(clients, conns, total) +
                                                     ["--consistency", consistency, "--key", RANGE_KEY], self.timeout))
 
@@ -198,16 +200,9 @@ class Runner:
         srv.auth_on(AUTH_USER, AUTH_PASSWORD)
         try:
             return {
-                "auth_put_c64": with_cpu(srv, s["put64"], lambda: go_tool(
-                    srv.endpoint, 64, 8, [*user, "put", "--key-size", str(KEY_SIZE), "--val-size", str(VAL_SIZE),
-                                          "--total", str(s["put64"]), "--sequential-keys", "--key-space-size",
-                                          str(s["put64"])], self.timeout)),
-                "auth_range_l_c256": with_cpu(srv, s["range"], lambda: go_tool(
-                    srv.endpoint, 256, 16, [*user, "range", RANGE_KEY, "--consistency", "l", "--total",
-                                            str(s["range"])], self.timeout)),
-                "auth_range_s_c256": with_cpu(srv, s["range"], lambda: go_tool(
-                    srv.endpoint, 256, 16, [*user, "range", RANGE_KEY, "--consistency", "s", "--total",
-                                            str(s["range"])], self.timeout)),
+                "auth_put_c64": self.put(srv, 64, 8, s["put64"], flags=user),
+                "auth_range_l_c256": self.range(srv, "l", 256, 16, s["range"], flags=user),
+                "auth_range_s_c256": self.range(srv, "s", 256, 16, s["range"], flags=user),
             }
         finally:
             srv.auth_off(AUTH_PASSWORD)
@@ -219,13 +214,8 @@ class Runner:
         s, tls = self.sizes, twin.tool_flags()
         twin.put(RANGE_KEY.encode(), b"v" * VAL_SIZE)
         return {
-            "tls_put_c64": with_cpu(twin, s["put64"], lambda: go_tool(
-                twin.endpoint, 64, 8, [*tls, "put", "--key-size", str(KEY_SIZE), "--val-size", str(VAL_SIZE),
-                                       "--total", str(s["put64"]), "--sequential-keys", "--key-space-size",
-                                       str(s["put64"])], self.timeout)),
-            "tls_range_l_c256": with_cpu(twin, s["range"], lambda: go_tool(
-                twin.endpoint, 256, 16, [*tls, "range", RANGE_KEY, "--consistency", "l", "--total",
-                                         str(s["range"])], self.timeout)),
+            "tls_put_c64": self.put(twin, 64, 8, s["put64"], flags=tls),
+            "tls_range_l_c256": self.range(twin, "l", 256, 16, s["range"], flags=tls),
         }
 
     def _tls_twin(self, srv: Server) -> Server:
