@@ -7,7 +7,7 @@ RPC by its ``index``, and a handler object (the core's or a worker's) is
 looked up by the RPC's method name. An RPC is served when the handler object
 has a method of that name; the rest answer UNIMPLEMENTED. gRPC's Health
 service is not in the table (its ``Watch`` would clash with etcd's, and every
-process answers it itself): ``etcdx.api.health`` serves it.
+process answers it itself): ``etcdx.api.grpc_health`` serves it.
 
 Handler methods follow one async interface, each with the caller's
 ``etcdx.api.context.CallContext``:
