@@ -7,9 +7,12 @@ would apply twice); the caller gets an error whose ``may_have_applied`` says so.
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 
-from etcdx.client import ConnectionFailed, ConnectionLost, txn
+from etcdx.client import AsyncClient, Client, ConnectionFailed, ConnectionLost, txn
 from etcdx.testing.clientproxy import ClientProxy
 from etcdx.testing.procs import free_port
 
@@ -73,6 +76,33 @@ def test_a_put_fails_over_from_an_unreachable_member_and_applies_once(member, co
 
 def test_no_reachable_member_fails_within_the_timeout_as_not_applied(connect):
     c = connect(f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}", timeout=1.0)
+    with pytest.raises(ConnectionFailed) as e:
+        c.put("k", "v")
+    assert not e.value.may_have_applied
+
+
+def test_a_backoff_that_oversleeps_the_deadline_still_reports_the_failure(connect, monkeypatch):
+    """A loaded machine wakes the retry's backoff after the deadline: the caller must still learn
+    that the put never reached a member, not get an ambiguous deadline error (a CI flake once)."""
+
+    def wake_late(deadline: float) -> float:
+        return max(0.0, deadline - time.monotonic()) + 0.05
+
+    sync_after_error, async_after_error = Client._after_error, AsyncClient._after_error
+
+    def sync_late(self, *args):
+        retry = sync_after_error(self, *args)
+        time.sleep(wake_late(args[-1]))
+        return retry
+
+    async def async_late(self, *args):
+        retry = await async_after_error(self, *args)
+        await asyncio.sleep(wake_late(args[-1]))
+        return retry
+
+    monkeypatch.setattr(Client, "_after_error", sync_late)
+    monkeypatch.setattr(AsyncClient, "_after_error", async_late)
+    c = connect(f"127.0.0.1:{free_port()}", timeout=1.0)
     with pytest.raises(ConnectionFailed) as e:
         c.put("k", "v")
     assert not e.value.may_have_applied

@@ -382,6 +382,7 @@ class AsyncClient:
         deadline = self._deadline(call.timeout, outer_deadline)
         attempt = 0
         reauthenticated = False
+        last_error: EtcdError | None = None
         while True:
             endpoint = call.endpoint or self._pick()
             if call.authenticated:
@@ -389,6 +390,10 @@ class AsyncClient:
             token = self._token
             remaining = _remaining(deadline)
             if remaining is not None and remaining <= 0:
+                # The budget ran out in the backoff: the failure that led to the retry says more
+                # (and whether the call may have applied) than a bare deadline would.
+                if last_error is not None:
+                    raise last_error from None
                 raise DeadlineExceeded(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded before the call", endpoint)
             budget = attempt_budget(remaining, 1 if call.endpoint else len(self.endpoints))
             try:
@@ -409,6 +414,7 @@ class AsyncClient:
                 if not await self._after_error(error, endpoint, call.idempotent, attempt, deadline):
                     raise error from None
                 attempt += 1
+                last_error = error
                 continue
             self._pool.succeeded(endpoint)
             return response

@@ -434,6 +434,7 @@ class Client:
         deadline = self._deadline(call.timeout, outer_deadline)
         attempt = 0
         reauthenticated = False
+        last_error: EtcdError | None = None
         while True:
             endpoint = call.endpoint or self._pick()
             if call.authenticated:
@@ -441,6 +442,10 @@ class Client:
             token = self._token
             remaining = _remaining(deadline)
             if remaining is not None and remaining <= 0:
+                # The budget ran out in the backoff: the failure that led to the retry says more
+                # (and whether the call may have applied) than a bare deadline would.
+                if last_error is not None:
+                    raise last_error from None
                 raise DeadlineExceeded(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded before the call", endpoint)
             budget = attempt_budget(remaining, 1 if call.endpoint else len(self.endpoints))
             try:
@@ -461,6 +466,7 @@ class Client:
                 if not self._after_error(error, endpoint, call.idempotent, attempt, deadline):
                     raise error from None
                 attempt += 1
+                last_error = error
                 continue
             self._endpoint_ok(endpoint)
             return response
