@@ -14,6 +14,7 @@ import sys
 
 from etcdx import __version__
 from etcdx.server import config, flagtable, logs
+from etcdx.server.gc_tuning import freeze_boot_objects
 
 log = logging.getLogger("etcdx.main")
 
@@ -97,6 +98,7 @@ async def serve(cfg: config.Config) -> None:
             await metrics.close()
             await server.stop()
             raise SystemExit(1) from None
+    freeze_boot_objects()
     log.info("serving client requests", extra={"fields": {"listen-client-urls": cfg.listen_client_urls,
                                                           "name": cfg.name, "data-dir": cfg.data_dir}})
     stop = asyncio.Event()

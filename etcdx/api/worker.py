@@ -42,6 +42,7 @@ from etcdx.api.metrics_http import WorkerMetrics
 from etcdx.api.remote import WorkerHandlers, connect
 from etcdx.gateway import WorkerState, build_http
 from etcdx.server import logs
+from etcdx.server.gc_tuning import freeze_boot_objects
 
 log = logging.getLogger("etcdx.api.worker")
 
@@ -78,6 +79,7 @@ async def _serve(path: str, index: int) -> None:
     http = build_http(remote, remote.cfg, WorkerState(remote), metrics.routes())
     front = frontend_server.build(remote, remote.cfg, http, stats=metrics.rpc)
     await frontend_server.listen(front, remote.cfg, reuse_port=True)
+    freeze_boot_objects()
     await conn.call(ipc.READY, json.dumps([index, os.getpid()]).encode())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
